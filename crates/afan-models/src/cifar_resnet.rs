@@ -1,0 +1,251 @@
+//! The CIFAR ResNets of He et al. (2016), section 4.2, as the release trains them: three stages of
+//! 16/32/64 channels, `n` basic blocks each (depth `6n + 2`), the parameter-free "option A"
+//! shortcut (stride-2 subsampling plus zero channels), and input normalization inside the model so
+//! that attacks and augmentations see pixels in 0..1.
+
+use crate::layers::{ConvInit, conv};
+use crate::norm::{BatchNorm2d, BatchNorm2dConfig};
+use afan_core::{SplitModel, SplitPoint};
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, s};
+
+/// Per-channel mean of the CIFAR-10 training images.
+pub const CIFAR_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
+/// Per-channel standard deviation of the CIFAR-10 training images.
+pub const CIFAR_STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
+
+/// A basic block with an option-A shortcut.
+#[derive(Module, Debug)]
+pub struct BlockA {
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    conv2: Conv2d,
+    bn2: BatchNorm2d,
+    /// Zero channels added on each side of the shortcut (0: identity shortcut).
+    pad: usize,
+    stride: usize,
+}
+
+impl BlockA {
+    fn new(in_ch: usize, out_ch: usize, stride: usize, device: &Device) -> Self {
+        let init = ConvInit::KaimingNormalFanIn;
+        let pad = if stride != 1 || in_ch != out_ch {
+            (out_ch - in_ch) / 2
+        } else {
+            0
+        };
+        Self {
+            conv1: conv(in_ch, out_ch, 3, stride, init, device),
+            bn1: BatchNorm2dConfig::new(out_ch).init(device),
+            conv2: conv(out_ch, out_ch, 3, 1, init, device),
+            bn2: BatchNorm2dConfig::new(out_ch).init(device),
+            pad,
+            stride,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let out = relu(self.bn1.forward(self.conv1.forward(x.clone())));
+        let out = self.bn2.forward(self.conv2.forward(out));
+        relu(out + self.shortcut(x))
+    }
+
+    /// `F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p))`.
+    fn shortcut(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.pad == 0 && self.stride == 1 {
+            return x;
+        }
+        let x = if self.stride == 2 {
+            x.slice(s![.., .., ..;2, ..;2])
+        } else {
+            x
+        };
+        let [b, _, h, w] = x.dims();
+        let zeros = Tensor::<4>::zeros([b, self.pad, h, w], &x.device());
+        Tensor::cat(vec![zeros.clone(), x, zeros], 1)
+    }
+}
+
+/// CIFAR ResNet-(6n+2).
+#[derive(Module, Debug)]
+pub struct CifarResNet {
+    conv1: Conv2d,
+    bn1: BatchNorm2d,
+    /// All blocks of the three stages, in order.
+    blocks: Vec<BlockA>,
+    fc: Linear,
+    /// Blocks per stage.
+    n: usize,
+    num_classes: usize,
+}
+
+impl CifarResNet {
+    /// ResNet of depth `6n + 2` for `num_classes` classes.
+    pub fn new(depth: usize, num_classes: usize, device: &Device) -> Self {
+        assert!(
+            depth >= 8 && (depth - 2) % 6 == 0,
+            "CIFAR ResNet depth must be 6n+2"
+        );
+        let n = (depth - 2) / 6;
+        let mut blocks = Vec::with_capacity(3 * n);
+        let mut in_ch = 16;
+        for (stage, out_ch) in [16, 32, 64].into_iter().enumerate() {
+            for i in 0..n {
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                blocks.push(BlockA::new(in_ch, out_ch, stride, device));
+                in_ch = out_ch;
+            }
+        }
+        Self {
+            conv1: conv(3, 16, 3, 1, ConvInit::KaimingNormalFanIn, device),
+            bn1: BatchNorm2dConfig::new(16).init(device),
+            blocks,
+            fc: LinearConfig::new(64, num_classes)
+                .with_initializer(Initializer::KaimingNormal {
+                    gain: std::f64::consts::SQRT_2,
+                    fan_out_only: false,
+                })
+                .init(device),
+            n,
+            num_classes,
+        }
+    }
+
+    /// Network depth (20, 32, 44, 56, 110, ...).
+    pub fn depth(&self) -> usize {
+        6 * self.n + 2
+    }
+
+    /// Number of output classes.
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    fn stem(&self, x: Tensor<4>) -> Tensor<4> {
+        let device = x.device();
+        let mean = Tensor::<1>::from_floats(CIFAR_MEAN, &device).reshape([1, 3, 1, 1]);
+        let std = Tensor::<1>::from_floats(CIFAR_STD, &device).reshape([1, 3, 1, 1]);
+        let x = (x - mean) / std;
+        relu(self.bn1.forward(self.conv1.forward(x)))
+    }
+
+    fn head(&self, f: Tensor<4>) -> Tensor<2> {
+        let [b, c, _, _] = f.dims();
+        let pooled = f.mean_dim(2).mean_dim(3).reshape([b, c]);
+        self.fc.forward(pooled)
+    }
+}
+
+impl SplitModel for CifarResNet {
+    type Input = Tensor<4>;
+    type Output = Tensor<2>;
+
+    fn model_name(&self) -> String {
+        format!("resnet{}", self.depth())
+    }
+
+    /// `stem`, then `layerS.I` after block I of stage S (torchvision numbering).
+    fn split_points(&self) -> Vec<String> {
+        let mut points = vec!["stem".to_string()];
+        for stage in 1..=3 {
+            points.extend((0..self.n).map(|i| format!("layer{stage}.{i}")));
+        }
+        points
+    }
+
+    /// `layerS` is the end of stage S; `conv1` is the stem.
+    fn resolve_alias(&self, name: &str) -> Option<usize> {
+        match name {
+            "conv1" => Some(0),
+            "layer1" => Some(self.n),
+            "layer2" => Some(2 * self.n),
+            "layer3" => Some(3 * self.n),
+            _ => None,
+        }
+    }
+
+    fn forward(&self, input: Tensor<4>) -> Tensor<2> {
+        let f = self
+            .blocks
+            .iter()
+            .fold(self.stem(input), |f, b| b.forward(f));
+        self.head(f)
+    }
+
+    fn forward_to(&self, input: Tensor<4>, point: &SplitPoint) -> Tensor<4> {
+        self.blocks[..point.index]
+            .iter()
+            .fold(self.stem(input), |f, b| b.forward(f))
+    }
+
+    fn forward_from(&self, feature: Tensor<4>, point: &SplitPoint) -> Tensor<2> {
+        let f = self.blocks[point.index..]
+            .iter()
+            .fold(feature, |f, b| b.forward(f));
+        self.head(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData, Tolerance};
+
+    #[test]
+    fn split_round_trip_equals_forward_at_every_point() {
+        let dev = Device::flex();
+        for depth in [20, 32] {
+            let model = CifarResNet::new(depth, 10, &dev);
+            let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Uniform(0.0, 1.0), &dev);
+            let full = model.forward(x.clone()).into_data();
+            assert_eq!(model.split_points().len(), 1 + 3 * (depth - 2) / 6);
+            for name in model.split_points() {
+                let p = model.split_point(&name).unwrap();
+                let out = model.forward_from(model.forward_to(x.clone(), &p), &p);
+                out.into_data().assert_eq(&full, true);
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_parameters_and_stage_aliases() {
+        let dev = Device::flex();
+        let model = CifarResNet::new(20, 100, &dev);
+        // ResNet-20 has 269,722 trainable parameters for 10 classes (He et al.: 0.27M); 100 classes
+        // add 90 * 65 fc parameters, and Burn's count includes the 2 * 688 running statistics.
+        let params = model.num_params();
+        assert_eq!(params, 269_722 + 90 * 65 + 2 * 688);
+        let x = Tensor::<4>::zeros([1, 3, 32, 32], &dev);
+        let expect = [
+            ("stem", [1, 16, 32, 32]),
+            ("layer1", [1, 16, 32, 32]),
+            ("layer2", [1, 32, 16, 16]),
+            ("layer3", [1, 64, 8, 8]),
+        ];
+        for (name, shape) in expect {
+            let p = model.split_point(name).unwrap();
+            assert_eq!(model.forward_to(x.clone(), &p).dims(), shape, "{name}");
+        }
+        assert_eq!(model.split_point("layer2").unwrap().name, "layer2.2");
+        assert!(model.split_point("layer4").is_err());
+    }
+
+    #[test]
+    fn option_a_shortcut_subsamples_and_zero_pads_channels() {
+        let dev = Device::flex();
+        let block = BlockA::new(2, 4, 2, &dev);
+        let x: Vec<f32> = (0..2 * 4 * 4).map(|v| v as f32).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(x, [1, 2, 4, 4]), &dev);
+        let out = block.shortcut(x);
+        let mut expected = vec![0.0f32; 4];
+        expected.extend([0.0, 2.0, 8.0, 10.0, 16.0, 18.0, 24.0, 26.0]);
+        expected.extend([0.0; 4]);
+        out.into_data().assert_approx_eq::<f32>(
+            &TensorData::new(expected, [1, 4, 2, 2]),
+            Tolerance::default(),
+        );
+    }
+}

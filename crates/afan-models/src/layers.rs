@@ -1,0 +1,49 @@
+//! Convolutions with the initialisations of the reference implementations.
+
+use burn::nn::Initializer;
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::tensor::Device;
+
+/// How conv weights are drawn, per reference implementation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvInit {
+    /// `kaiming_normal_(w)`: fan-in, gain sqrt(2) (the CIFAR ResNets of the release).
+    KaimingNormalFanIn,
+    /// `kaiming_normal_(w, mode="fan_out", nonlinearity="relu")` (torchvision ResNets).
+    KaimingNormalFanOut,
+}
+
+impl ConvInit {
+    fn initializer(self) -> Initializer {
+        let gain = std::f64::consts::SQRT_2;
+        match self {
+            ConvInit::KaimingNormalFanIn => Initializer::KaimingNormal {
+                gain,
+                fan_out_only: false,
+            },
+            ConvInit::KaimingNormalFanOut => Initializer::KaimingNormal {
+                gain,
+                fan_out_only: true,
+            },
+        }
+    }
+}
+
+/// A bias-free `k x k` convolution with symmetric padding `k / 2` (or `dilation` for atrous 3x3).
+pub fn conv(
+    in_ch: usize,
+    out_ch: usize,
+    kernel: usize,
+    stride: usize,
+    init: ConvInit,
+    device: &Device,
+) -> Conv2d {
+    let p = kernel / 2;
+    Conv2dConfig::new([in_ch, out_ch], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .with_bias(false)
+        .with_initializer(init.initializer())
+        .init(device)
+}
