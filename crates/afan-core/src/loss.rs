@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// The release's weightings, by task.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", tag = "preset")]
+#[serde(rename_all = "lowercase")]
 pub enum LossPreset {
     /// `(L_clean + L_adv) / 2` over two points (clean, full strength).
     Classification,

@@ -4,6 +4,10 @@
 pub mod cifar_resnet;
 pub mod layers;
 pub mod norm;
+pub mod registry;
+pub mod resnet;
 
 pub use cifar_resnet::CifarResNet;
 pub use norm::{BatchNorm2d, BatchNorm2dConfig};
+pub use registry::{Classifier, ClassifierKind, UnknownModel};
+pub use resnet::{IMAGENET_MEAN, IMAGENET_STD, ResNet, ResNetDepth, ResNetOptions};

@@ -1,0 +1,182 @@
+//! `afan bench`: the cost of a clean training step and of an A-FAN step, on random data, after
+//! warm-up. Medians, because a shared machine is noisy.
+
+use crate::device::parse_device;
+use afan_core::{AfanConfig, SplitModel, afan_objective, attack_copy, cross_entropy};
+use afan_models::ClassifierKind;
+use anyhow::Result;
+use burn::module::Module;
+use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+use burn::tensor::{Distribution, Int, Tensor};
+use serde::Serialize;
+use std::time::Instant;
+
+/// `afan bench` arguments.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Model to time.
+    #[arg(long, default_value = "resnet20")]
+    pub model: String,
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// PGD steps of the A-FAN step.
+    #[arg(long, default_value_t = 3)]
+    pub pgd_steps: usize,
+    /// Split point of the A-FAN step.
+    #[arg(long, default_value = "layer1")]
+    pub split: String,
+    /// Number of classes of the model.
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
+    /// Timed iterations per measurement.
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+    /// Untimed warm-up iterations.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Image side (CIFAR: 32).
+    #[arg(long, default_value_t = 32)]
+    pub size: usize,
+    /// Backend device.
+    #[arg(long, env = "BURN_DEVICE", default_value = "cpu")]
+    pub device: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The figures `afan bench` reports.
+#[derive(Debug, Serialize)]
+pub struct BenchResult {
+    /// Model timed.
+    pub model: String,
+    /// Batch size.
+    pub batch: usize,
+    /// Device name.
+    pub device: String,
+    /// Median seconds of one clean SGD step (forward, backward, update).
+    pub clean_step_s: f64,
+    /// Median seconds of one A-FAN SGD step.
+    pub afan_step_s: f64,
+    /// `afan_step_s / clean_step_s`.
+    pub afan_over_clean: f64,
+    /// Median seconds of one forward pass in inference mode.
+    pub inference_s: f64,
+    /// PGD steps of the A-FAN step.
+    pub pgd_steps: usize,
+    /// Split point.
+    pub split: String,
+    /// Every timed sample, seconds.
+    pub samples: BenchSamples,
+}
+
+/// Raw timings.
+#[derive(Debug, Serialize)]
+pub struct BenchSamples {
+    /// Clean steps.
+    pub clean: Vec<f64>,
+    /// A-FAN steps.
+    pub afan: Vec<f64>,
+    /// Inference passes.
+    pub inference: Vec<f64>,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Runs `afan bench`.
+pub fn run(args: BenchArgs) -> Result<()> {
+    let base = parse_device(&args.device)?;
+    let device = base.clone().autodiff();
+    let kind: ClassifierKind = args.model.parse()?;
+    device.seed(0);
+    let mut model = kind.build(args.classes, &device);
+    let point = model.split_point(&args.split)?;
+    let mut afan = AfanConfig::default();
+    afan.pgd.steps = args.pgd_steps;
+    afan.validate()?;
+    let mut optim = SgdConfig::new().init();
+    let shape = [args.batch, 3, args.size, args.size];
+    let x = Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), &device);
+    let y = Tensor::<1, Int>::random(
+        [args.batch],
+        Distribution::Uniform(0.0, args.classes as f64),
+        &device,
+    );
+
+    let mut time = |afan_step: bool, model: &mut afan_models::Classifier| -> Vec<f64> {
+        (0..args.warmup + args.iters)
+            .map(|_| {
+                let t = Instant::now();
+                let loss = if afan_step {
+                    let attacker = attack_copy(model, afan.attack_bn);
+                    afan_objective(&*model, &attacker, x.clone(), &point, &afan, |o| {
+                        cross_entropy(o.clone(), y.clone())
+                    })
+                    .loss
+                } else {
+                    cross_entropy(model.forward(x.clone()), y.clone())
+                };
+                let grads = GradientsParams::from_grads(loss.backward(), &*model);
+                *model = optim.step(0.01, model.clone(), grads);
+                // Reading the loss waits for the backend, so the time covers the whole step.
+                let _ = loss.into_scalar::<f32>();
+                t.elapsed().as_secs_f64()
+            })
+            .skip(args.warmup)
+            .collect()
+    };
+    let mut clean = time(false, &mut model);
+    let mut afan_t = time(true, &mut model);
+    let valid = model.valid();
+    let xv = x.clone().without_autodiff();
+    let mut inference: Vec<f64> = (0..args.warmup + args.iters)
+        .map(|_| {
+            let t = Instant::now();
+            let _ = valid.forward(xv.clone()).into_data();
+            t.elapsed().as_secs_f64()
+        })
+        .skip(args.warmup)
+        .collect();
+    let (c, a, i) = (
+        median(&mut clean),
+        median(&mut afan_t),
+        median(&mut inference),
+    );
+    let result = BenchResult {
+        model: args.model.clone(),
+        batch: args.batch,
+        device: args.device.clone(),
+        clean_step_s: c,
+        afan_step_s: a,
+        afan_over_clean: a / c,
+        inference_s: i,
+        pgd_steps: args.pgd_steps,
+        split: point.name.clone(),
+        samples: BenchSamples {
+            clean,
+            afan: afan_t,
+            inference,
+        },
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&result)?);
+    } else {
+        println!(
+            "{} batch {} on {}: clean step {:.3}s, A-FAN step ({} PGD steps after {}) {:.3}s ({:.2}x), inference {:.3}s",
+            result.model,
+            result.batch,
+            result.device,
+            c,
+            args.pgd_steps,
+            result.split,
+            a,
+            a / c,
+            i
+        );
+    }
+    Ok(())
+}

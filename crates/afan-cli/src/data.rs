@@ -1,0 +1,121 @@
+//! From a configuration to datasets, and from host batches to tensors.
+
+use crate::config::TrainConfig;
+use afan_data::{Batch, CifarKind, CifarSplit, ImageDataset, load_cifar, shapes10};
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+/// The datasets the classification path knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatasetName {
+    /// The embedded generated set (`shapes10`).
+    Synthetic,
+    /// CIFAR-10 or CIFAR-100 in the official binary layout.
+    Cifar(CifarKind),
+}
+
+impl DatasetName {
+    /// Parses a `dataset` field.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "synthetic" | "shapes10" => Ok(Self::Synthetic),
+            "cifar10" => Ok(Self::Cifar(CifarKind::Cifar10)),
+            "cifar100" => Ok(Self::Cifar(CifarKind::Cifar100)),
+            other => bail!("unknown dataset `{other}`; expected synthetic, cifar10 or cifar100"),
+        }
+    }
+}
+
+/// Which held-out images to evaluate on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalSplit {
+    /// The official test split.
+    Test,
+    /// The images held out of the training split by `val_split`.
+    Val,
+}
+
+/// Training images and the images evaluated after each epoch.
+pub struct Splits {
+    /// What the model trains on.
+    pub train: ImageDataset,
+    /// What it is evaluated on.
+    pub eval: ImageDataset,
+    /// `test` or `val`.
+    pub eval_split: EvalSplit,
+}
+
+fn full_split(config: &TrainConfig, train: bool) -> Result<ImageDataset> {
+    match DatasetName::parse(&config.dataset)? {
+        DatasetName::Synthetic => {
+            let (tr, te) = shapes10(config.synthetic.train, config.synthetic.test, config.seed);
+            Ok(if train { tr } else { te })
+        }
+        DatasetName::Cifar(kind) => {
+            let path = config.data.as_ref().with_context(|| {
+                format!("dataset `{}` needs --data pointing at the extracted folder or the downloaded .tar.gz", config.dataset)
+            })?;
+            let split = if train {
+                CifarSplit::Train
+            } else {
+                CifarSplit::Test
+            };
+            Ok(load_cifar(path, kind, split)?)
+        }
+    }
+}
+
+/// The training split and the evaluation split the configuration describes.
+pub fn load_splits(config: &TrainConfig) -> Result<Splits> {
+    let train = full_split(config, true)?;
+    if config.val_split > 0 {
+        let (train, val) = split_val(config, train)?;
+        Ok(Splits {
+            train,
+            eval: val,
+            eval_split: EvalSplit::Val,
+        })
+    } else {
+        Ok(Splits {
+            train,
+            eval: full_split(config, false)?,
+            eval_split: EvalSplit::Test,
+        })
+    }
+}
+
+fn split_val(config: &TrainConfig, train: ImageDataset) -> Result<(ImageDataset, ImageDataset)> {
+    if config.val_split >= train.len() {
+        bail!(
+            "val_split = {} leaves no training images (the training split has {})",
+            config.val_split,
+            train.len()
+        );
+    }
+    Ok(train.train_val_split(config.val_split, config.seed))
+}
+
+/// One evaluation split, as `afan eval` asks for it.
+pub fn load_eval(config: &TrainConfig, split: EvalSplit) -> Result<ImageDataset> {
+    match split {
+        EvalSplit::Test => full_split(config, false),
+        EvalSplit::Val => {
+            if config.val_split == 0 {
+                bail!(
+                    "--split val needs a run trained with val_split > 0 (this one used the test split)"
+                );
+            }
+            Ok(split_val(config, full_split(config, true)?)?.1)
+        }
+    }
+}
+
+/// A host batch as an image tensor `[B, C, H, W]` in 0..1 and a label tensor `[B]`.
+pub fn to_tensors(batch: Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let shape = [batch.batch_size, batch.channels, batch.height, batch.width];
+    let labels = batch.labels.len();
+    let x = Tensor::from_data(TensorData::new(batch.images, shape), device);
+    let y = Tensor::from_data(TensorData::new(batch.labels, [labels]), device);
+    (x, y)
+}

@@ -1,0 +1,216 @@
+//! `afan`: train, evaluate and benchmark A-FAN models.
+
+mod bench;
+mod checkpoint;
+mod config;
+mod data;
+mod device;
+mod evaluate;
+mod metrics;
+mod schedule;
+mod train;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use config::TrainConfig;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "afan",
+    version,
+    about = "Adversarial Feature Augmentation and Normalization (A-FAN) on Burn"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model (with no arguments: A-FAN on the embedded generated dataset).
+    Train(Box<TrainArgs>),
+    /// Evaluate a checkpoint.
+    Eval(evaluate::EvalArgs),
+    /// Time a clean and an A-FAN training step.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct TrainArgs {
+    /// TOML configuration (see configs/); fields it leaves out keep the release defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Dataset folder or downloaded archive (CIFAR binary version).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Dataset: synthetic, cifar10, cifar100.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Model name (resnet20, resnet32, resnet44, resnet56, resnet110).
+    #[arg(long)]
+    model: Option<String>,
+    /// baseline or afan.
+    #[arg(long)]
+    method: Option<String>,
+    /// Number of epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Batch size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Base learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// A-FAN split point (e.g. layer1, layer2.3).
+    #[arg(long)]
+    split: Option<String>,
+    /// A-FAN PGD steps.
+    #[arg(long)]
+    pgd_steps: Option<usize>,
+    /// Any other field: `--set optim.weight_decay=1e-4` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Run directory (default: runs/<model>-<method>-<time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long, requires = "out")]
+    resume: bool,
+    /// Backend device: cpu (= flex), wgpu, cuda[:N].
+    #[arg(long, env = "BURN_DEVICE", default_value = "cpu")]
+    device: String,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+impl TrainArgs {
+    /// Named flags are shorthands for `--set`.
+    fn overrides(&self) -> Vec<String> {
+        let mut o = Vec::new();
+        let quote = |s: &str| format!("{:?}", s);
+        if let Some(v) = &self.data {
+            o.push(format!("data={}", quote(&v.display().to_string())));
+        }
+        if let Some(v) = &self.dataset {
+            o.push(format!("dataset={}", quote(v)));
+        }
+        if let Some(v) = &self.model {
+            o.push(format!("model={}", quote(v)));
+        }
+        if let Some(v) = &self.method {
+            o.push(format!("method={}", quote(v)));
+        }
+        if let Some(v) = self.epochs {
+            o.push(format!("epochs={v}"));
+        }
+        if let Some(v) = self.batch_size {
+            o.push(format!("batch_size={v}"));
+        }
+        if let Some(v) = self.lr {
+            o.push(format!("optim.lr={v:?}"));
+        }
+        if let Some(v) = self.seed {
+            o.push(format!("seed={v}"));
+        }
+        if let Some(v) = &self.split {
+            o.push(format!("afan.split={}", quote(v)));
+        }
+        if let Some(v) = self.pgd_steps {
+            o.push(format!("afan.pgd.steps={v}"));
+        }
+        o.extend(self.set.iter().cloned());
+        o
+    }
+}
+
+fn train(args: TrainArgs) -> Result<()> {
+    let overrides = args.overrides();
+    let config = if args.resume {
+        let out = args
+            .out
+            .as_ref()
+            .expect("clap requires --out with --resume");
+        let stored = out.join(train::CONFIG);
+        if args.config.is_some() {
+            anyhow::bail!(
+                "--resume continues with the run's own {}; drop --config",
+                stored.display()
+            );
+        }
+        // The stored configuration is authoritative; only the epoch count may be extended.
+        let extra: Vec<String> = overrides
+            .into_iter()
+            .filter(|o| o.starts_with("epochs="))
+            .collect();
+        TrainConfig::load(Some(&stored), TrainConfig::default(), &extra)
+            .with_context(|| format!("cannot resume from {}", out.display()))?
+    } else {
+        // No config file and no data: the quick start on the embedded dataset.
+        let base = if args.config.is_none() && args.data.is_none() && args.dataset.is_none() {
+            TrainConfig::quickstart()
+        } else {
+            TrainConfig::default()
+        };
+        TrainConfig::load(args.config.as_deref(), base, &overrides)?
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| train::default_run_dir(&config));
+    let device = device::parse_device(&args.device)?;
+    eprintln!(
+        "training {} ({:?}) on {} for {} epochs -> {}",
+        config.model,
+        config.method,
+        config.dataset,
+        config.epochs,
+        out.display()
+    );
+    let summary = train::run(
+        config,
+        train::RunOptions {
+            out,
+            resume: args.resume,
+            device,
+            quiet: args.quiet,
+        },
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "final {} top-1: {:.2}% (best {:.2}%) after {} epochs; run saved in {}",
+            summary.eval_split,
+            summary.final_top1,
+            summary.best_top1,
+            summary.epochs,
+            summary.run_dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => train(*a),
+        Command::Eval(a) => evaluate::run(a),
+        Command::Bench(a) => bench::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,163 @@
+//! Errors of the data crate.
+//!
+//! Every variant names the file (or the field) it is about and what was
+//! expected, so that the one-line message is enough for a user to fix the
+//! problem — typically a wrong `--data` path or a damaged download — without
+//! reading the source.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while locating, reading or decoding a dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The operating system refused to read a file or a directory.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file or directory that could not be read.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A binary file is not a whole number of records: it was cut short by an
+    /// interrupted download or it is not a file of this format at all.
+    #[error(
+        "{}: {found_bytes} bytes is not a whole number of {record_bytes}-byte records \
+         (expected {expected_bytes} bytes); the file is truncated or not in the official binary layout",
+        path.display()
+    )]
+    Truncated {
+        /// The offending file.
+        path: PathBuf,
+        /// The nearest size that would be a whole, non-zero number of records.
+        expected_bytes: u64,
+        /// The size actually found.
+        found_bytes: u64,
+        /// The size of one record in this format.
+        record_bytes: u64,
+    },
+
+    /// A file holds a whole number of records, but not as many as the others
+    /// of the same split (the CIFAR training batches all have equal size).
+    #[error(
+        "{}: expected {expected} records (as in the other files of this split), found {found}",
+        path.display()
+    )]
+    RecordCount {
+        /// The offending file.
+        path: PathBuf,
+        /// The number of records expected.
+        expected: usize,
+        /// The number of records found.
+        found: usize,
+    },
+
+    /// A record's label is not a valid class index.
+    #[error(
+        "{}: record {record} has label {label}, but the dataset has only {num_classes} classes \
+         (labels 0..={}); wrong dataset kind for this file?",
+        path.display(),
+        num_classes.saturating_sub(1)
+    )]
+    LabelOutOfRange {
+        /// The offending file.
+        path: PathBuf,
+        /// Zero-based index of the record within the file.
+        record: usize,
+        /// The label found.
+        label: usize,
+        /// Number of classes of the dataset kind being loaded.
+        num_classes: usize,
+    },
+
+    /// A file the dataset needs is not there.
+    #[error("missing {}: {hint}", path.display())]
+    MissingFile {
+        /// The file that was looked for (inside an archive: `archive/member`).
+        path: PathBuf,
+        /// Which layouts are accepted, or what to do about it.
+        hint: String,
+    },
+
+    /// A class-name file does not list one name per class.
+    #[error(
+        "{}: expected {expected} class names (one per line), found {found}",
+        path.display()
+    )]
+    ClassNames {
+        /// The class-name file.
+        path: PathBuf,
+        /// Number of classes of the dataset kind.
+        expected: usize,
+        /// Number of non-empty lines found.
+        found: usize,
+    },
+
+    /// A dataset name that this crate does not know.
+    #[error("unknown dataset {0:?}; valid options are \"cifar10\" and \"cifar100\"")]
+    UnknownDataset(String),
+
+    /// A `.tar.gz` archive could not be decoded.
+    #[error("{}: not a readable .tar.gz archive: {message}", path.display())]
+    Archive {
+        /// The archive file.
+        path: PathBuf,
+        /// What the decoder reported.
+        message: String,
+    },
+
+    /// In-memory buffers whose sizes do not agree (a programming error in the
+    /// caller that built an [`crate::ImageDataset`] by hand).
+    #[error("inconsistent dataset: {0}")]
+    Inconsistent(String),
+}
+
+impl DataError {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_single_lines_that_name_the_file() {
+        let errors = [
+            DataError::Truncated {
+                path: "x/data_batch_1.bin".into(),
+                expected_bytes: 3073,
+                found_bytes: 3000,
+                record_bytes: 3073,
+            },
+            DataError::LabelOutOfRange {
+                path: "x/data_batch_1.bin".into(),
+                record: 2,
+                label: 10,
+                num_classes: 10,
+            },
+            DataError::MissingFile {
+                path: "x/data_batch_1.bin".into(),
+                hint: "give the folder".into(),
+            },
+            DataError::RecordCount {
+                path: "x/data_batch_1.bin".into(),
+                expected: 3,
+                found: 2,
+            },
+        ];
+        for e in errors {
+            let msg = e.to_string();
+            assert!(!msg.contains('\n'), "{msg}");
+            assert!(msg.contains("data_batch_1.bin"), "{msg}");
+        }
+        let msg = DataError::UnknownDataset("mnist".into()).to_string();
+        assert!(msg.contains("mnist") && msg.contains("cifar100"), "{msg}");
+    }
+}

@@ -1,0 +1,29 @@
+//! Datasets, batching and metrics for afan, as plain Rust buffers.
+//!
+//! This crate deliberately does not depend on Burn: it reads CIFAR-10/100 in
+//! their official binary layouts (or generates the embedded synthetic
+//! `shapes10` set), batches and augments them into `Vec<f32>`, and scores
+//! logits given as `&[f32]`. The training code converts batches to tensors,
+//! which keeps this crate fast to build and easy to test.
+
+pub mod cifar;
+pub mod dataset;
+pub mod error;
+pub mod fixtures;
+pub mod loader;
+pub mod metrics;
+pub mod prefetch;
+mod seed;
+pub mod synthetic;
+
+pub use cifar::{CifarKind, CifarSplit, load_cifar};
+pub use dataset::ImageDataset;
+pub use error::DataError;
+pub use fixtures::{CifarFixture, write_cifar_archive, write_cifar_fixture};
+pub use loader::{
+    Augmentation, Batch, Batches, CROP_PADDING, LoaderConfig, batches, epoch_order, num_batches,
+    shared_batches,
+};
+pub use metrics::{AccuracyMeter, topk_correct};
+pub use prefetch::{Prefetch, with_prefetch};
+pub use synthetic::{SHAPES10_CLASSES, shapes10};
