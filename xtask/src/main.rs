@@ -1,1 +1,100 @@
-fn main() {}
+//! Developer automation: `cargo xtask <task>`.
+//!
+//! - `test`: what CI runs — every test of the workspace on the CPU backend, then a type-check of
+//!   the GPU backends (they are optional features, so nothing else would notice them breaking).
+//! - `bench [ARGS]`: the release-build step benchmark (`afan bench`), plus, when a Python with
+//!   PyTorch is given in `AFAN_TORCH_PYTHON`, the same steps in PyTorch in the same run, so the
+//!   ratio in docs/benchmarks.md is measured on one machine at one time.
+//! - `fixtures [DIR]`: CIFAR-format data without downloading anything: the generated shapes as
+//!   `cifar-10-batches-bin/` (learnable), and a random-pixel CIFAR-100 `.tar.gz` archive.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("bench") => bench(&args[1..]),
+        Some("fixtures") => fixtures(args.get(1).map(PathBuf::from)),
+        _ => {
+            eprintln!("usage: cargo xtask <test | bench [afan bench args] | fixtures DIR>");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    eprintln!("+ cargo {}", args.join(" "));
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(root())
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    cargo(&["test", "--workspace", "--locked"], &[])?;
+    // wgpu compiles offline; CUDA's build script would download LLVM, and DOCS_RS=1 makes
+    // cubecl skip it, which is enough for a type-check.
+    cargo(
+        &["check", "-p", "afan-cli", "--features", "wgpu", "--locked"],
+        &[],
+    )?;
+    cargo(
+        &["check", "-p", "afan-cli", "--features", "cuda", "--locked"],
+        &[("DOCS_RS", "1")],
+    )?;
+    Ok(())
+}
+
+fn bench(extra: &[String]) -> Result<()> {
+    let mut args = vec!["run", "--release", "-p", "afan-cli", "--", "bench"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args, &[])?;
+    match std::env::var("AFAN_TORCH_PYTHON") {
+        Ok(python) => {
+            let script = root().join("xtask/reference/torch_step_bench.py");
+            eprintln!("+ {python} {} {}", script.display(), extra.join(" "));
+            let status = Command::new(&python)
+                .arg(&script)
+                .args(extra)
+                .status()
+                .with_context(|| format!("cannot run {python}"))?;
+            if !status.success() {
+                bail!("the PyTorch reference failed ({status})");
+            }
+        }
+        Err(_) => eprintln!(
+            "(set AFAN_TORCH_PYTHON=/path/to/python-with-torch to time PyTorch in the same run)"
+        ),
+    }
+    Ok(())
+}
+
+fn fixtures(dir: Option<PathBuf>) -> Result<()> {
+    let dir = dir.unwrap_or_else(|| root().join("target/fixtures"));
+    // Learnable content (the generated shapes) in the official CIFAR-10 layout and archive, so
+    // `afan train --data ...` can be tried on the real code path without downloading CIFAR.
+    let (train, test) = afan_data::shapes10(5000, 1000, 0);
+    let folder =
+        afan_data::write_cifar_dataset(&dir, afan_data::CifarKind::Cifar10, &train, &test)?;
+    println!("{}", folder.display());
+    let noise = dir.join("random");
+    let fx = afan_data::write_cifar_archive(&noise, afan_data::CifarKind::Cifar100, 4, 0)?;
+    println!("{}", fx.path.display());
+    Ok(())
+}

@@ -6,7 +6,7 @@ use afan_core::{AfanConfig, SplitModel, afan_objective, attack_copy, cross_entro
 use afan_models::ClassifierKind;
 use anyhow::Result;
 use burn::module::Module;
-use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Distribution, Int, Tensor};
 use serde::Serialize;
 use std::time::Instant;

@@ -183,9 +183,18 @@ impl TrainConfig {
         let source = path
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "the command line".into());
-        let config: TrainConfig = toml::Value::Table(tree)
-            .try_into()
-            .with_context(|| format!("invalid configuration (from {source})"))?;
+        // toml's messages span lines (`...\nin `optim``); one line reads better after `error:`.
+        let config: TrainConfig =
+            toml::Value::Table(tree)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    let msg = e
+                        .to_string()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    anyhow::anyhow!("invalid configuration (from {source}): {msg}")
+                })?;
         config.validate()?;
         Ok(config)
     }

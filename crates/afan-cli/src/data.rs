@@ -119,3 +119,11 @@ pub fn to_tensors(batch: Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) 
     let y = Tensor::from_data(TensorData::new(batch.labels, [labels]), device);
     (x, y)
 }
+
+/// A tensor's values on the host as `f32`, whatever the backend's float type.
+pub fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("data converted to f32 reads back as f32")
+}

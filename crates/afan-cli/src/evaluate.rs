@@ -49,11 +49,7 @@ pub fn evaluate(
         let (x, y) = to_tensors(batch, device);
         let logits = model.forward(x);
         let loss = cross_entropy(logits.clone(), y).into_scalar::<f64>();
-        let logits = logits
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .unwrap_or_default();
+        let logits = crate::data::to_host(logits);
         top1 += topk_correct(&logits, k, &labels, 1);
         top5 += topk_correct(&logits, k, &labels, 5.min(k));
         loss_sum += loss * b as f64;

@@ -89,6 +89,9 @@ struct TrainArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Print the resolved configuration (file, flags and defaults merged) as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 impl TrainArgs {
@@ -161,6 +164,10 @@ fn train(args: TrainArgs) -> Result<()> {
         };
         TrainConfig::load(args.config.as_deref(), base, &overrides)?
     };
+    if args.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
     let out = args
         .out
         .clone()

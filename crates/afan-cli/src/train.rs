@@ -9,12 +9,12 @@ use crate::metrics::{self, EpochMetrics};
 use crate::schedule::learning_rate;
 use afan_core::{SplitModel, afan_objective, attack_copy, cross_entropy};
 use afan_data::{LoaderConfig, batches, num_batches, topk_correct};
-use afan_models::{Classifier, ClassifierKind};
+use afan_models::ClassifierKind;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -207,11 +207,7 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
                 );
             }
             model = optim.step(lr, model, grads);
-            let logits = logits
-                .into_data()
-                .convert::<f32>()
-                .into_vec::<f32>()
-                .unwrap_or_default();
+            let logits = crate::data::to_host(logits);
             acc.add(
                 loss_value,
                 topk_correct(&logits, num_classes, &labels, 1),

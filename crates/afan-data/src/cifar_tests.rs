@@ -235,3 +235,19 @@ fn wrong_names_file_is_reported() {
     let test = load_cifar(&fx.path, CifarKind::Cifar10, CifarSplit::Test).unwrap();
     assert_eq!(test.class_names[9], "truck");
 }
+
+#[test]
+fn any_dataset_written_in_cifar_layout_loads_back_identically() {
+    let dir = tmp();
+    let (train, test) = crate::shapes10(25, 7, 3);
+    let folder =
+        crate::fixtures::write_cifar_dataset(dir.path(), CifarKind::Cifar10, &train, &test)
+            .unwrap();
+    let back = load_cifar(&folder, CifarKind::Cifar10, CifarSplit::Train).unwrap();
+    // 25 images over 5 files: all of them; the class names come from the names file.
+    assert_eq!(back.images, train.images);
+    assert_eq!(back.labels, train.labels);
+    assert_eq!(back.class_names, train.class_names);
+    let back = load_cifar(&folder, CifarKind::Cifar10, CifarSplit::Test).unwrap();
+    assert_eq!((back.images, back.labels), (test.images, test.labels));
+}

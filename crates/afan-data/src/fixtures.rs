@@ -147,3 +147,50 @@ pub fn write_cifar_archive(
         .map_err(io)?;
     Ok(fixture(kind, &files, archive))
 }
+
+/// Writes `train` and `test` as `dir/<official folder>/` in the official binary layout of `kind`
+/// (the images spread over the split's files in order, equally, as the loader requires: a
+/// remainder of `len % files` images is left out), so any 32x32 RGB dataset — such as
+/// the generated `shapes10` — can exercise the real CIFAR code path, including learning tests that
+/// random-pixel fixtures cannot provide.
+pub fn write_cifar_dataset(
+    dir: &Path,
+    kind: CifarKind,
+    train: &ImageDataset,
+    test: &ImageDataset,
+) -> Result<PathBuf, DataError> {
+    let folder = dir.join(kind.folder_name());
+    fs::create_dir_all(&folder).map_err(|e| DataError::io(&folder, e))?;
+    for (split, data) in [(CifarSplit::Train, train), (CifarSplit::Test, test)] {
+        assert_eq!(
+            (data.channels, data.height, data.width),
+            (CIFAR_CHANNELS, CIFAR_SIDE, CIFAR_SIDE),
+            "CIFAR images are 3x32x32"
+        );
+        assert!(
+            data.num_classes <= kind.num_classes(),
+            "too many classes for {}",
+            kind.name()
+        );
+        let files = kind.split_files(split);
+        let per_file = data.len() / files.len();
+        for (f, name) in files.iter().enumerate() {
+            let mut bytes = Vec::new();
+            for i in (f * per_file)..((f + 1) * per_file) {
+                let label = data.labels[i] as u8;
+                if kind == CifarKind::Cifar100 {
+                    bytes.push(label / 5); // coarse label, ignored by the loader
+                }
+                bytes.push(label);
+                bytes.extend_from_slice(data.image(i));
+            }
+            let p = folder.join(name);
+            fs::write(&p, bytes).map_err(|e| DataError::io(&p, e))?;
+        }
+    }
+    let mut names = train.class_names.join("\n");
+    names.push_str("\n\n");
+    let p = folder.join(kind.names_file());
+    fs::write(&p, names).map_err(|e| DataError::io(&p, e))?;
+    Ok(folder)
+}
