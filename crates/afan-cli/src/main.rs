@@ -11,6 +11,11 @@ mod schedule;
 mod train;
 
 use anyhow::{Context, Result};
+
+/// Training allocates and frees tens of megabytes per layer and step; glibc's allocator hands such
+/// blocks back to the kernel and page-faults them in again (zeroed) each time. mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use config::TrainConfig;
 use std::path::PathBuf;
