@@ -12,10 +12,19 @@ mod train;
 
 use anyhow::{Context, Result};
 
-/// Training allocates and frees tens of megabytes per layer and step; glibc's allocator hands such
-/// blocks back to the kernel and page-faults them in again (zeroed) each time. mimalloc keeps them.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// Training allocates and frees tens of megabytes per layer and step. glibc serves such blocks with
+/// fresh `mmap`s and unmaps them on free, so every step page-faults and the kernel zeroes the same
+/// memory again (~10% of a step in `perf`). Keeping freed memory in the heap saves that; see
+/// docs/benchmarks.md.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20); // glibc's maximum on 64-bit
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TOP_PAD, 256 << 20);
+    }
+}
 use clap::{Parser, Subcommand};
 use config::TrainConfig;
 use std::path::PathBuf;
@@ -211,6 +220,7 @@ fn train(args: TrainArgs) -> Result<()> {
 }
 
 fn main() {
+    keep_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
