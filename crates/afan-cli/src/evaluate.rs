@@ -33,6 +33,7 @@ pub fn evaluate(
     dataset: &ImageDataset,
     batch_size: usize,
     device: &Device,
+    quiet: bool,
 ) -> EvalResult {
     let config = LoaderConfig {
         batch_size,
@@ -43,7 +44,13 @@ pub fn evaluate(
     };
     let k = dataset.num_classes;
     let (mut top1, mut top5, mut loss_sum, mut n) = (0usize, 0usize, 0f64, 0usize);
+    let bar = crate::train::progress_bar(
+        afan_data::num_batches(dataset.len(), &config),
+        "eval".into(),
+        quiet,
+    );
     for batch in batches(dataset, &config, 0) {
+        bar.inc(1);
         let labels = batch.labels.clone();
         let b = labels.len();
         let (x, y) = to_tensors(batch, device);
@@ -55,6 +62,7 @@ pub fn evaluate(
         loss_sum += loss * b as f64;
         n += b;
     }
+    bar.finish_and_clear();
     let pct = |c: usize| {
         if n == 0 {
             0.0
@@ -151,7 +159,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     let model = model_from_checkpoint(&ckpt, &args.checkpoint, &device)?.valid();
-    let result = evaluate(&model, &dataset, args.batch_size, &device);
+    let result = evaluate(&model, &dataset, args.batch_size, &device, false);
     if args.json {
         println!("{}", serde_json::to_string(&result)?);
     } else {

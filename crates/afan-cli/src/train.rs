@@ -224,7 +224,7 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
         }
         bar.finish_and_clear();
 
-        let eval = evaluate(&model.valid(), &splits.eval, 256, &eval_device);
+        let eval = evaluate(&model.valid(), &splits.eval, 256, &eval_device, opts.quiet);
         last_top1 = eval.top1;
         let m = acc.finish(
             epoch + 1,
@@ -284,16 +284,21 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
 }
 
 fn progress(steps: usize, epoch: usize, epochs: usize, quiet: bool) -> ProgressBar {
+    progress_bar(steps, format!("epoch {}/{}", epoch + 1, epochs), quiet)
+}
+
+/// A bar over `steps` batches, hidden with `--quiet` (and by indicatif when stderr is no terminal).
+pub fn progress_bar(steps: usize, prefix: String, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(steps as u64);
     bar.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    bar.set_prefix(format!("{}/{}", epoch + 1, epochs));
+    bar.set_prefix(prefix);
     bar
 }
 

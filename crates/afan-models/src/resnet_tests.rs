@@ -223,32 +223,14 @@ fn zero_init_residual_zeroes_the_last_norm_of_each_branch() {
     let dev = Device::flex();
     let options = ResNetOptions::default().with_zero_init_residual(true);
     let model = ResNet::with_options(ResNetDepth::R18, 10, options, &dev);
+    let all = |bn: &BatchNorm2d, value: f32| {
+        let w = bn.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        w.iter().all(|&v| v == value)
+    };
     for block in model.blocks() {
-        let w = block
-            .bn2
-            .weight
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        assert!(w.iter().all(|&v| v == 0.0));
-        let w = block
-            .bn1
-            .weight
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        assert!(w.iter().all(|&v| v == 1.0));
+        assert!(all(&block.bn2, 0.0) && all(&block.bn1, 1.0));
     }
-    let w = model
-        .bn1
-        .weight
-        .val()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
-    assert!(w.iter().all(|&v| v == 1.0));
+    assert!(all(&model.bn1, 1.0));
     // Each block starts as relu(x + shortcut(x)) of its input.
     let x = Tensor::<4>::random([1, 64, 4, 4], Distribution::Normal(0.0, 1.0), &dev);
     model.layer1[0]
