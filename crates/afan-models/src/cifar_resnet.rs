@@ -3,6 +3,7 @@
 //! shortcut (stride-2 subsampling plus zero channels), and input normalization inside the model so
 //! that attacks and augmentations see pixels in 0..1.
 
+use crate::import::{ImportError, StateDict, load_state_dict};
 use crate::layers::{ConvInit, conv};
 use crate::norm::{BatchNorm2d, BatchNorm2dConfig};
 use afan_core::{SplitModel, SplitPoint};
@@ -16,6 +17,20 @@ use burn::tensor::{Device, Tensor, s};
 pub const CIFAR_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 /// Per-channel standard deviation of the CIFAR-10 training images.
 pub const CIFAR_STD: [f32; 3] = [0.2470, 0.2435, 0.2616];
+
+fn pytorch_key(blocks_per_stage: usize, path: &str) -> String {
+    let Some((index, tail)) = path.strip_prefix("blocks.").and_then(|r| r.split_once('.')) else {
+        return path.to_string();
+    };
+    match index.parse::<usize>() {
+        Ok(i) => format!(
+            "layer{}.{}.{tail}",
+            i / blocks_per_stage + 1,
+            i % blocks_per_stage
+        ),
+        Err(_) => path.to_string(),
+    }
+}
 
 /// A basic block with an option-A shortcut.
 #[derive(Module, Debug)]
@@ -122,6 +137,18 @@ impl CifarResNet {
     /// Number of output classes.
     pub fn num_classes(&self) -> usize {
         self.num_classes
+    }
+
+    /// The state-dict key of the release (and of the common PyTorch CIFAR ResNets) for a parameter
+    /// path of this model: the stages are one list here (`blocks.4`), `layer2.1` there.
+    pub fn pytorch_key(&self, path: &str) -> String {
+        pytorch_key(self.n, path)
+    }
+
+    /// Loads a PyTorch state dict of the same architecture (keys as the release names them).
+    pub fn load_pytorch(self, dict: &StateDict) -> Result<Self, ImportError> {
+        let (name, n) = (format!("resnet{}", self.depth()), self.n);
+        load_state_dict(self, &name, dict, |path| pytorch_key(n, path))
     }
 
     fn stem(&self, x: Tensor<4>) -> Tensor<4> {

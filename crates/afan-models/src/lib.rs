@@ -2,12 +2,14 @@
 //! points named after torchvision modules.
 
 pub mod cifar_resnet;
+pub mod import;
 pub mod layers;
 pub mod norm;
 pub mod registry;
 pub mod resnet;
 
 pub use cifar_resnet::CifarResNet;
+pub use import::{ImportError, StateDict, load_state_dict};
 pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use registry::{Classifier, ClassifierKind, UnknownModel};
 pub use resnet::{IMAGENET_MEAN, IMAGENET_STD, ResNet, ResNetDepth, ResNetOptions};

@@ -156,4 +156,41 @@ mod tests {
             .into_data()
             .assert_approx_eq::<f32>(&TensorData::from([0.0f32, 0.0]), Tolerance::default());
     }
+
+    #[test]
+    fn input_gradient_includes_the_batch_statistics() {
+        // d/dx of sum(r * bn(x)) against the same normalization written with plain ops, whose
+        // gradient autodiff derives through the mean and variance.
+        let dev = Device::flex().autodiff();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(
+                (0..24)
+                    .map(|i| ((i * 7 % 11) as f32) * 0.3 - 1.0)
+                    .collect::<Vec<_>>(),
+                [3, 2, 2, 2],
+            ),
+            &dev,
+        );
+        let r = Tensor::<4>::from_data(
+            TensorData::new(
+                (0..24)
+                    .map(|i| ((i * 5 % 13) as f32) * 0.1 - 0.6)
+                    .collect::<Vec<_>>(),
+                [3, 2, 2, 2],
+            ),
+            &dev,
+        );
+        let bn = BatchNorm2dConfig::new(2).init(&dev);
+        let x1 = x.clone().require_grad();
+        let g1 = (bn.forward(x1.clone()) * r.clone()).sum().backward();
+        let g1 = x1.grad(&g1).unwrap().into_data();
+        let x2 = x.require_grad();
+        let mean = x2.clone().mean_dim(0).mean_dim(2).mean_dim(3);
+        let c = x2.clone() - mean;
+        let var = c.clone().powi_scalar(2).mean_dim(0).mean_dim(2).mean_dim(3);
+        let y = c / (var + 1e-5).sqrt();
+        let g2 = (y * r).sum().backward();
+        let g2 = x2.grad(&g2).unwrap().into_data();
+        g1.assert_approx_eq::<f32>(&g2, Tolerance::rel_abs(1e-4, 1e-5));
+    }
 }

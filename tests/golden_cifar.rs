@@ -1,0 +1,313 @@
+//! One A-FAN training step of CIFAR ResNet-20 against PyTorch.
+//!
+//! `tests/fixtures/cifar_resnet20_afan.safetensors` was written by
+//! `xtask/reference/golden_cifar.py` (PyTorch, in float64): weights, a batch, and everything the
+//! release's step computes from them. Here the same step runs through `afan-models` and
+//! `afan-core` in f32 and every intermediate is compared.
+
+use afan_core::{
+    AfanConfig, MomentStats, SplitModel, SplitPoint, afan_objective, attack_copy, cross_entropy,
+    feature_pgd, materialize, moment_exchange, strength_points,
+};
+use afan_models::{CifarResNet, StateDict};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use std::path::Path;
+
+fn fixture() -> StateDict {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/cifar_resnet20_afan.safetensors");
+    StateDict::from_safetensors(&path).unwrap()
+}
+
+fn tensor<const D: usize>(dict: &StateDict, key: &str, device: &Device) -> Tensor<D> {
+    let (values, shape) = dict
+        .get(key)
+        .unwrap_or_else(|| panic!("fixture lacks {key}"));
+    Tensor::from_data(TensorData::new(values.to_vec(), shape.to_vec()), device)
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+/// Every element within `rel * (|want| + 0.1 * max|want|)`: relative for the elements of the size
+/// of the tensor, absolute (relative to the tensor's scale) for those near zero, where f32
+/// against PyTorch's f64 can only agree absolutely.
+fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let floor = 0.1 * want.iter().fold(0f32, |m, v| m.max(v.abs())) + f32::MIN_POSITIVE;
+    let (mut worst, mut at) = (0.0f32, 0);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let e = (g - w).abs() / (w.abs() + floor);
+        if e > worst {
+            (worst, at) = (e, i);
+        }
+    }
+    if std::env::var_os("GOLDEN_VERBOSE").is_some() {
+        eprintln!("{what}: worst relative error {worst:e}");
+    }
+    assert!(
+        worst <= rel,
+        "{what}: element {at} is {} but PyTorch has {} (relative error {worst:e} > {rel:e})",
+        got[at],
+        want[at]
+    );
+}
+
+fn model(dict: &StateDict, device: &Device) -> CifarResNet {
+    let m = CifarResNet::new(20, 10, device)
+        .load_pytorch(&dict.strip_prefix("model."))
+        .unwrap();
+    materialize(m)
+}
+
+#[test]
+fn eval_logits_match_pytorch() {
+    let dict = fixture();
+    let dev = Device::flex();
+    let m = model(&dict, &dev);
+    let logits = m.forward(tensor::<4>(&dict, "x", &dev));
+    assert_close(
+        "eval logits",
+        &host(logits),
+        dict.get("logits_eval").unwrap().0,
+        1e-5,
+    );
+}
+
+#[test]
+fn baseline_gradients_match_pytorch() {
+    let dict = fixture();
+    let dev = Device::flex().autodiff();
+    let m = model(&dict, &dev);
+    let y: Tensor<1, Int> = tensor::<1>(&dict, "y", &dev).int();
+    let loss = cross_entropy(m.forward(tensor::<4>(&dict, "x", &dev)), y);
+    let grads = GradientsParams::from_grads(loss.backward(), &m);
+    assert_eq!(check(&dict, &m, &grads, "plaingrad."), 59);
+}
+
+fn setup(
+    dict: &StateDict,
+) -> (
+    CifarResNet,
+    Tensor<4>,
+    Tensor<1, Int>,
+    AfanConfig,
+    SplitPoint,
+) {
+    let dev = Device::flex().autodiff();
+    let m = model(dict, &dev);
+    let x = tensor::<4>(dict, "x", &dev);
+    let y: Tensor<1, Int> = tensor::<1>(dict, "y", &dev).int();
+    let mut cfg = AfanConfig::default();
+    cfg.pgd.steps = 3;
+    let point = m.split_point("layer1").unwrap();
+    (m, x, y, cfg, point)
+}
+
+fn check(
+    dict: &StateDict,
+    m: &CifarResNet,
+    grads: &GradientsParams,
+    prefix: &'static str,
+) -> usize {
+    let mut check = Check {
+        dict,
+        model: m,
+        grads,
+        prefix,
+        path: vec![],
+        checked: 0,
+    };
+    m.visit(&mut check);
+    check.checked
+}
+
+#[test]
+fn afan_forward_attack_and_losses_match_pytorch() {
+    let dict = fixture();
+    let (m, x, y, cfg, point) = setup(&dict);
+    let feature = m.forward_to(x.clone(), &point);
+    assert_close(
+        "layer1 feature",
+        &host(feature.clone()),
+        dict.get("feature_layer1").unwrap().0,
+        1e-5,
+    );
+    let attacker = attack_copy(&m, cfg.attack_bn);
+    let pgd = feature_pgd(feature.clone(), &cfg.pgd, |f| {
+        cross_entropy(attacker.forward_from(f, &point), y.clone())
+    });
+    let adversarial = host(pgd.adversarial.clone());
+    let reference = dict.get("pgd_adversarial").unwrap().0;
+    let grad0 = dict.get("pgd_grad0").unwrap().0;
+    // A sign step is discontinuous: where PyTorch's first gradient is ~0 (|g| < 1e-9),
+    // f32 rounding may pick the other sign. Such elements may differ by whole steps; all others
+    // must agree. (With this fixture none differs.)
+    let step = 0.5 / 255.0;
+    let mut flipped = 0;
+    for (i, (a, r)) in adversarial.iter().zip(reference).enumerate() {
+        if (a - r).abs() > 1e-5 {
+            assert!(
+                grad0[i].abs() < 1e-9,
+                "adversarial feature {i}: {a} vs {r} with gradient {}",
+                grad0[i]
+            );
+            let steps = (a - r).abs() / step;
+            assert!(
+                (steps - steps.round()).abs() < 1e-2,
+                "element {i} differs by {steps} steps"
+            );
+            flipped += 1;
+        }
+    }
+    assert!(flipped * 1000 < adversarial.len(), "{flipped} sign flips");
+    let mixed = moment_exchange(
+        feature,
+        pgd.adversarial,
+        MomentStats::Positional,
+        cfg.moment_epsilon,
+    );
+    assert_close(
+        "moment-exchanged point",
+        &host(mixed),
+        dict.get("mixed").unwrap().0,
+        1e-5,
+    );
+
+    // The whole objective, from a fresh model (the attack above moved the running statistics).
+    let (m, x, y, cfg, point) = setup(&dict);
+    let attacker = attack_copy(&m, cfg.attack_bn);
+    let out = afan_objective(&m, &attacker, x, &point, &cfg, |o| {
+        cross_entropy(o.clone(), y.clone())
+    });
+    let scalar = |t: Tensor<1>| host(t)[0];
+    let want = |k: &str| dict.get(k).unwrap().0[0];
+    assert_close(
+        "clean loss",
+        &[scalar(out.point_losses[0].clone())],
+        &[want("loss_clean")],
+        1e-5,
+    );
+    assert_close(
+        "adversarial loss",
+        &[scalar(out.point_losses[1].clone())],
+        &[want("loss_adv")],
+        1e-5,
+    );
+    assert_close("combined loss", &[scalar(out.loss)], &[want("loss")], 1e-5);
+}
+
+/// The backward pass and the SGD step of A-FAN, fed PyTorch's adversarial feature: the strength
+/// points, the moment exchange and the loss weights of afan-core, differentiated by Burn.
+#[test]
+fn afan_gradients_and_sgd_step_match_pytorch_given_its_attack() {
+    let dict = fixture();
+    let (m, x, y, cfg, point) = setup(&dict);
+    let feature = m.forward_to(x, &point);
+    let adversarial = tensor::<4>(&dict, "pgd_adversarial", &feature.device());
+    let points = strength_points(feature.clone(), adversarial, cfg.strengths);
+    let losses: Vec<Tensor<1>> = points
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let f = if cfg.mask.applies_to(i) {
+                moment_exchange(feature.clone(), f, cfg.stats, cfg.moment_epsilon)
+            } else {
+                f
+            };
+            cross_entropy(m.forward_from(f, &point), y.clone())
+        })
+        .collect();
+    let loss = cfg.loss_weights().combine(&losses, &[]);
+    let grads = GradientsParams::from_grads(loss.backward(), &m);
+    assert_eq!(
+        check(&dict, &m, &grads, "grad."),
+        59,
+        "every parameter's gradient compared"
+    );
+
+    let mut sgd = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: false,
+        }))
+        .with_weight_decay(Some(WeightDecayConfig { penalty: 5e-4 }))
+        .init();
+    let m = sgd.step(0.1, m, grads);
+    assert_eq!(check(&dict, &m, &GradientsParams::new(), "sgd."), 59);
+}
+
+/// Open: with afan's own attack (equal to PyTorch's within 6e-6) the gradients of the head and of
+/// the tail up to `layer3.2.bn1` differ from PyTorch's by up to ~3% of their scale (28% for
+/// `layer3.2.conv1`), although the losses agree to 1e-7 and the same step fed PyTorch's attack
+/// agrees to 1e-5 (test above). Adding 1e-5 noise to afan's adversarial feature makes them agree
+/// again, so the positional moment exchange appears ill-conditioned where the perturbation is an
+/// exact multiple of the step; the running statistics after the step also differ. Run with
+/// `cargo test -p afan-models --test golden_cifar -- --ignored`.
+#[test]
+#[ignore = "open discrepancy, see the doc comment"]
+fn afan_objective_gradients_and_running_statistics_match_pytorch() {
+    let dict = fixture();
+    let (m, x, y, cfg, point) = setup(&dict);
+    let attacker = attack_copy(&m, cfg.attack_bn);
+    let out = afan_objective(&m, &attacker, x, &point, &cfg, |o| {
+        cross_entropy(o.clone(), y.clone())
+    });
+    let grads = GradientsParams::from_grads(out.loss.backward(), &m);
+    assert_eq!(check(&dict, &m, &grads, "grad."), 59);
+    assert_eq!(check(&dict, &m, &grads, "after."), 2 * 19);
+}
+
+/// Compares a model's parameters (`sgd.`), their gradients (`grad.`) or its running statistics
+/// (`after.`) with the fixture, key by key.
+struct Check<'a> {
+    dict: &'a StateDict,
+    model: &'a CifarResNet,
+    grads: &'a GradientsParams,
+    prefix: &'static str,
+    path: Vec<String>,
+    checked: usize,
+}
+
+impl ModuleVisitor for Check<'_> {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.path.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let key = self.model.pytorch_key(&self.path.join("."));
+        let running = key.contains("running_");
+        if running != (self.prefix == "after.") {
+            return;
+        }
+        let value = if self.prefix.ends_with("grad.") {
+            self.grads
+                .get::<D>(param.id)
+                .unwrap_or_else(|| panic!("no gradient for {key}"))
+        } else {
+            param.val()
+        };
+        let value = if D == 2 {
+            host(value.transpose())
+        } else {
+            host(value)
+        };
+        let (want, _) = self
+            .dict
+            .get(&format!("{}{key}", self.prefix))
+            .unwrap_or_else(|| panic!("fixture lacks {key}"));
+        assert_close(&format!("{}{key}", self.prefix), &value, want, 1e-4);
+        self.checked += 1;
+    }
+}
