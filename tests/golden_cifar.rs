@@ -251,11 +251,11 @@ fn afan_gradients_and_sgd_step_match_pytorch_given_its_attack() {
 /// `layer3.2.conv1`), although the losses agree to 1e-7 and the same step fed PyTorch's attack
 /// agrees to 1e-5 (test above). Adding 1e-5 noise to afan's adversarial feature makes them agree
 /// again, so the positional moment exchange appears ill-conditioned where the perturbation is an
-/// exact multiple of the step; the running statistics after the step also differ. Run with
+/// exact multiple of the step. Run with
 /// `cargo test -p afan-models --test golden_cifar -- --ignored`.
 #[test]
 #[ignore = "open discrepancy, see the doc comment"]
-fn afan_objective_gradients_and_running_statistics_match_pytorch() {
+fn afan_objective_gradients_match_pytorch() {
     let dict = fixture();
     let (m, x, y, cfg, point) = setup(&dict);
     let attacker = attack_copy(&m, cfg.attack_bn);
@@ -264,7 +264,24 @@ fn afan_objective_gradients_and_running_statistics_match_pytorch() {
     });
     let grads = GradientsParams::from_grads(out.loss.backward(), &m);
     assert_eq!(check(&dict, &m, &grads, "grad."), 59);
-    assert_eq!(check(&dict, &m, &grads, "after."), 2 * 19);
+}
+
+/// Running statistics after one head pass, three attack passes (batch norm in training mode, as in
+/// the release) and two training passes. `valid()` folds in the pending updates (Burn's
+/// `RunningState` applies an update at the next read), as evaluation and checkpoints do.
+#[test]
+fn running_statistics_after_an_afan_step_match_pytorch() {
+    let dict = fixture();
+    let (m, x, y, cfg, point) = setup(&dict);
+    let attacker = attack_copy(&m, cfg.attack_bn);
+    afan_objective(&m, &attacker, x, &point, &cfg, |o| {
+        cross_entropy(o.clone(), y.clone())
+    });
+    let synced = m.valid();
+    assert_eq!(
+        check(&dict, &synced, &GradientsParams::new(), "after."),
+        2 * 19
+    );
 }
 
 /// Compares a model's parameters (`sgd.`), their gradients (`grad.`) or its running statistics
