@@ -19,7 +19,10 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from cifar_resnet import CifarResNet, moments
 
-torch.manual_seed(20)
+# Seed 21: with seeds 20 and 23 a ReLU unit of the tail sits within f32 rounding of zero for
+# some sample, so f32 and f64 land on different sides of the kink and a few percent of the
+# gradient moves; the functions agree, the comparison is ill-conditioned. See tests/golden_cifar.rs.
+torch.manual_seed(21)
 torch.use_deterministic_algorithms(True)
 model = CifarResNet(n=3, classes=10).double()
 with torch.no_grad():
