@@ -1,12 +1,14 @@
 //! `afan bench`: the cost of a clean training step and of an A-FAN step, on random data, after
 //! warm-up. Medians, because a shared machine is noisy.
 
+use crate::config::OptimConfig;
 use crate::device::parse_device;
-use afan_core::{AfanConfig, SplitModel, afan_objective, attack_copy, cross_entropy};
+use crate::step::{sgd, training_loss};
+use afan_core::{AfanConfig, SplitModel};
 use afan_models::ClassifierKind;
 use anyhow::Result;
 use burn::module::Module;
-use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::GradientsParams;
 use burn::tensor::{Distribution, Int, Tensor};
 use serde::Serialize;
 use std::time::Instant;
@@ -98,7 +100,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut afan = AfanConfig::default();
     afan.pgd.steps = args.pgd_steps;
     afan.validate()?;
-    let mut optim = SgdConfig::new().init();
+    // The release's optimizer, as `afan train` builds it (momentum and weight decay included).
+    let mut optim = sgd(&OptimConfig::default());
     let shape = [args.batch, 3, args.size, args.size];
     let x = Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), &device);
     let y = Tensor::<1, Int>::random(
@@ -111,15 +114,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         (0..args.warmup + args.iters)
             .map(|_| {
                 let t = Instant::now();
-                let loss = if afan_step {
-                    let attacker = attack_copy(model, afan.attack_bn);
-                    afan_objective(&*model, &attacker, x.clone(), &point, &afan, |o| {
-                        cross_entropy(o.clone(), y.clone())
-                    })
-                    .loss
-                } else {
-                    cross_entropy(model.forward(x.clone()), y.clone())
-                };
+                let point = afan_step.then_some(&point);
+                let (loss, _, _) = training_loss(model, x.clone(), y.clone(), point, &afan);
                 let grads = GradientsParams::from_grads(loss.backward(), &*model);
                 *model = optim.step(0.01, model.clone(), grads);
                 // Reading the loss waits for the backend, so the time covers the whole step.

@@ -8,6 +8,7 @@ mod device;
 mod evaluate;
 mod metrics;
 mod schedule;
+mod step;
 mod train;
 
 use anyhow::{Context, Result};

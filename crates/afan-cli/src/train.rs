@@ -7,14 +7,13 @@ use crate::data::{load_splits, to_tensors};
 use crate::evaluate::{evaluate, load_weights};
 use crate::metrics::{self, EpochMetrics};
 use crate::schedule::learning_rate;
-use afan_core::{SplitModel, afan_objective, attack_copy, cross_entropy};
+use crate::step::{sgd, training_loss};
+use afan_core::SplitModel;
 use afan_data::{LoaderConfig, batches, num_batches, topk_correct};
 use afan_models::ClassifierKind;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -58,22 +57,6 @@ pub struct RunOptions {
     pub quiet: bool,
 }
 
-fn sgd(config: &TrainConfig) -> burn::optim::ModuleOptimizer {
-    let o = &config.optim;
-    let momentum = (o.momentum > 0.0).then(|| MomentumConfig {
-        momentum: o.momentum,
-        dampening: o.dampening,
-        nesterov: o.nesterov,
-    });
-    let decay = (o.weight_decay > 0.0).then(|| WeightDecayConfig {
-        penalty: o.weight_decay as f32,
-    });
-    SgdConfig::new()
-        .with_momentum(momentum)
-        .with_weight_decay(decay)
-        .init()
-}
-
 /// Runs (or resumes) training and returns the summary.
 pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
     let out = &opts.out;
@@ -94,7 +77,7 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
     let kind: ClassifierKind = config.model.parse()?;
     device.seed(config.seed);
     let mut model = kind.build(num_classes, &device);
-    let mut optim = sgd(&config);
+    let mut optim = sgd(&config.optim);
     let mut start_epoch = 0;
     let mut best_top1 = f64::NEG_INFINITY;
 
@@ -173,24 +156,14 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
             lr = learning_rate(config.optim.lr, &config.schedule, epoch, step, steps);
             let labels = batch.labels.clone();
             let (x, y) = to_tensors(batch, &device);
-            let (loss, logits, extra) = match &point {
-                Some(point) => {
-                    let attacker = attack_copy(&model, config.afan.attack_bn);
-                    let out = afan_objective(&model, &attacker, x, point, &config.afan, |o| {
-                        cross_entropy(o.clone(), y.clone())
-                    });
-                    let extra = (
-                        out.pgd.mean_l2() as f64,
-                        out.pgd.mean_linf() as f64,
-                        out.point_losses,
-                    );
-                    (out.loss, out.clean_output, Some(extra))
-                }
-                None => {
-                    let logits = model.forward(x);
-                    (cross_entropy(logits.clone(), y), logits, None)
-                }
-            };
+            let (loss, logits, report) = training_loss(&model, x, y, point.as_ref(), &config.afan);
+            let extra = report.map(|r| {
+                (
+                    r.pgd.mean_l2() as f64,
+                    r.pgd.mean_linf() as f64,
+                    r.point_losses,
+                )
+            });
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             let loss_value = loss.into_scalar::<f64>();
             if !loss_value.is_finite() {
