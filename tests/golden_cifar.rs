@@ -11,13 +11,17 @@ use afan_core::{
     AfanConfig, MomentStats, SplitModel, SplitPoint, afan_objective, attack_copy, cross_entropy,
     feature_pgd, materialize, moment_exchange, strength_points,
 };
-use afan_models::{CifarResNet, StateDict};
+use afan_models::{CifarResNet, PytorchImport, StateDict};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use std::path::Path;
+
+#[path = "support/golden.rs"]
+mod golden;
+use golden::assert_close;
 
 fn fixture() -> StateDict {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -37,30 +41,6 @@ fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .convert::<f32>()
         .try_into_vec::<f32>()
         .unwrap()
-}
-
-/// Every element within `rel * (|want| + 0.1 * max|want|)`: relative for the elements of the size
-/// of the tensor, absolute (relative to the tensor's scale) for those near zero, where f32
-/// against PyTorch's f64 can only agree absolutely.
-fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let floor = 0.1 * want.iter().fold(0f32, |m, v| m.max(v.abs())) + f32::MIN_POSITIVE;
-    let (mut worst, mut at) = (0.0f32, 0);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let e = (g - w).abs() / (w.abs() + floor);
-        if e > worst {
-            (worst, at) = (e, i);
-        }
-    }
-    if std::env::var_os("GOLDEN_VERBOSE").is_some() {
-        eprintln!("{what}: worst relative error {worst:e}");
-    }
-    assert!(
-        worst <= rel,
-        "{what}: element {at} is {} but PyTorch has {} (relative error {worst:e} > {rel:e})",
-        got[at],
-        want[at]
-    );
 }
 
 fn model(dict: &StateDict, device: &Device) -> CifarResNet {

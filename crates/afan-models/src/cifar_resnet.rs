@@ -3,7 +3,7 @@
 //! shortcut (stride-2 subsampling plus zero channels), and input normalization inside the model so
 //! that attacks and augmentations see pixels in 0..1.
 
-use crate::import::{ImportError, StateDict, load_state_dict};
+use crate::import::PytorchImport;
 use crate::layers::{ConvInit, conv};
 use crate::norm::{BatchNorm2d, BatchNorm2dConfig};
 use afan_core::{SplitModel, SplitPoint};
@@ -139,18 +139,6 @@ impl CifarResNet {
         self.num_classes
     }
 
-    /// The state-dict key of the release (and of the common PyTorch CIFAR ResNets) for a parameter
-    /// path of this model: the stages are one list here (`blocks.4`), `layer2.1` there.
-    pub fn pytorch_key(&self, path: &str) -> String {
-        pytorch_key(self.n, path)
-    }
-
-    /// Loads a PyTorch state dict of the same architecture (keys as the release names them).
-    pub fn load_pytorch(self, dict: &StateDict) -> Result<Self, ImportError> {
-        let (name, n) = (format!("resnet{}", self.depth()), self.n);
-        load_state_dict(self, &name, dict, |path| pytorch_key(n, path))
-    }
-
     fn stem(&self, x: Tensor<4>) -> Tensor<4> {
         let device = x.device();
         let mean = Tensor::<1>::from_floats(CIFAR_MEAN, &device).reshape([1, 3, 1, 1]);
@@ -274,5 +262,17 @@ mod tests {
             &TensorData::new(expected, [1, 4, 2, 2]),
             Tolerance::default(),
         );
+    }
+}
+
+/// The release (and the common PyTorch CIFAR ResNets) name the stages `layer1..3`; here they are
+/// one list (`blocks.4` is `layer2.1` for ResNet-20).
+impl PytorchImport for CifarResNet {
+    fn import_name(&self) -> String {
+        format!("resnet{}", self.depth())
+    }
+
+    fn pytorch_key(&self, path: &str) -> String {
+        pytorch_key(self.n, path)
     }
 }

@@ -10,15 +10,10 @@
 //! name, never skipped.
 
 use burn::module::{Module, ModuleMapper, Param};
+use crate::state_dict::StateDict;
 use burn::tensor::{Tensor, TensorData};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-
-/// Tensors by name, as `f32` on the host.
-#[derive(Clone, Debug, Default)]
-pub struct StateDict {
-    tensors: BTreeMap<String, (Vec<f32>, Vec<usize>)>,
-}
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 /// Why a state dict could not be read or applied.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +26,8 @@ pub enum ImportError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The file is not a valid safetensors file, or holds a non-float tensor.
-    #[error("{path} is not a usable safetensors file: {reason}")]
+    /// The file is not a state dict in a format afan reads.
+    #[error("{path}: {reason}")]
     Format {
         /// The file.
         path: PathBuf,
@@ -42,7 +37,7 @@ pub enum ImportError {
     /// The state dict does not fit the model.
     #[error(
         "the weights do not fit {model}: {}",
-        describe(missing, unexpected, shapes)
+        describe(missing, unexpected, shapes, dtypes)
     )]
     Mismatch {
         /// The model's name.
@@ -53,6 +48,8 @@ pub enum ImportError {
         unexpected: Vec<String>,
         /// `(key, expected shape, found shape)`, shapes in PyTorch's layout.
         shapes: Vec<(String, Vec<usize>, Vec<usize>)>,
+        /// `(key, dtype)` of tensors the model needs as floats but the file stores otherwise.
+        dtypes: Vec<(String, &'static str)>,
     },
 }
 
@@ -60,6 +57,7 @@ fn describe(
     missing: &[String],
     unexpected: &[String],
     shapes: &[(String, Vec<usize>, Vec<usize>)],
+    dtypes: &[(String, &'static str)],
 ) -> String {
     let mut parts = Vec::new();
     if !missing.is_empty() {
@@ -71,71 +69,65 @@ fn describe(
     for (k, want, got) in shapes {
         parts.push(format!("`{k}` has shape {got:?}, expected {want:?}"));
     }
+    for (k, dtype) in dtypes {
+        parts.push(format!("`{k}` has dtype {dtype}, expected a float type"));
+    }
     parts.join("; ")
 }
 
-impl StateDict {
-    /// Reads every floating-point tensor of a safetensors file (f32, f64, f16, bf16).
-    pub fn from_safetensors(path: &Path) -> Result<Self, ImportError> {
-        let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let format = |reason: String| ImportError::Format {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let st =
-            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
-        let mut tensors = BTreeMap::new();
-        for (name, view) in st.tensors() {
-            let data = view.data();
-            let values: Vec<f32> = match view.dtype() {
-                safetensors::Dtype::F32 => bytemuck::pod_collect_to_vec(data),
-                safetensors::Dtype::F64 => bytemuck::pod_collect_to_vec::<u8, f64>(data)
-                    .into_iter()
-                    .map(|v| v as f32)
-                    .collect(),
-                safetensors::Dtype::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(data)
-                    .into_iter()
-                    .map(f32::from)
-                    .collect(),
-                safetensors::Dtype::BF16 => bytemuck::pod_collect_to_vec::<u8, half::bf16>(data)
-                    .into_iter()
-                    .map(f32::from)
-                    .collect(),
-                other => {
-                    return Err(format(format!(
-                        "tensor `{name}` has dtype {other:?}, expected a float type"
-                    )));
-                }
-            };
-            tensors.insert(name, (values, view.shape().to_vec()));
-        }
-        Ok(Self { tensors })
-    }
+/// A model whose parameters have PyTorch counterparts: the one place that knows its key names.
+///
+/// Implementations give the renaming only; loading, checking and error reporting are shared.
+pub trait PytorchImport: Module + Sized {
+    /// The name used in messages (`resnet50`).
+    fn import_name(&self) -> String;
 
-    /// The tensor `key`: values and shape.
-    pub fn get(&self, key: &str) -> Option<(&[f32], &[usize])> {
-        self.tensors
-            .get(key)
-            .map(|(v, s)| (v.as_slice(), s.as_slice()))
-    }
+    /// The state-dict key of the parameter at Burn path `path` (`layer1.0.downsample.conv.weight`
+    /// is `layer1.0.downsample.0.weight` in torchvision).
+    fn pytorch_key(&self, path: &str) -> String;
 
-    /// The entries under `prefix` (e.g. `model.`), with the prefix removed.
-    pub fn strip_prefix(&self, prefix: &str) -> StateDict {
-        let tensors = self
-            .tensors
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.clone())))
+    /// Loads a PyTorch state dict of the same architecture; every key must match (see
+    /// [`load_state_dict`]).
+    fn load_pytorch(self, dict: &StateDict) -> Result<Self, ImportError> {
+        let name = self.import_name();
+        // The key map borrows the model while the load consumes it: map through a clone of the
+        // naming, which needs only the model's structure, not its tensors.
+        let keys: std::collections::HashMap<String, String> = param_paths(&self)
+            .into_iter()
+            .map(|p| {
+                let k = self.pytorch_key(&p);
+                (p, k)
+            })
             .collect();
-        StateDict { tensors }
+        load_state_dict(self, &name, dict, |path| {
+            keys.get(path).cloned().unwrap_or_else(|| path.to_string())
+        })
     }
+}
 
-    /// All keys, sorted.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.tensors.keys().map(String::as_str)
+/// The Burn paths of every float parameter of `model`, in visiting order.
+pub fn param_paths<M: Module>(model: &M) -> Vec<String> {
+    struct Paths {
+        path: Vec<String>,
+        out: Vec<String>,
     }
+    impl burn::module::ModuleVisitor for Paths {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<D>>) {
+            self.out.push(self.path.join("."));
+        }
+    }
+    let mut v = Paths {
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    model.visit(&mut v);
+    v.out
 }
 
 /// Copies `dict` into `model`. `to_pytorch` maps a Burn parameter path to its state-dict key.
@@ -152,6 +144,7 @@ pub fn load_state_dict<M: Module>(
         used: BTreeSet::new(),
         missing: Vec::new(),
         shapes: Vec::new(),
+        dtypes: Vec::new(),
     };
     let model = model.map(&mut loader);
     let unexpected: Vec<String> = dict
@@ -159,7 +152,11 @@ pub fn load_state_dict<M: Module>(
         .filter(|k| !loader.used.contains(*k) && !k.ends_with("num_batches_tracked"))
         .map(str::to_string)
         .collect();
-    if loader.missing.is_empty() && unexpected.is_empty() && loader.shapes.is_empty() {
+    if loader.missing.is_empty()
+        && unexpected.is_empty()
+        && loader.shapes.is_empty()
+        && loader.dtypes.is_empty()
+    {
         Ok(model)
     } else {
         Err(ImportError::Mismatch {
@@ -167,6 +164,7 @@ pub fn load_state_dict<M: Module>(
             missing: loader.missing,
             unexpected,
             shapes: loader.shapes,
+            dtypes: loader.dtypes,
         })
     }
 }
@@ -178,6 +176,7 @@ struct Loader<'a, F> {
     used: BTreeSet<String>,
     missing: Vec<String>,
     shapes: Vec<(String, Vec<usize>, Vec<usize>)>,
+    dtypes: Vec<(String, &'static str)>,
 }
 
 impl<F: Fn(&str) -> String> ModuleMapper for Loader<'_, F> {
@@ -199,16 +198,20 @@ impl<F: Fn(&str) -> String> ModuleMapper for Loader<'_, F> {
         } else {
             shape.clone()
         };
-        let Some((values, found)) = self.dict.get(&key) else {
+        let Some(entry) = self.dict.entry(&key) else {
             self.missing.push(key);
             return param;
         };
         self.used.insert(key.clone());
-        if found != torch_shape.as_slice() {
-            self.shapes.push((key, torch_shape, found.to_vec()));
+        if entry.shape != torch_shape {
+            self.shapes.push((key, torch_shape, entry.shape.clone()));
             return param;
         }
-        let data = TensorData::new(values.to_vec(), torch_shape);
+        if !entry.is_float() {
+            self.dtypes.push((key, entry.dtype));
+            return param;
+        }
+        let data = TensorData::new(entry.values.clone(), torch_shape);
         param.map(|t| {
             let loaded = Tensor::<D>::from_data(data, &t.device());
             let loaded = if linear { loaded.transpose() } else { loaded };

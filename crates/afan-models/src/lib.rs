@@ -7,9 +7,11 @@ pub mod layers;
 pub mod norm;
 pub mod registry;
 pub mod resnet;
+pub mod state_dict;
 
 pub use cifar_resnet::CifarResNet;
-pub use import::{ImportError, StateDict, load_state_dict};
+pub use import::{ImportError, PytorchImport, load_state_dict, param_paths};
+pub use state_dict::{Entry, StateDict};
 pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use registry::{Classifier, ClassifierKind, UnknownModel};
 pub use resnet::{IMAGENET_MEAN, IMAGENET_STD, ResNet, ResNetDepth, ResNetOptions};

@@ -556,3 +556,15 @@ impl SplitModel for ResNet {
 #[cfg(test)]
 #[path = "resnet_tests.rs"]
 mod tests;
+
+/// torchvision's names, except that its `downsample` Sequential numbers its children.
+impl crate::import::PytorchImport for ResNet {
+    fn import_name(&self) -> String {
+        self.depth().name().to_string()
+    }
+
+    fn pytorch_key(&self, path: &str) -> String {
+        path.replace(".downsample.conv.", ".downsample.0.")
+            .replace(".downsample.bn.", ".downsample.1.")
+    }
+}
