@@ -19,7 +19,8 @@ mod hash_weights;
 use golden::assert_close;
 
 fn fixture_path() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/torchvision_resnet.safetensors")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/torchvision_resnet.safetensors")
 }
 
 /// torchvision's keys and shapes for `model`, as the script recorded them.
@@ -42,12 +43,17 @@ fn state_dict(model: &str) -> StateDict {
 }
 
 fn tensor<const D: usize>(dict: &StateDict, key: &str, device: &Device) -> Tensor<D> {
-    let (values, shape) = dict.get(key).unwrap_or_else(|| panic!("fixture lacks {key}"));
+    let (values, shape) = dict
+        .get(key)
+        .unwrap_or_else(|| panic!("fixture lacks {key}"));
     Tensor::from_data(TensorData::new(values.to_vec(), shape.to_vec()), device)
 }
 
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
 }
 
 fn check(name: &str) {
@@ -63,7 +69,12 @@ fn check(name: &str) {
     for layer in 1..=4 {
         f = model.layer(layer, f);
         let want = fixture.get(&format!("{name}.layer{layer}")).unwrap().0;
-        assert_close(&format!("{name} layer{layer}"), &host(f.clone()), want, 1e-5);
+        assert_close(
+            &format!("{name} layer{layer}"),
+            &host(f.clone()),
+            want,
+            1e-5,
+        );
     }
     let logits = model.head(f);
     let want = fixture.get(&format!("{name}.logits")).unwrap().0;
@@ -86,9 +97,19 @@ fn mismatched_state_dicts_are_reported_by_key() {
     let device = Device::default();
     let mut dict = state_dict("resnet18");
     let fc = dict.entry("fc.weight").unwrap().clone();
-    dict.insert("fc.weight".into(), fc.values[..512 * 10].to_vec(), vec![10, 512], "float32");
+    dict.insert(
+        "fc.weight".into(),
+        fc.values[..512 * 10].to_vec(),
+        vec![10, 512],
+        "float32",
+    );
     let conv = dict.entry("layer1.0.conv1.weight").unwrap().clone();
-    dict.insert("layer1.0.conv1.weight".into(), conv.values, conv.shape, "int64");
+    dict.insert(
+        "layer1.0.conv1.weight".into(),
+        conv.values,
+        conv.shape,
+        "int64",
+    );
     dict.insert("head.extra".into(), vec![0.0], vec![1], "float32");
     let dict = dict.strip_prefix(""); // a copy, as a caller would hold it
     let missing_bias = {
@@ -102,13 +123,26 @@ fn mismatched_state_dicts_are_reported_by_key() {
     let err = ResNet::new(ResNetDepth::R18, 1000, &device)
         .load_pytorch(&missing_bias)
         .unwrap_err();
-    let ImportError::Mismatch { missing, unexpected, shapes, dtypes, .. } = &err else {
+    let ImportError::Mismatch {
+        missing,
+        unexpected,
+        shapes,
+        dtypes,
+        ..
+    } = &err
+    else {
         panic!("{err}");
     };
     assert_eq!(missing, &["layer4.1.bn2.bias"]);
     assert_eq!(unexpected, &["head.extra"]);
-    assert_eq!(shapes, &[("fc.weight".to_string(), vec![1000, 512], vec![10, 512])]);
+    assert_eq!(
+        shapes,
+        &[("fc.weight".to_string(), vec![1000, 512], vec![10, 512])]
+    );
     assert_eq!(dtypes, &[("layer1.0.conv1.weight".to_string(), "int64")]);
     let text = err.to_string();
-    assert!(text.contains("resnet18") && text.contains("int64"), "{text}");
+    assert!(
+        text.contains("resnet18") && text.contains("int64"),
+        "{text}"
+    );
 }

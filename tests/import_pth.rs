@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 mod hash_weights;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pth").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/pth")
+        .join(name)
 }
 
 const SHAPES: [(&str, &[usize]); 5] = [
@@ -27,11 +29,17 @@ fn assert_holds_the_state(dict: &StateDict, tolerance: f32, dtype: &str) {
         assert_eq!(entry.dtype, dtype, "{key}");
         let want = hash_weights::value(key, shape);
         for (g, w) in entry.values.iter().zip(&want) {
-            assert!((g - w).abs() <= tolerance * w.abs().max(1e-3), "{key}: {g} vs {w}");
+            assert!(
+                (g - w).abs() <= tolerance * w.abs().max(1e-3),
+                "{key}: {g} vs {w}"
+            );
         }
     }
     let steps = dict.entry("bn1.num_batches_tracked").unwrap();
-    assert_eq!((steps.dtype, steps.values.as_slice()), ("int64", &[7.0][..]));
+    assert_eq!(
+        (steps.dtype, steps.values.as_slice()),
+        ("int64", &[7.0][..])
+    );
     assert_eq!(dict.len(), SHAPES.len() + 1);
 }
 

@@ -9,8 +9,8 @@
 //! that does not match — a missing key, a key left over, a shape — is collected and reported by
 //! name, never skipped.
 
-use burn::module::{Module, ModuleMapper, Param};
 use crate::state_dict::StateDict;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Tensor, TensorData};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -89,9 +89,15 @@ pub trait PytorchImport: Module + Sized {
     /// Loads a PyTorch state dict of the same architecture; every key must match (see
     /// [`load_state_dict`]).
     fn load_pytorch(self, dict: &StateDict) -> Result<Self, ImportError> {
+        let (model, report) = self.load_pytorch_partial(dict);
+        report.into_result().map(|()| model)
+    }
+
+    /// Loads what fits and keeps the rest as initialised (a pretrained backbone under a new
+    /// classifier), reporting every key that did not load.
+    fn load_pytorch_partial(self, dict: &StateDict) -> (Self, ImportReport) {
         let name = self.import_name();
-        // The key map borrows the model while the load consumes it: map through a clone of the
-        // naming, which needs only the model's structure, not its tensors.
+        // The key map borrows the model while the load consumes it: compute it first.
         let keys: std::collections::HashMap<String, String> = param_paths(&self)
             .into_iter()
             .map(|p| {
@@ -99,9 +105,55 @@ pub trait PytorchImport: Module + Sized {
                 (p, k)
             })
             .collect();
-        load_state_dict(self, &name, dict, |path| {
+        load_state_dict_partial(self, &name, dict, |path| {
             keys.get(path).cloned().unwrap_or_else(|| path.to_string())
         })
+    }
+}
+
+/// What a load did: the keys loaded, and every key that did not fit.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImportReport {
+    /// The model's name.
+    pub model: String,
+    /// State-dict keys copied into the model.
+    pub loaded: Vec<String>,
+    /// Keys the model needs that the state dict lacks (left as initialised).
+    pub missing: Vec<String>,
+    /// Keys of the state dict the model has no place for.
+    pub unexpected: Vec<String>,
+    /// `(key, expected shape, found shape)`, in PyTorch's layout (left as initialised).
+    pub shapes: Vec<(String, Vec<usize>, Vec<usize>)>,
+    /// `(key, dtype)` of tensors stored as other than floats (left as initialised).
+    pub dtypes: Vec<(String, &'static str)>,
+}
+
+impl ImportReport {
+    /// Whether every parameter loaded and every key was used.
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty()
+            && self.unexpected.is_empty()
+            && self.shapes.is_empty()
+            && self.dtypes.is_empty()
+    }
+
+    /// `Ok` for a complete load, else the mismatch as an error.
+    pub fn into_result(self) -> Result<(), ImportError> {
+        if self.is_complete() {
+            return Ok(());
+        }
+        Err(ImportError::Mismatch {
+            model: self.model,
+            missing: self.missing,
+            unexpected: self.unexpected,
+            shapes: self.shapes,
+            dtypes: self.dtypes,
+        })
+    }
+
+    /// The problems in one line (empty for a complete load).
+    pub fn problems(&self) -> String {
+        describe(&self.missing, &self.unexpected, &self.shapes, &self.dtypes)
     }
 }
 
@@ -130,43 +182,43 @@ pub fn param_paths<M: Module>(model: &M) -> Vec<String> {
     v.out
 }
 
-/// Copies `dict` into `model`. `to_pytorch` maps a Burn parameter path to its state-dict key.
+/// Copies `dict` into `model`, refusing a partial load. `to_pytorch` maps a Burn parameter path
+/// to its state-dict key.
 pub fn load_state_dict<M: Module>(
     model: M,
     model_name: &str,
     dict: &StateDict,
     to_pytorch: impl Fn(&str) -> String,
 ) -> Result<M, ImportError> {
+    let (model, report) = load_state_dict_partial(model, model_name, dict, to_pytorch);
+    report.into_result().map(|()| model)
+}
+
+/// Copies what fits of `dict` into `model` and reports the rest.
+pub fn load_state_dict_partial<M: Module>(
+    model: M,
+    model_name: &str,
+    dict: &StateDict,
+    to_pytorch: impl Fn(&str) -> String,
+) -> (M, ImportReport) {
     let mut loader = Loader {
         path: Vec::new(),
         dict,
         to_pytorch: &to_pytorch,
         used: BTreeSet::new(),
-        missing: Vec::new(),
-        shapes: Vec::new(),
-        dtypes: Vec::new(),
+        report: ImportReport {
+            model: model_name.to_string(),
+            ..Default::default()
+        },
     };
     let model = model.map(&mut loader);
-    let unexpected: Vec<String> = dict
+    let mut report = loader.report;
+    report.unexpected = dict
         .keys()
         .filter(|k| !loader.used.contains(*k) && !k.ends_with("num_batches_tracked"))
         .map(str::to_string)
         .collect();
-    if loader.missing.is_empty()
-        && unexpected.is_empty()
-        && loader.shapes.is_empty()
-        && loader.dtypes.is_empty()
-    {
-        Ok(model)
-    } else {
-        Err(ImportError::Mismatch {
-            model: model_name.to_string(),
-            missing: loader.missing,
-            unexpected,
-            shapes: loader.shapes,
-            dtypes: loader.dtypes,
-        })
-    }
+    (model, report)
 }
 
 struct Loader<'a, F> {
@@ -174,9 +226,7 @@ struct Loader<'a, F> {
     dict: &'a StateDict,
     to_pytorch: &'a F,
     used: BTreeSet<String>,
-    missing: Vec<String>,
-    shapes: Vec<(String, Vec<usize>, Vec<usize>)>,
-    dtypes: Vec<(String, &'static str)>,
+    report: ImportReport,
 }
 
 impl<F: Fn(&str) -> String> ModuleMapper for Loader<'_, F> {
@@ -199,18 +249,21 @@ impl<F: Fn(&str) -> String> ModuleMapper for Loader<'_, F> {
             shape.clone()
         };
         let Some(entry) = self.dict.entry(&key) else {
-            self.missing.push(key);
+            self.report.missing.push(key);
             return param;
         };
         self.used.insert(key.clone());
         if entry.shape != torch_shape {
-            self.shapes.push((key, torch_shape, entry.shape.clone()));
+            self.report
+                .shapes
+                .push((key, torch_shape, entry.shape.clone()));
             return param;
         }
         if !entry.is_float() {
-            self.dtypes.push((key, entry.dtype));
+            self.report.dtypes.push((key, entry.dtype));
             return param;
         }
+        self.report.loaded.push(key);
         let data = TensorData::new(entry.values.clone(), torch_shape);
         param.map(|t| {
             let loaded = Tensor::<D>::from_data(data, &t.device());

@@ -3,6 +3,7 @@
 
 pub mod cifar_resnet;
 pub mod import;
+pub mod input_norm;
 pub mod layers;
 pub mod norm;
 pub mod registry;
@@ -10,8 +11,11 @@ pub mod resnet;
 pub mod state_dict;
 
 pub use cifar_resnet::CifarResNet;
-pub use import::{ImportError, PytorchImport, load_state_dict, param_paths};
-pub use state_dict::{Entry, StateDict};
+pub use import::{
+    ImportError, ImportReport, PytorchImport, load_state_dict, load_state_dict_partial, param_paths,
+};
+pub use input_norm::{InputNorm, Normalized};
 pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use registry::{Classifier, ClassifierKind, UnknownModel};
 pub use resnet::{IMAGENET_MEAN, IMAGENET_STD, ResNet, ResNetDepth, ResNetOptions};
+pub use state_dict::{Entry, StateDict};

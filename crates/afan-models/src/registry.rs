@@ -1,7 +1,13 @@
 //! Classifiers by name, behind one type, so the command line and checkpoints can name a model
 //! with a string and the rest of the code stays generic.
+//!
+//! Every classifier takes RGB in [0, 1] (see [`crate::input_norm`]).
 
 use crate::cifar_resnet::CifarResNet;
+use crate::import::{ImportError, ImportReport, PytorchImport};
+use crate::input_norm::{InputNorm, Normalized};
+use crate::resnet::{ResNet, ResNetDepth};
+use crate::state_dict::StateDict;
 use afan_core::{SplitModel, SplitPoint};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -12,8 +18,10 @@ use std::str::FromStr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum ClassifierKind {
-    /// CIFAR ResNet of depth 6n+2 (20, 32, 44, 56, 110).
+    /// CIFAR ResNet of depth 6n+2 (20, 32, 44, 56, 110), option-A shortcuts.
     CifarResNet(usize),
+    /// torchvision's ImageNet ResNet (18, 34, 50, 101, 152).
+    ResNet(ResNetDepth),
 }
 
 /// A model name that is not in the registry.
@@ -24,10 +32,25 @@ pub struct UnknownModel {
     pub name: String,
 }
 
+/// How an image file becomes a model input: the defaults each model family was trained with.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Preprocess {
+    /// Shorter side after resizing (aspect ratio kept).
+    pub resize: u32,
+    /// Side of the centre crop taken after resizing.
+    pub crop: u32,
+}
+
+const CIFAR_DEPTHS: [usize; 5] = [20, 32, 44, 56, 110];
+const CIFAR_NAMES: [&str; 5] = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"];
+
 impl ClassifierKind {
     /// The canonical names, for messages and `--help`.
     pub fn names() -> Vec<&'static str> {
-        vec!["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
+        CIFAR_NAMES
+            .into_iter()
+            .chain(ResNetDepth::names())
+            .collect()
     }
 
     /// Builds the model with freshly initialised, materialized parameters.
@@ -36,8 +59,27 @@ impl ClassifierKind {
             ClassifierKind::CifarResNet(depth) => {
                 Classifier::Cifar(CifarResNet::new(depth, num_classes, device))
             }
+            ClassifierKind::ResNet(depth) => Classifier::ResNet(Normalized::new(
+                ResNet::new(depth, num_classes, device),
+                InputNorm::IMAGENET,
+            )),
         };
         afan_core::objective::materialize(model)
+    }
+
+    /// The image size the family is trained at: CIFAR's 32 px, or ImageNet's resize 256 and
+    /// centre crop 224.
+    pub fn preprocess(self) -> Preprocess {
+        match self {
+            ClassifierKind::CifarResNet(_) => Preprocess {
+                resize: 32,
+                crop: 32,
+            },
+            ClassifierKind::ResNet(_) => Preprocess {
+                resize: 256,
+                crop: 224,
+            },
+        }
     }
 }
 
@@ -45,16 +87,16 @@ impl FromStr for ClassifierKind {
     type Err = UnknownModel;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "resnet20" => Ok(Self::CifarResNet(20)),
-            "resnet32" => Ok(Self::CifarResNet(32)),
-            "resnet44" => Ok(Self::CifarResNet(44)),
-            "resnet56" => Ok(Self::CifarResNet(56)),
-            "resnet110" => Ok(Self::CifarResNet(110)),
-            _ => Err(UnknownModel {
-                name: s.to_string(),
-            }),
+        let lower = s.to_ascii_lowercase();
+        if let Some(i) = CIFAR_NAMES.iter().position(|n| *n == lower) {
+            return Ok(Self::CifarResNet(CIFAR_DEPTHS[i]));
         }
+        lower
+            .parse::<ResNetDepth>()
+            .map(Self::ResNet)
+            .map_err(|_| UnknownModel {
+                name: s.to_string(),
+            })
     }
 }
 
@@ -62,6 +104,7 @@ impl fmt::Display for ClassifierKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClassifierKind::CifarResNet(d) => write!(f, "resnet{d}"),
+            ClassifierKind::ResNet(d) => f.write_str(d.name()),
         }
     }
 }
@@ -82,8 +125,52 @@ impl From<ClassifierKind> for String {
 /// One of the registry's classifiers.
 #[derive(Module, Debug)]
 pub enum Classifier {
-    /// A CIFAR ResNet.
+    /// A CIFAR ResNet (normalizes its input itself).
     Cifar(CifarResNet),
+    /// A torchvision ResNet behind ImageNet normalization.
+    ResNet(Normalized<ResNet>),
+}
+
+/// Runs `$body` with `$m` bound to the variant's model, whatever the variant.
+macro_rules! each {
+    ($self:expr, $m:ident => $body:expr) => {
+        match $self {
+            Classifier::Cifar($m) => $body,
+            Classifier::ResNet($m) => $body,
+        }
+    };
+}
+
+impl Classifier {
+    /// Loads a PyTorch state dict with the model's own key names (torchvision's, or the CIFAR
+    /// release's); see [`PytorchImport`].
+    pub fn load_pytorch(self, dict: &StateDict) -> Result<Self, ImportError> {
+        Ok(match self {
+            Classifier::Cifar(m) => Classifier::Cifar(m.load_pytorch(dict)?),
+            Classifier::ResNet(m) => Classifier::ResNet(m.load_pytorch(dict)?),
+        })
+    }
+
+    /// Loads what fits of a PyTorch state dict and reports the rest (see
+    /// [`PytorchImport::load_pytorch_partial`]).
+    pub fn load_pytorch_partial(self, dict: &StateDict) -> (Self, ImportReport) {
+        match self {
+            Classifier::Cifar(m) => {
+                let (m, r) = m.load_pytorch_partial(dict);
+                (Classifier::Cifar(m), r)
+            }
+            Classifier::ResNet(m) => {
+                let (m, r) = m.load_pytorch_partial(dict);
+                (Classifier::ResNet(m), r)
+            }
+        }
+    }
+
+    /// The state-dict key of the parameter at Burn path `path`.
+    pub fn pytorch_key(&self, path: &str) -> String {
+        let inner = path.split_once('.').map_or(path, |(_, rest)| rest);
+        each!(self, m => m.pytorch_key(inner))
+    }
 }
 
 impl SplitModel for Classifier {
@@ -91,34 +178,22 @@ impl SplitModel for Classifier {
     type Output = Tensor<2>;
 
     fn model_name(&self) -> String {
-        match self {
-            Classifier::Cifar(m) => m.model_name(),
-        }
+        each!(self, m => m.model_name())
     }
     fn split_points(&self) -> Vec<String> {
-        match self {
-            Classifier::Cifar(m) => m.split_points(),
-        }
+        each!(self, m => m.split_points())
     }
     fn resolve_alias(&self, name: &str) -> Option<usize> {
-        match self {
-            Classifier::Cifar(m) => m.resolve_alias(name),
-        }
+        each!(self, m => m.resolve_alias(name))
     }
     fn forward(&self, input: Tensor<4>) -> Tensor<2> {
-        match self {
-            Classifier::Cifar(m) => m.forward(input),
-        }
+        each!(self, m => m.forward(input))
     }
     fn forward_to(&self, input: Tensor<4>, point: &SplitPoint) -> Tensor<4> {
-        match self {
-            Classifier::Cifar(m) => m.forward_to(input, point),
-        }
+        each!(self, m => m.forward_to(input, point))
     }
     fn forward_from(&self, feature: Tensor<4>, point: &SplitPoint) -> Tensor<2> {
-        match self {
-            Classifier::Cifar(m) => m.forward_from(feature, point),
-        }
+        each!(self, m => m.forward_from(feature, point))
     }
 }
 
@@ -136,8 +211,54 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("resnet21") && err.contains("resnet56"),
+            err.contains("resnet21") && err.contains("resnet56") && err.contains("resnet152"),
             "{err}"
         );
+    }
+
+    /// Burn paths name the enum variant first; the key map removes it.
+    #[test]
+    fn classifier_paths_map_to_torchvision_keys() {
+        let device = Device::default();
+        let model = ClassifierKind::ResNet(ResNetDepth::R18).build(10, &device);
+        let keys: Vec<String> = crate::import::param_paths(&model)
+            .iter()
+            .map(|p| model.pytorch_key(p))
+            .collect();
+        assert_eq!(keys[0], "conv1.weight");
+        assert!(
+            keys.contains(&"layer2.0.downsample.0.weight".to_string()),
+            "{keys:?}"
+        );
+        assert_eq!(keys.last().unwrap(), "fc.bias");
+    }
+
+    /// A torchvision model is fed [0, 1] images like every classifier: the wrapper normalizes
+    /// with ImageNet's statistics before the first conv, at every split point too.
+    #[test]
+    fn torchvision_models_normalize_their_input() {
+        let device = Device::default();
+        let Classifier::ResNet(model) = ClassifierKind::ResNet(ResNetDepth::R18).build(3, &device)
+        else {
+            panic!("not a ResNet");
+        };
+        let x = Tensor::<4>::random([1, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+        let want = model.net.forward(InputNorm::IMAGENET.apply(x.clone()));
+        let got = SplitModel::forward(&model, x.clone());
+        got.into_data()
+            .assert_approx_eq::<f32>(&want.into_data(), Default::default());
+        let point = model.split_point("layer2").unwrap();
+        let f = model.forward_to(x.clone(), &point);
+        let want = model
+            .net
+            .forward_to(InputNorm::IMAGENET.apply(x.clone()), &point);
+        f.into_data()
+            .assert_approx_eq::<f32>(&want.into_data(), Default::default());
+        let unnormalized = model.net.forward_to(x.clone(), &point);
+        let gap = (model.forward_to(x, &point) - unnormalized)
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(gap > 1e-3, "the wrapper changed nothing ({gap})");
     }
 }

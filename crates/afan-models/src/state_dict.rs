@@ -38,7 +38,13 @@ pub struct StateDict {
 }
 
 /// Wrappers a training script puts around its state dict, outermost first.
-const WRAPPERS: [&str; 5] = ["state_dict.", "model_state_dict.", "model.", "net.", "module."];
+const WRAPPERS: [&str; 5] = [
+    "state_dict.",
+    "model_state_dict.",
+    "model.",
+    "net.",
+    "module.",
+];
 
 impl StateDict {
     /// Reads a state dict from a `.safetensors` file or any file `torch.save` wrote, telling them
@@ -74,10 +80,11 @@ impl StateDict {
             path: path.to_path_buf(),
             source,
         })?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ImportError::Format {
-            path: path.to_path_buf(),
-            reason: format!("not a safetensors file ({e})"),
-        })?;
+        let st =
+            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| ImportError::Format {
+                path: path.to_path_buf(),
+                reason: format!("not a safetensors file ({e})"),
+            })?;
         let mut dict = StateDict::default();
         for (name, view) in st.tensors() {
             use safetensors::Dtype as D;
@@ -137,7 +144,13 @@ impl StateDict {
     }
 
     /// Adds (or replaces) a tensor; `dtype` as PyTorch names it (`float32`).
-    pub fn insert(&mut self, key: String, values: Vec<f32>, shape: Vec<usize>, dtype: &'static str) {
+    pub fn insert(
+        &mut self,
+        key: String,
+        values: Vec<f32>,
+        shape: Vec<usize>,
+        dtype: &'static str,
+    ) {
         self.tensors.insert(
             key,
             Entry {
