@@ -111,6 +111,15 @@ pub enum DataError {
     /// caller that built an [`crate::ImageDataset`] by hand).
     #[error("inconsistent dataset: {0}")]
     Inconsistent(String),
+
+    /// An image file could not be decoded, or cannot be cropped as asked.
+    #[error("{}: {reason}", path.display())]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// What went wrong (the decoder's message, or the size problem).
+        reason: String,
+    },
 }
 
 impl DataError {

@@ -10,6 +10,7 @@ pub mod cifar;
 pub mod dataset;
 pub mod error;
 pub mod fixtures;
+pub mod image_input;
 pub mod loader;
 pub mod metrics;
 pub mod prefetch;
@@ -19,11 +20,12 @@ pub mod synthetic;
 pub use cifar::{CifarKind, CifarSplit, load_cifar};
 pub use dataset::ImageDataset;
 pub use error::DataError;
+pub use image_input::ImageTransform;
 pub use fixtures::{CifarFixture, write_cifar_archive, write_cifar_dataset, write_cifar_fixture};
 pub use loader::{
     Augmentation, Batch, Batches, CROP_PADDING, LoaderConfig, batches, epoch_order, num_batches,
     shared_batches,
 };
-pub use metrics::{AccuracyMeter, topk_correct};
+pub use metrics::{AccuracyMeter, top_k, topk_correct};
 pub use prefetch::{Prefetch, with_prefetch};
 pub use synthetic::{SHAPES10_CLASSES, shapes10};

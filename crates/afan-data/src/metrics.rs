@@ -35,6 +35,21 @@ pub fn topk_correct(logits: &[f32], num_classes: usize, labels: &[i64], k: usize
         .count()
 }
 
+/// The `k` most probable classes of one row of logits, with their softmax probabilities, most
+/// probable first (ties keep the lower class index first, as `torch.topk` does on CPU).
+pub fn top_k(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+    let exp: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
+    let total: f64 = exp.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    order
+        .into_iter()
+        .take(k)
+        .map(|i| (i, (exp[i] / total) as f32))
+        .collect()
+}
+
 /// Running totals over an epoch: summed loss, top-1/top-5 hits and samples.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AccuracyMeter {
@@ -115,6 +130,20 @@ impl AccuracyMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// softmax([ln 1, ln 2, ln 3, ln 2]) = [1, 2, 3, 2] / 8; the tie keeps class 1 before 3.
+    #[test]
+    fn top_k_gives_softmax_probabilities_in_rank_order() {
+        let logits = [1f32.ln(), 2f32.ln(), 3f32.ln(), 2f32.ln()];
+        let top = top_k(&logits, 3);
+        let want = [(2, 0.375), (1, 0.25), (3, 0.25)];
+        for ((i, p), (wi, wp)) in top.iter().zip(want) {
+            assert_eq!(*i, wi);
+            assert!((p - wp).abs() < 1e-6, "{p} vs {wp}");
+        }
+        // Large logits must not overflow.
+        assert_eq!(top_k(&[1000.0, 999.0], 1), vec![(0, (1.0 / (1.0 + (-1f64).exp())) as f32)]);
+    }
 
     /// Four samples over 6 classes; the true class's rank is 1, 3, 6 and 2.
     fn example() -> (Vec<f32>, Vec<i64>) {
