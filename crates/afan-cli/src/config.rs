@@ -122,6 +122,12 @@ pub struct TrainConfig {
     pub afan: AfanConfig,
     /// Size of the generated dataset.
     pub synthetic: SyntheticConfig,
+    /// Initial weights (an afan checkpoint, or a PyTorch `.pth`/safetensors state dict), loaded
+    /// before the first epoch; none: random initialisation.
+    pub weights: Option<PathBuf>,
+    /// Refuse initial weights that do not fit completely. Off by default, so a pretrained
+    /// backbone can meet a classifier for another class count (what does not load is reported).
+    pub strict_weights: bool,
 }
 
 impl Default for TrainConfig {
@@ -140,6 +146,8 @@ impl Default for TrainConfig {
             schedule: ScheduleConfig::default(),
             afan: AfanConfig::default(),
             synthetic: SyntheticConfig::default(),
+            weights: None,
+            strict_weights: false,
         }
     }
 }

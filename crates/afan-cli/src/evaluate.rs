@@ -1,8 +1,9 @@
 //! Accuracy of a classifier on a dataset, and the `afan eval` command.
 
-use crate::checkpoint;
+use crate::config::TrainConfig;
 use crate::data::{EvalSplit, load_eval, to_tensors};
 use crate::device::parse_device;
+use crate::weights::WeightsFile;
 use afan_core::{SplitModel, cross_entropy};
 use afan_data::{ImageDataset, LoaderConfig, batches, topk_correct};
 use afan_models::{Classifier, ClassifierKind};
@@ -78,18 +79,6 @@ pub fn evaluate(
     }
 }
 
-/// Builds the model a checkpoint describes and loads its weights, refusing a checkpoint of
-/// another model.
-pub fn model_from_checkpoint(
-    ckpt: &checkpoint::Checkpoint,
-    path: &std::path::Path,
-    device: &Device,
-) -> Result<Classifier> {
-    let kind: ClassifierKind = ckpt.state.model.parse()?;
-    let model = kind.build(ckpt.state.num_classes, device);
-    load_weights(model, ckpt.model.clone(), path)
-}
-
 /// Applies a model record, naming the checkpoint when it does not fit.
 pub fn load_weights(
     model: Classifier,
@@ -115,8 +104,18 @@ pub fn load_weights(
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
     /// Checkpoint to evaluate (`RUN/best.ckpt` or `RUN/last.ckpt`).
+    #[arg(long, required_unless_present = "weights", conflicts_with = "weights")]
+    pub checkpoint: Option<PathBuf>,
+    /// Or any weights file: an afan checkpoint, a PyTorch/safetensors state dict (then --model
+    /// and --dataset are needed).
     #[arg(long)]
-    pub checkpoint: PathBuf,
+    pub weights: Option<PathBuf>,
+    /// Architecture of a state dict given with --weights.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Refuse a state dict that does not load completely (`--strict false` to allow).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub strict: bool,
     /// Dataset folder or archive; default: the data the run was trained on.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -139,9 +138,46 @@ pub struct EvalArgs {
 
 /// Runs `afan eval`.
 pub fn run(args: EvalArgs) -> Result<()> {
-    let ckpt = checkpoint::load(&args.checkpoint)?;
     let device = parse_device(&args.device)?;
-    let mut config = ckpt.state.config.clone();
+    let path = args
+        .checkpoint
+        .clone()
+        .or(args.weights.clone())
+        .expect("clap requires one");
+    let (mut config, model_name, num_classes, file) = match WeightsFile::read(&path)? {
+        WeightsFile::Checkpoint(c) => {
+            let s = &c.state;
+            (
+                s.config.clone(),
+                s.model.clone(),
+                Some(s.num_classes),
+                WeightsFile::Checkpoint(c),
+            )
+        }
+        dict => {
+            let Some(model) = args.model.clone() else {
+                bail!(
+                    "{} is a state dict, which does not name its architecture; pass --model",
+                    path.display()
+                );
+            };
+            if args.dataset.is_none() {
+                bail!(
+                    "{} does not say what data it was trained on; pass --dataset (and --data)",
+                    path.display()
+                );
+            }
+            (
+                TrainConfig {
+                    model: model.clone(),
+                    ..TrainConfig::default()
+                },
+                model,
+                None,
+                dict,
+            )
+        }
+    };
     if let Some(d) = &args.data {
         config.data = Some(d.clone());
     }
@@ -149,29 +185,24 @@ pub fn run(args: EvalArgs) -> Result<()> {
         config.dataset = d.clone();
     }
     let dataset = load_eval(&config, args.split).context("cannot load the evaluation data")?;
-    if dataset.num_classes != ckpt.state.num_classes {
+    let num_classes = num_classes.unwrap_or(dataset.num_classes);
+    if dataset.num_classes != num_classes {
         bail!(
-            "checkpoint {} predicts {} classes but dataset `{}` has {}",
-            args.checkpoint.display(),
-            ckpt.state.num_classes,
+            "{} predicts {num_classes} classes but dataset `{}` has {}",
+            path.display(),
             config.dataset,
             dataset.num_classes
         );
     }
-    let model = model_from_checkpoint(&ckpt, &args.checkpoint, &device)?.valid();
-    let result = evaluate(&model, &dataset, args.batch_size, &device, false);
+    let kind: ClassifierKind = model_name.parse()?;
+    let (model, _) = file.apply(kind.build(num_classes, &device), kind, &path, args.strict)?;
+    let result = evaluate(&model.valid(), &dataset, args.batch_size, &device, false);
     if args.json {
         println!("{}", serde_json::to_string(&result)?);
     } else {
         println!(
-            "{} on {} {:?}: top-1 {:.2}%  top-5 {:.2}%  loss {:.4}  ({} images)",
-            ckpt.state.model,
-            config.dataset,
-            args.split,
-            result.top1,
-            result.top5,
-            result.loss,
-            result.samples
+            "{model_name} on {} {:?}: top-1 {:.2}%  top-5 {:.2}%  loss {:.4}  ({} images)",
+            config.dataset, args.split, result.top1, result.top5, result.loss, result.samples
         );
     }
     Ok(())

@@ -3,13 +3,16 @@
 mod bench;
 mod checkpoint;
 mod config;
+mod convert;
 mod data;
 mod device;
 mod evaluate;
+mod infer;
 mod metrics;
 mod schedule;
 mod step;
 mod train;
+mod weights;
 
 use anyhow::{Context, Result};
 
@@ -49,6 +52,10 @@ enum Command {
     Eval(evaluate::EvalArgs),
     /// Time a clean and an A-FAN training step.
     Bench(bench::BenchArgs),
+    /// Top-k classes of image files.
+    Infer(infer::InferArgs),
+    /// A PyTorch or safetensors state dict into an afan checkpoint.
+    Convert(convert::ConvertArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -86,6 +93,12 @@ struct TrainArgs {
     /// A-FAN PGD steps.
     #[arg(long)]
     pgd_steps: Option<usize>,
+    /// Initial weights: an afan checkpoint or a PyTorch/safetensors state dict.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Refuse initial weights that do not load completely.
+    #[arg(long)]
+    strict: bool,
     /// Any other field: `--set optim.weight_decay=1e-4` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -143,6 +156,12 @@ impl TrainArgs {
         }
         if let Some(v) = self.pgd_steps {
             o.push(format!("afan.pgd.steps={v}"));
+        }
+        if let Some(v) = &self.weights {
+            o.push(format!("weights={}", quote(&v.display().to_string())));
+        }
+        if self.strict {
+            o.push("strict_weights=true".into());
         }
         o.extend(self.set.iter().cloned());
         o
@@ -231,6 +250,8 @@ fn main() {
         Command::Train(a) => train(*a),
         Command::Eval(a) => evaluate::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Infer(a) => infer::run(a),
+        Command::Convert(a) => convert::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

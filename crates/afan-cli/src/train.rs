@@ -112,6 +112,19 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
         );
     } else {
         let _ = std::fs::remove_file(out.join(METRICS));
+        if let Some(path) = &config.weights {
+            let (loaded, note) = crate::weights::WeightsFile::read(path)?.apply(
+                model,
+                kind,
+                path,
+                config.strict_weights,
+            )?;
+            model = loaded;
+            eprintln!("initial weights from {}", path.display());
+            if let Some(note) = note {
+                eprintln!("warning: {note}");
+            }
+        }
     }
     std::fs::write(out.join(CONFIG), config.to_toml()?)?;
 

@@ -128,14 +128,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("photo.jpg");
         std::fs::write(&junk, b"\xff\xd8\xff not really a jpeg").unwrap();
-        let err = ImageTransform::IMAGENET.load(&junk).unwrap_err().to_string();
-        assert!(err.contains("photo.jpg") && err.contains("cannot decode"), "{err}");
+        let err = ImageTransform::IMAGENET
+            .load(&junk)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("photo.jpg") && err.contains("cannot decode"),
+            "{err}"
+        );
         // Resizing to 200 cannot leave room for a 224 crop.
         let img = image::RgbImage::new(40, 30);
-        let err = ImageTransform { resize: 200, crop: 224 }
-            .apply(&img, Path::new("tiny.png"))
-            .map(|_| ())
-            .unwrap_err();
+        let err = ImageTransform {
+            resize: 200,
+            crop: 224,
+        }
+        .apply(&img, Path::new("tiny.png"))
+        .map(|_| ())
+        .unwrap_err();
         assert!(err.to_string().contains("tiny.png"), "{err}");
         let missing = ImageTransform::IMAGENET.load(&dir.path().join("absent.png"));
         assert!(missing.unwrap_err().to_string().contains("absent.png"));

@@ -20,8 +20,8 @@ pub mod synthetic;
 pub use cifar::{CifarKind, CifarSplit, load_cifar};
 pub use dataset::ImageDataset;
 pub use error::DataError;
-pub use image_input::ImageTransform;
 pub use fixtures::{CifarFixture, write_cifar_archive, write_cifar_dataset, write_cifar_fixture};
+pub use image_input::ImageTransform;
 pub use loader::{
     Augmentation, Batch, Batches, CROP_PADDING, LoaderConfig, batches, epoch_order, num_batches,
     shared_batches,

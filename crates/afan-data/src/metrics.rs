@@ -142,7 +142,10 @@ mod tests {
             assert!((p - wp).abs() < 1e-6, "{p} vs {wp}");
         }
         // Large logits must not overflow.
-        assert_eq!(top_k(&[1000.0, 999.0], 1), vec![(0, (1.0 / (1.0 + (-1f64).exp())) as f32)]);
+        assert_eq!(
+            top_k(&[1000.0, 999.0], 1),
+            vec![(0, (1.0 / (1.0 + (-1f64).exp())) as f32)]
+        );
     }
 
     /// Four samples over 6 classes; the true class's rank is 1, 3, 6 and 2.
