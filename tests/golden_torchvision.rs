@@ -1,12 +1,16 @@
-//! torchvision ResNet-18 and ResNet-50 against PyTorch: a state dict with torchvision's keys
-//! loads into afan's ResNet, and the features after `layer1..layer4` and the logits agree.
+//! torchvision ResNet-18, ResNet-50 and EfficientNet-B0 against PyTorch: a state dict with
+//! torchvision's keys loads into afan's model, and the features at every stage and the logits
+//! agree.
 //!
 //! `tests/fixtures/torchvision_resnet.safetensors` was written by
 //! `xtask/reference/golden_torchvision.py` (torchvision in float64, eval mode). It holds the inputs,
 //! the outputs, and the list of torchvision's state-dict keys with their shapes; the weights are
 //! regenerated here by `support/hash_weights.rs`, the bit-exact twin of the script's generator.
 
-use afan_models::{ImportError, PytorchImport, ResNet, ResNetDepth, StateDict};
+use afan_core::SplitModel;
+use afan_models::{
+    EfficientNet, EfficientNetVariant, ImportError, PytorchImport, ResNet, ResNetDepth, StateDict,
+};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use std::collections::BTreeMap;
@@ -79,6 +83,42 @@ fn check(name: &str) {
     let logits = model.head(f);
     let want = fixture.get(&format!("{name}.logits")).unwrap().0;
     assert_close(&format!("{name} logits"), &host(logits), want, 1e-5);
+}
+
+#[test]
+fn efficientnet_b0_matches_torchvision() {
+    let name = "efficientnet_b0";
+    let device = Device::default();
+    let fixture = StateDict::from_safetensors(&fixture_path()).unwrap();
+    let model = EfficientNet::new(EfficientNetVariant::B(0), 1000, &device)
+        .load_pytorch(&state_dict(name))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .valid();
+    let x = tensor::<4>(&fixture, &format!("{name}.input"), &device);
+    for point in model.split_points() {
+        let f = model.forward_to(x.clone(), &model.split_point(&point).unwrap());
+        let want = fixture.get(&format!("{name}.{point}")).unwrap().0;
+        assert_close(&format!("{name} {point}"), &host(f), want, 1e-5);
+    }
+    let want = fixture.get(&format!("{name}.logits")).unwrap().0;
+    assert_close(
+        &format!("{name} logits"),
+        &host(model.forward(x)),
+        want,
+        1e-5,
+    );
+}
+
+/// The size of torchvision's state dicts (1000 classes; parameters 5,288,548 / 12,233,232 /
+/// 66,347,960 plus the batch-norm running statistics, which Burn's `num_params` counts too),
+/// which fixes every width and depth of the compound scaling.
+#[test]
+fn efficientnet_sizes_match_torchvision() {
+    let device = Device::default();
+    for (v, want) in [(0, 5_330_564), (3, 12_320_528), (7, 66_658_680)] {
+        let model = EfficientNet::new(EfficientNetVariant::B(v), 1000, &device);
+        assert_eq!(model.num_params(), want, "efficientnet_b{v}");
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
-"""Golden fixture for torchvision ResNet-18 and ResNet-50 (eval mode): logits and the features
-after layer1..layer4, computed by torchvision in float64.
+"""Golden fixture for torchvision ResNet-18, ResNet-50 and EfficientNet-B0 (eval mode): logits and
+the features after layer1..layer4 (ResNets) or after each features.N (EfficientNet), computed by
+torchvision in float64.
 
 Writes tests/fixtures/torchvision_resnet.safetensors (read by tests/golden_torchvision.rs; CI never
 runs PyTorch). The weights are not stored: every tensor of the state dict is made by
@@ -20,7 +21,7 @@ from hash_weights import value, uniform
 OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures",
                    "torchvision_resnet.safetensors")
 # (model, batch, side): small inputs keep the fixture a few hundred KB; 40 px gives layer4 2x2.
-CASES = [("resnet18", 2, 40), ("resnet50", 1, 40)]
+CASES = [("resnet18", 2, 40), ("resnet50", 1, 40), ("efficientnet_b0", 1, 40)]
 
 tensors, meta = {}, {}
 for name, batch, side in CASES:
@@ -39,11 +40,18 @@ for name, batch, side in CASES:
     xt = torch.from_numpy(x.astype(np.float64))
     tensors[f"{name}.input"] = torch.from_numpy(x.astype(np.float32))
     with torch.no_grad():
-        f = model.maxpool(model.relu(model.bn1(model.conv1(xt))))
-        for i in range(1, 5):
-            f = getattr(model, f"layer{i}")(f)
-            tensors[f"{name}.layer{i}"] = f.float()
-        logits = model.fc(torch.flatten(model.avgpool(f), 1))
+        if name.startswith("resnet"):
+            f = model.maxpool(model.relu(model.bn1(model.conv1(xt))))
+            for i in range(1, 5):
+                f = getattr(model, f"layer{i}")(f)
+                tensors[f"{name}.layer{i}"] = f.float()
+            logits = model.fc(torch.flatten(model.avgpool(f), 1))
+        else:
+            f = xt
+            for i, m in enumerate(model.features):
+                f = m(f)
+                tensors[f"{name}.features.{i}"] = f.float()
+            logits = model.classifier(torch.flatten(model.avgpool(f), 1))
         tensors[f"{name}.logits"] = logits.float()
         assert torch.allclose(logits, model(xt))
     print(name, {k: tuple(v.shape) for k, v in tensors.items() if k.startswith(name)},

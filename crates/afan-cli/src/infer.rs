@@ -155,11 +155,11 @@ pub fn run(args: InferArgs) -> Result<()> {
 }
 
 /// Applies `--mean`/`--std` to a model that normalizes outside its network.
-fn with_normalization(model: Classifier, args: &InferArgs) -> Result<Classifier> {
+fn with_normalization(mut model: Classifier, args: &InferArgs) -> Result<Classifier> {
     if args.mean.is_none() && args.std.is_none() {
         return Ok(model);
     }
-    let Classifier::ResNet(mut m) = model else {
+    let Some(norm) = model.input_norm_mut() else {
         bail!("--mean/--std apply to torchvision models; CIFAR ResNets normalize inside the model");
     };
     let three = |flag: &str, v: &Option<Vec<f32>>, d: [f32; 3]| -> Result<[f32; 3]> {
@@ -169,11 +169,11 @@ fn with_normalization(model: Classifier, args: &InferArgs) -> Result<Classifier>
             Some(other) => bail!("--{flag} takes three values R,G,B, got {}", other.len()),
         }
     };
-    m.norm = InputNorm {
-        mean: three("mean", &args.mean, m.norm.mean)?,
-        std: three("std", &args.std, m.norm.std)?,
+    *norm = InputNorm {
+        mean: three("mean", &args.mean, norm.mean)?,
+        std: three("std", &args.std, norm.std)?,
     };
-    Ok(Classifier::ResNet(m))
+    Ok(model)
 }
 
 /// Class names: the file given, ImageNet's for 1000 classes, or the training dataset's.

@@ -69,7 +69,7 @@ struct TrainArgs {
     /// Dataset: synthetic, cifar10, cifar100.
     #[arg(long)]
     dataset: Option<String>,
-    /// Model name (resnet20, resnet32, resnet44, resnet56, resnet110).
+    /// Model name (resnet20..resnet110, resnet18..resnet152, efficientnet_b0..b7).
     #[arg(long)]
     model: Option<String>,
     /// baseline or afan.

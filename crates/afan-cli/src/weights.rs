@@ -36,17 +36,20 @@ impl WeightsFile {
     }
 
     /// The class count the weights were trained for: the checkpoint's, or the rows of the
-    /// classifier's weight (`fc.weight`) in a state dict.
+    /// classifier's weight in a state dict (`fc.weight`, EfficientNet's `classifier.1.weight`).
     pub fn num_classes(&self, path: &Path) -> Result<usize> {
         match self {
             Self::Checkpoint(c) => Ok(c.state.num_classes),
-            Self::StateDict(d) => match d.get("fc.weight") {
-                Some((_, shape)) if shape.len() == 2 => Ok(shape[0]),
-                _ => bail!(
-                    "{} has no 2-D `fc.weight`, so its class count is unknown; pass --num-classes",
-                    path.display()
-                ),
-            },
+            Self::StateDict(d) => {
+                match d.get("fc.weight").or_else(|| d.get("classifier.1.weight")) {
+                    Some((_, shape)) if shape.len() == 2 => Ok(shape[0]),
+                    _ => bail!(
+                        "{} has no 2-D `fc.weight` or `classifier.1.weight`, so its class count \
+                         is unknown; pass --num-classes",
+                        path.display()
+                    ),
+                }
+            }
         }
     }
 

@@ -22,7 +22,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let num_classes = dict.get("fc.weight").ok_or("no fc.weight")?.1[0];
     let kind: ClassifierKind = model.parse()?;
     let device = Device::default(); // flex on the CPU; a GPU device works the same way
-    let model = kind.build(num_classes, &device).load_pytorch(&dict)?.valid();
+    let model = kind
+        .build(num_classes, &device)
+        .load_pytorch(&dict)?
+        .valid();
 
     let size = kind.preprocess();
     let transform = ImageTransform {

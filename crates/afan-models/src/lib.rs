@@ -2,6 +2,7 @@
 //! points named after torchvision modules.
 
 pub mod cifar_resnet;
+pub mod efficientnet;
 pub mod import;
 pub mod input_norm;
 pub mod layers;
@@ -11,6 +12,7 @@ pub mod resnet;
 pub mod state_dict;
 
 pub use cifar_resnet::CifarResNet;
+pub use efficientnet::{EfficientNet, EfficientNetVariant};
 pub use import::{
     ImportError, ImportReport, PytorchImport, load_state_dict, load_state_dict_partial, param_paths,
 };

@@ -4,6 +4,7 @@
 //! Every classifier takes RGB in [0, 1] (see [`crate::input_norm`]).
 
 use crate::cifar_resnet::CifarResNet;
+use crate::efficientnet::{EfficientNet, EfficientNetVariant};
 use crate::import::{ImportError, ImportReport, PytorchImport};
 use crate::input_norm::{InputNorm, Normalized};
 use crate::resnet::{ResNet, ResNetDepth};
@@ -22,6 +23,8 @@ pub enum ClassifierKind {
     CifarResNet(usize),
     /// torchvision's ImageNet ResNet (18, 34, 50, 101, 152).
     ResNet(ResNetDepth),
+    /// torchvision's EfficientNet (B0 .. B7).
+    EfficientNet(EfficientNetVariant),
 }
 
 /// A model name that is not in the registry.
@@ -63,6 +66,10 @@ impl ClassifierKind {
                 ResNet::new(depth, num_classes, device),
                 InputNorm::IMAGENET,
             )),
+            ClassifierKind::EfficientNet(v) => Classifier::EfficientNet(Normalized::new(
+                EfficientNet::new(v, num_classes, device),
+                InputNorm::IMAGENET,
+            )),
         };
         afan_core::objective::materialize(model)
     }
@@ -79,6 +86,10 @@ impl ClassifierKind {
                 resize: 256,
                 crop: 224,
             },
+            ClassifierKind::EfficientNet(v) => {
+                let (resize, crop) = v.eval_size();
+                Preprocess { resize, crop }
+            }
         }
     }
 }
@@ -90,6 +101,9 @@ impl FromStr for ClassifierKind {
         let lower = s.to_ascii_lowercase();
         if let Some(i) = CIFAR_NAMES.iter().position(|n| *n == lower) {
             return Ok(Self::CifarResNet(CIFAR_DEPTHS[i]));
+        }
+        if let Some(v) = EfficientNetVariant::parse(&lower) {
+            return Ok(Self::EfficientNet(v));
         }
         lower
             .parse::<ResNetDepth>()
@@ -105,6 +119,7 @@ impl fmt::Display for ClassifierKind {
         match self {
             ClassifierKind::CifarResNet(d) => write!(f, "resnet{d}"),
             ClassifierKind::ResNet(d) => f.write_str(d.name()),
+            ClassifierKind::EfficientNet(v) => f.write_str(&v.name()),
         }
     }
 }
@@ -129,6 +144,8 @@ pub enum Classifier {
     Cifar(CifarResNet),
     /// A torchvision ResNet behind ImageNet normalization.
     ResNet(Normalized<ResNet>),
+    /// A torchvision EfficientNet behind ImageNet normalization.
+    EfficientNet(Normalized<EfficientNet>),
 }
 
 /// Runs `$body` with `$m` bound to the variant's model, whatever the variant.
@@ -137,6 +154,7 @@ macro_rules! each {
         match $self {
             Classifier::Cifar($m) => $body,
             Classifier::ResNet($m) => $body,
+            Classifier::EfficientNet($m) => $body,
         }
     };
 }
@@ -148,6 +166,7 @@ impl Classifier {
         Ok(match self {
             Classifier::Cifar(m) => Classifier::Cifar(m.load_pytorch(dict)?),
             Classifier::ResNet(m) => Classifier::ResNet(m.load_pytorch(dict)?),
+            Classifier::EfficientNet(m) => Classifier::EfficientNet(m.load_pytorch(dict)?),
         })
     }
 
@@ -163,6 +182,20 @@ impl Classifier {
                 let (m, r) = m.load_pytorch_partial(dict);
                 (Classifier::ResNet(m), r)
             }
+            Classifier::EfficientNet(m) => {
+                let (m, r) = m.load_pytorch_partial(dict);
+                (Classifier::EfficientNet(m), r)
+            }
+        }
+    }
+
+    /// The normalization applied before the network, for models that normalize outside it
+    /// (`None` for CIFAR ResNets, which carry theirs inside).
+    pub fn input_norm_mut(&mut self) -> Option<&mut InputNorm> {
+        match self {
+            Classifier::Cifar(_) => None,
+            Classifier::ResNet(m) => Some(&mut m.norm),
+            Classifier::EfficientNet(m) => Some(&mut m.norm),
         }
     }
 
@@ -214,6 +247,30 @@ mod tests {
             err.contains("resnet21") && err.contains("resnet56") && err.contains("resnet152"),
             "{err}"
         );
+    }
+
+    /// EfficientNet through the registry: named, normalized, and cut exactly at every point.
+    #[test]
+    fn efficientnet_round_trips_at_every_split_point() {
+        let device = Device::default();
+        let kind: ClassifierKind = "efficientnet_b0".parse().unwrap();
+        assert_eq!(kind.to_string(), "efficientnet_b0");
+        assert_eq!(
+            kind.preprocess(),
+            Preprocess {
+                resize: 256,
+                crop: 224
+            }
+        );
+        let model = kind.build(5, &device);
+        let x = Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+        let whole = model.forward(x.clone()).into_data();
+        assert_eq!(model.split_points().len(), 9);
+        for name in model.split_points() {
+            let p = model.split_point(&name).unwrap();
+            let cut = model.forward_from(model.forward_to(x.clone(), &p), &p);
+            assert_eq!(cut.into_data(), whole, "{name}");
+        }
     }
 
     /// Burn paths name the enum variant first; the key map removes it.
