@@ -107,6 +107,27 @@ pub enum DataError {
         message: String,
     },
 
+    /// A JSON or XML file that does not parse into the expected structure.
+    #[error("{}: {message}", path.display())]
+    Malformed {
+        /// The offending file.
+        path: PathBuf,
+        /// What the parser reported, with its line and column where it has them.
+        message: String,
+    },
+
+    /// A file parses, but a field holds a value that cannot be right (a box outside
+    /// its image, an unknown class or image, an empty result list).
+    #[error("{}: {field}: {problem}", path.display())]
+    InvalidField {
+        /// The offending file.
+        path: PathBuf,
+        /// Where in the file: e.g. `annotations[3].bbox` or `object[1]/name`.
+        field: String,
+        /// What was found and what was expected.
+        problem: String,
+    },
+
     /// In-memory buffers whose sizes do not agree (a programming error in the
     /// caller that built an [`crate::ImageDataset`] by hand).
     #[error("inconsistent dataset: {0}")]
@@ -114,6 +135,27 @@ pub enum DataError {
 }
 
 impl DataError {
+    /// A parse failure of `path`.
+    pub fn malformed(path: impl Into<PathBuf>, message: impl ToString) -> Self {
+        DataError::Malformed {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A bad value of `field` in `path`.
+    pub fn invalid(
+        path: impl Into<PathBuf>,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
+        DataError::InvalidField {
+            path: path.into(),
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
