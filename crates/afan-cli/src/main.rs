@@ -5,6 +5,7 @@ mod checkpoint;
 mod config;
 mod data;
 mod device;
+mod eval_detections;
 mod evaluate;
 mod metrics;
 mod schedule;
@@ -49,6 +50,8 @@ enum Command {
     Eval(evaluate::EvalArgs),
     /// Time a clean and an A-FAN training step.
     Bench(bench::BenchArgs),
+    /// COCO box AP/AR (pycocotools' 12 numbers) of a COCO-format result file.
+    EvalDetections(eval_detections::EvalDetectionsArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -231,6 +234,7 @@ fn main() {
         Command::Train(a) => train(*a),
         Command::Eval(a) => evaluate::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::EvalDetections(a) => eval_detections::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

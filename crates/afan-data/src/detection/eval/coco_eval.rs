@@ -46,6 +46,11 @@ pub const COCO_STAT_NAMES: [&str; 12] = [
     "AR@[.50:.95] large maxDets=100",
 ];
 
+/// Short names of the 12 numbers (as Detectron2 prints them), for JSON output.
+pub const COCO_STAT_KEYS: [&str; 12] = [
+    "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
+];
+
 /// Detections kept per image and category (COCO's `maxDets`).
 pub const MAX_DETS: [usize; 3] = [1, 10, 100];
 
