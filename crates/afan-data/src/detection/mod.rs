@@ -8,6 +8,7 @@ pub mod boxes;
 pub mod coco;
 pub mod eval;
 pub mod record;
+pub mod voc;
 
 pub use boxes::BoxXyxy;
 pub use record::{DetectionDataset, DetectionRecord};
