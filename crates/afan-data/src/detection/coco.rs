@@ -266,3 +266,7 @@ pub fn default_image_dir(instances: &Path) -> Option<PathBuf> {
     let split = stem.strip_prefix("instances_")?;
     Some(instances.parent()?.parent()?.join(split))
 }
+
+#[cfg(test)]
+#[path = "coco_tests.rs"]
+mod tests;

@@ -120,10 +120,16 @@ fn malformed_xml_names_the_file() {
     let msg = error_of(&[("000001", "<annotation><size><width>3".into())]);
     assert!(msg.contains("000001.xml"), "{msg}");
     let msg = error_of(&[("000002", "<annotation></annotation>".into())]);
-    assert!(msg.contains("000002.xml") && msg.contains("`size`"), "{msg}");
+    assert!(
+        msg.contains("000002.xml") && msg.contains("`size`"),
+        "{msg}"
+    );
     let no_box = xml(&["<object><name>dog</name></object>"]);
     let msg = error_of(&[("000008", no_box)]);
-    assert!(msg.contains("000008.xml") && msg.contains("`bndbox`"), "{msg}");
+    assert!(
+        msg.contains("000008.xml") && msg.contains("`bndbox`"),
+        "{msg}"
+    );
     let bad_number = xml(&[&OBJ_DOG.replace(">48<", ">forty<")]);
     let msg = error_of(&[("000009", bad_number)]);
     assert!(msg.contains("000009.xml"), "{msg}");
