@@ -11,6 +11,7 @@ pub mod coco;
 pub mod eval;
 pub mod record;
 pub mod sample;
+pub mod synthetic;
 pub mod transforms;
 pub mod voc;
 
@@ -18,4 +19,5 @@ pub use batch::{DetectionBatch, DetectionLoaderConfig, detection_batches};
 pub use boxes::BoxXyxy;
 pub use record::{DetectionDataset, DetectionRecord};
 pub use sample::{DetectionSample, DetectionSource};
+pub use synthetic::{SHAPES_DET_CLASSES, shapes_det};
 pub use transforms::ResizeConfig;
