@@ -84,6 +84,40 @@ pub struct CocoResult {
     pub score: f64,
 }
 
+/// The image and category ids a file may refer to.
+struct KnownIds {
+    images: HashSet<u64>,
+    categories: HashSet<u64>,
+}
+
+impl KnownIds {
+    fn new(images: impl Iterator<Item = u64>, categories: impl Iterator<Item = u64>) -> Self {
+        KnownIds {
+            images: images.collect(),
+            categories: categories.collect(),
+        }
+    }
+
+    /// One clear error for an entry (`entry` names it) with an unknown image or category.
+    fn check(&self, path: &Path, entry: &str, image: u64, category: u64) -> Result<(), DataError> {
+        if !self.images.contains(&image) {
+            return Err(DataError::invalid(
+                path,
+                format!("{entry}.image_id"),
+                format!("{image} is not an image of the ground truth"),
+            ));
+        }
+        if !self.categories.contains(&category) {
+            return Err(DataError::invalid(
+                path,
+                format!("{entry}.category_id"),
+                format!("{category} is not a category of the ground truth"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DataError> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| DataError::malformed(path, e))
@@ -93,23 +127,17 @@ impl CocoInstances {
     /// Reads and checks an instances file.
     pub fn read(path: &Path) -> Result<Self, DataError> {
         let inst: CocoInstances = read_json(path)?;
-        let images: HashSet<u64> = inst.images.iter().map(|i| i.id).collect();
-        let cats: HashSet<u64> = inst.categories.iter().map(|c| c.id).collect();
+        let ids = KnownIds::new(
+            inst.images.iter().map(|i| i.id),
+            inst.categories.iter().map(|c| c.id),
+        );
         for (i, a) in inst.annotations.iter().enumerate() {
-            if !images.contains(&a.image_id) {
-                return Err(DataError::invalid(
-                    path,
-                    format!("annotations[{i}].image_id"),
-                    format!("{} is not listed in images", a.image_id),
-                ));
-            }
-            if !cats.contains(&a.category_id) {
-                return Err(DataError::invalid(
-                    path,
-                    format!("annotations[{i}].category_id"),
-                    format!("{} is not listed in categories", a.category_id),
-                ));
-            }
+            ids.check(
+                path,
+                &format!("annotations[{i}]"),
+                a.image_id,
+                a.category_id,
+            )?;
         }
         Ok(inst)
     }
@@ -229,26 +257,15 @@ pub fn read_results(path: &Path, gt: &CocoGroundTruth) -> Result<Vec<DetBox>, Da
             "the result list is empty; expected at least one {image_id, category_id, bbox, score}",
         ));
     }
-    let images: HashSet<u64> = gt.image_ids.iter().copied().collect();
-    let cats: HashSet<u64> = gt.category_ids.iter().copied().collect();
+    let ids = KnownIds::new(
+        gt.image_ids.iter().copied(),
+        gt.category_ids.iter().copied(),
+    );
     results
         .into_iter()
         .enumerate()
         .map(|(i, r)| {
-            if !images.contains(&r.image_id) {
-                return Err(DataError::invalid(
-                    path,
-                    format!("[{i}].image_id"),
-                    format!("{} is not an image of the ground truth", r.image_id),
-                ));
-            }
-            if !cats.contains(&r.category_id) {
-                return Err(DataError::invalid(
-                    path,
-                    format!("[{i}].category_id"),
-                    format!("{} is not a category of the ground truth", r.category_id),
-                ));
-            }
+            ids.check(path, &format!("[{i}]"), r.image_id, r.category_id)?;
             Ok(DetBox {
                 image_id: r.image_id,
                 category_id: r.category_id,
