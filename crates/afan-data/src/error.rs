@@ -199,6 +199,12 @@ mod tests {
             assert!(!msg.contains('\n'), "{msg}");
             assert!(msg.contains("data_batch_1.bin"), "{msg}");
         }
+        let msg =
+            DataError::malformed("x/instances_val.json", "EOF at line 1 column 3").to_string();
+        assert_eq!(msg, "x/instances_val.json: EOF at line 1 column 3");
+        let msg =
+            DataError::invalid("x/1.xml", "object[2]/name", "unknown class \"dragon\"").to_string();
+        assert_eq!(msg, "x/1.xml: object[2]/name: unknown class \"dragon\"");
         let msg = DataError::UnknownDataset("mnist".into()).to_string();
         assert!(msg.contains("mnist") && msg.contains("cifar100"), "{msg}");
     }

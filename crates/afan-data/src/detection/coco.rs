@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::boxes::BoxXyxy;
 use super::eval::coco_eval::{CocoGroundTruth, DetBox, GtBox};
+use super::eval::voc_map::Detection;
 use super::record::{DetectionDataset, DetectionRecord, check_box};
 use crate::DataError;
 
@@ -274,6 +275,26 @@ pub fn read_results(path: &Path, gt: &CocoGroundTruth) -> Result<Vec<DetBox>, Da
             })
         })
         .collect()
+}
+
+impl CocoResult {
+    /// A detection in contiguous labels (original image coordinates), with its label
+    /// mapped back to the category id by `label_map` (from [`CocoInstances::label_map`]).
+    pub fn from_detection(d: &Detection, label_map: &[u64]) -> Self {
+        CocoResult {
+            image_id: d.image_id,
+            category_id: label_map[d.label],
+            bbox: d.bbox.to_xywh(),
+            score: d.score,
+        }
+    }
+}
+
+/// Writes a result file in the official format (what `afan eval-detections` and
+/// pycocotools read).
+pub fn write_results(path: &Path, results: &[CocoResult]) -> Result<(), DataError> {
+    let text = serde_json::to_string(results).map_err(|e| DataError::malformed(path, e))?;
+    std::fs::write(path, text).map_err(|e| DataError::io(path, e))
 }
 
 /// Where an instances file keeps its images in the official layout:

@@ -154,3 +154,27 @@ fn results_are_checked_against_the_ground_truth() {
         "{msg}"
     );
 }
+
+#[test]
+fn written_results_read_back_with_category_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let inst = CocoInstances::read(&write_coco(dir.path(), instances())).unwrap();
+    let det = Detection {
+        image_id: 42,
+        label: 1, // dog, category 18
+        bbox: BoxXyxy::new(1.0, 2.0, 4.0, 8.0),
+        score: 0.25,
+    };
+    let res = dir.path().join("detections.json");
+    write_results(&res, &[CocoResult::from_detection(&det, &inst.label_map())]).unwrap();
+    let back = read_results(&res, &inst.ground_truth()).unwrap();
+    assert_eq!(
+        back,
+        vec![DetBox {
+            image_id: 42,
+            category_id: 18,
+            bbox: [1.0, 2.0, 3.0, 6.0],
+            score: 0.25
+        }]
+    );
+}
