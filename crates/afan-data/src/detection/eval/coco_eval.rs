@@ -30,6 +30,8 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
+
 /// Names of the 12 numbers of [`CocoStats::stats`], in pycocotools' order.
 pub const COCO_STAT_NAMES: [&str; 12] = [
     "AP@[.50:.95] all maxDets=100",
@@ -266,6 +268,85 @@ fn mean(vals: &[f64]) -> f64 {
     }
 }
 
+/// Ground truths, and detections, grouped by (image, category) in file order.
+type Cell<'a> = HashMap<(u64, u64), Vec<&'a GtBox>>;
+type DetCell<'a> = HashMap<(u64, u64), Vec<&'a DetBox>>;
+
+/// `accumulate` for one category: `(precision at the recall points, recall)` per
+/// `(area, maxDets, threshold)`, `None` where pycocotools leaves -1.
+fn evaluate_category(
+    cat: u64,
+    images: &[u64],
+    gts: &Cell,
+    dts: &DetCell,
+    iou_thrs: &[f64],
+    rec_thrs: &[f64],
+) -> Vec<(Option<Vec<f64>>, Option<f64>)> {
+    let max_det = MAX_DETS[2];
+    let mut out = vec![(None, None); AREA_RANGES.len() * MAX_DETS.len() * T];
+    // Per image: sorted, cut detections and their IoUs with every ground truth.
+    let per_image: Vec<_> = images
+        .iter()
+        .map(|&img| {
+            let g: &[&GtBox] = gts.get(&(img, cat)).map_or(&[], |v| v);
+            let d: &[&DetBox] = dts.get(&(img, cat)).map_or(&[], |v| v);
+            let mut d: Vec<&DetBox> = by_score_desc(d.iter().map(|d| d.score))
+                .into_iter()
+                .map(|i| d[i])
+                .collect();
+            d.truncate(max_det);
+            let ious: Vec<Vec<f64>> = d
+                .iter()
+                .map(|d| {
+                    g.iter()
+                        .map(|g| bb_iou(&d.bbox, &g.bbox, g.iscrowd))
+                        .collect()
+                })
+                .collect();
+            (g, d, ious)
+        })
+        .collect();
+    for (a, &range) in AREA_RANGES.iter().enumerate() {
+        let evals: Vec<ImageEval> = per_image
+            .iter()
+            .filter_map(|(g, d, ious)| evaluate_image(g, d, ious, range, &iou_thrs))
+            .collect();
+        if evals.is_empty() {
+            continue;
+        }
+        let npig = evals
+            .iter()
+            .flat_map(|e| &e.gt_ignored)
+            .filter(|&&i| !i)
+            .count();
+        if npig == 0 {
+            continue;
+        }
+        for (m, &md) in MAX_DETS.iter().enumerate() {
+            // (image, detection) pairs in image order, then merged by score.
+            let pairs: Vec<(usize, usize)> = evals
+                .iter()
+                .enumerate()
+                .flat_map(|(e, ev)| (0..ev.scores.len().min(md)).map(move |d| (e, d)))
+                .collect();
+            let order = by_score_desc(pairs.iter().map(|&(e, d)| evals[e].scores[d]));
+            for t in 0..T {
+                let tp_fp: Vec<(bool, bool)> = order
+                    .iter()
+                    .map(|&i| {
+                        let (e, d) = pairs[i];
+                        let (hit, ign) = (evals[e].matched[t][d], evals[e].ignored[t][d]);
+                        (hit && !ign, !hit && !ign)
+                    })
+                    .collect();
+                let (q, rc) = precision_recall(&tp_fp, npig, &rec_thrs);
+                out[(a * MAX_DETS.len() + m) * T + t] = (Some(q), Some(rc));
+            }
+        }
+    }
+    out
+}
+
 /// Evaluates `dets` against `gt` (see the module docs for the rule). Detections of
 /// images or categories absent from `gt` are ignored, as in pycocotools (the result
 /// file reader rejects unknown images before this).
@@ -278,86 +359,25 @@ pub fn coco_evaluate(gt: &CocoGroundTruth, dets: &[DetBox]) -> CocoStats {
     let mut cats = gt.category_ids.clone();
     cats.sort_unstable();
     cats.dedup();
-    let max_det = MAX_DETS[2];
 
-    let mut gts: HashMap<(u64, u64), Vec<&GtBox>> = HashMap::new();
+    let mut gts: Cell = HashMap::new();
     for g in &gt.annotations {
         gts.entry((g.image_id, g.category_id)).or_default().push(g);
     }
-    let mut dts: HashMap<(u64, u64), Vec<&DetBox>> = HashMap::new();
+    let mut dts: DetCell = HashMap::new();
     for d in dets {
         dts.entry((d.image_id, d.category_id)).or_default().push(d);
     }
 
     // precision[k][a][m][t] -> R values; recall[k][a][m][t]; None = -1.
     let (na, nm) = (AREA_RANGES.len(), MAX_DETS.len());
-    let mut precision: Vec<Option<Vec<f64>>> = vec![None; cats.len() * na * nm * T];
-    let mut recall: Vec<Option<f64>> = vec![None; cats.len() * na * nm * T];
     let at = |k: usize, a: usize, m: usize, t: usize| ((k * na + a) * nm + m) * T + t;
 
-    for (k, &cat) in cats.iter().enumerate() {
-        // Per image: sorted, cut detections and their IoUs with every ground truth.
-        let per_image: Vec<_> = images
-            .iter()
-            .map(|&img| {
-                let g: &[&GtBox] = gts.get(&(img, cat)).map_or(&[], |v| v);
-                let d: &[&DetBox] = dts.get(&(img, cat)).map_or(&[], |v| v);
-                let mut d: Vec<&DetBox> = by_score_desc(d.iter().map(|d| d.score))
-                    .into_iter()
-                    .map(|i| d[i])
-                    .collect();
-                d.truncate(max_det);
-                let ious: Vec<Vec<f64>> = d
-                    .iter()
-                    .map(|d| {
-                        g.iter()
-                            .map(|g| bb_iou(&d.bbox, &g.bbox, g.iscrowd))
-                            .collect()
-                    })
-                    .collect();
-                (g, d, ious)
-            })
-            .collect();
-        for (a, &range) in AREA_RANGES.iter().enumerate() {
-            let evals: Vec<ImageEval> = per_image
-                .iter()
-                .filter_map(|(g, d, ious)| evaluate_image(g, d, ious, range, &iou_thrs))
-                .collect();
-            if evals.is_empty() {
-                continue;
-            }
-            let npig = evals
-                .iter()
-                .flat_map(|e| &e.gt_ignored)
-                .filter(|&&i| !i)
-                .count();
-            if npig == 0 {
-                continue;
-            }
-            for (m, &md) in MAX_DETS.iter().enumerate() {
-                // (image, detection) pairs in image order, then merged by score.
-                let pairs: Vec<(usize, usize)> = evals
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(e, ev)| (0..ev.scores.len().min(md)).map(move |d| (e, d)))
-                    .collect();
-                let order = by_score_desc(pairs.iter().map(|&(e, d)| evals[e].scores[d]));
-                for t in 0..T {
-                    let tp_fp: Vec<(bool, bool)> = order
-                        .iter()
-                        .map(|&i| {
-                            let (e, d) = pairs[i];
-                            let (hit, ign) = (evals[e].matched[t][d], evals[e].ignored[t][d]);
-                            (hit && !ign, !hit && !ign)
-                        })
-                        .collect();
-                    let (q, rc) = precision_recall(&tp_fp, npig, &rec_thrs);
-                    precision[at(k, a, m, t)] = Some(q);
-                    recall[at(k, a, m, t)] = Some(rc);
-                }
-            }
-        }
-    }
+    let per_category: Vec<_> = cats
+        .par_iter()
+        .map(|&cat| evaluate_category(cat, &images, &gts, &dts, &iou_thrs, &rec_thrs))
+        .collect();
+    let (precision, recall): (Vec<_>, Vec<_>) = per_category.into_iter().flatten().unzip();
 
     let (precision, recall) = (&precision, &recall);
     let ap = |ts: &[usize], a: usize, ks: &[usize]| {
