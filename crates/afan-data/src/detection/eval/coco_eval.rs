@@ -309,7 +309,7 @@ fn evaluate_category(
     for (a, &range) in AREA_RANGES.iter().enumerate() {
         let evals: Vec<ImageEval> = per_image
             .iter()
-            .filter_map(|(g, d, ious)| evaluate_image(g, d, ious, range, &iou_thrs))
+            .filter_map(|(g, d, ious)| evaluate_image(g, d, ious, range, iou_thrs))
             .collect();
         if evals.is_empty() {
             continue;
@@ -339,7 +339,7 @@ fn evaluate_category(
                         (hit && !ign, !hit && !ign)
                     })
                     .collect();
-                let (q, rc) = precision_recall(&tp_fp, npig, &rec_thrs);
+                let (q, rc) = precision_recall(&tp_fp, npig, rec_thrs);
                 out[(a * MAX_DETS.len() + m) * T + t] = (Some(q), Some(rc));
             }
         }
