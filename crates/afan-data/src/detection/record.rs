@@ -50,6 +50,21 @@ impl DetectionDataset {
         self.records.is_empty()
     }
 
+    /// The training view, as py-faster-rcnn (`use_diff=False`) and Detectron2 train:
+    /// `difficult` objects dropped, then images left without objects dropped.
+    /// Evaluation uses the full set, where difficult objects must stay.
+    pub fn for_training(mut self) -> Self {
+        for r in &mut self.records {
+            let kept = |i: &usize| !r.difficult[*i];
+            let idx: Vec<usize> = (0..r.boxes.len()).filter(kept).collect();
+            r.boxes = idx.iter().map(|&i| r.boxes[i]).collect();
+            r.labels = idx.iter().map(|&i| r.labels[i]).collect();
+            r.difficult = vec![false; idx.len()];
+        }
+        self.records.retain(|r| !r.boxes.is_empty());
+        self
+    }
+
     /// This dataset followed by `other` (e.g. VOC07+12), which must have the same classes.
     pub fn concat(mut self, other: DetectionDataset) -> Result<Self, crate::DataError> {
         if self.class_names != other.class_names {

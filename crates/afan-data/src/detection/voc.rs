@@ -5,7 +5,9 @@
 //! VOC's 1-based inclusive pixels to continuous corners by subtracting 1 from
 //! `xmin`/`ymin` (see [`crate::detection::boxes`]). `difficult` objects are kept
 //! and flagged: the VOC metric needs them. Any class list can be given, so other
-//! datasets in VOC format load the same way; [`VOC_CLASSES`] is the default.
+//! datasets in VOC format load the same way; [`VOC_CLASSES`] is the default. Every
+//! listed image is kept, with or without objects (evaluation needs them all);
+//! [`DetectionDataset::for_training`] gives the training view.
 
 use std::path::{Path, PathBuf};
 

@@ -185,3 +185,28 @@ fn listed_but_missing_image_is_an_error() {
         .to_string();
     assert!(msg.contains("ImageSets/Main/val.txt"), "{msg}");
 }
+
+#[test]
+fn training_view_drops_difficult_objects_and_empty_images() {
+    let dir = tempfile::tempdir().unwrap();
+    write_year(
+        dir.path(),
+        "2007",
+        "trainval",
+        &[
+            ("a", xml(&[OBJ_PERSON_DIFFICULT, OBJ_DOG])),
+            ("b", xml(&[OBJ_PERSON_DIFFICULT])),
+            ("c", xml(&[])),
+        ],
+    );
+    let ds = load_voc(dir.path(), "2007", "trainval", &voc_classes()).unwrap();
+    assert_eq!(ds.len(), 3);
+    let train = ds.for_training();
+    assert_eq!(train.len(), 1);
+    assert_eq!(train.records[0].labels, vec![11]);
+    assert_eq!(
+        train.records[0].boxes,
+        vec![BoxXyxy::new(47.0, 239.0, 195.0, 371.0)]
+    );
+    assert_eq!(train.records[0].difficult, vec![false]);
+}
