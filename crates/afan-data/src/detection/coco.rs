@@ -119,15 +119,16 @@ impl KnownIds {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, DataError> {
+/// Parses `path`; `what` names the expected kind of file for the message.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, DataError> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| DataError::malformed(path, e))
+    serde_json::from_str(&text).map_err(|e| DataError::malformed(path, format!("not {what}: {e}")))
 }
 
 impl CocoInstances {
     /// Reads and checks an instances file.
     pub fn read(path: &Path) -> Result<Self, DataError> {
-        let inst: CocoInstances = read_json(path)?;
+        let inst: CocoInstances = read_json(path, "a COCO instances file")?;
         let ids = KnownIds::new(
             inst.images.iter().map(|i| i.id),
             inst.categories.iter().map(|c| c.id),
@@ -250,7 +251,10 @@ impl CocoInstances {
 /// category the ground truth lacks is rejected too, where pycocotools would drop
 /// those detections silently.
 pub fn read_results(path: &Path, gt: &CocoGroundTruth) -> Result<Vec<DetBox>, DataError> {
-    let results: Vec<CocoResult> = read_json(path)?;
+    let results: Vec<CocoResult> = read_json(
+        path,
+        "a COCO result list [{image_id, category_id, bbox, score}]",
+    )?;
     if results.is_empty() {
         return Err(DataError::invalid(
             path,

@@ -85,8 +85,8 @@ struct XmlBox {
 /// Reads one annotation file into a record (image path and id filled in by the caller).
 fn read_annotation(path: &Path, classes: &[String]) -> Result<(DetectionRecord, usize), DataError> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-    let ann: XmlAnnotation =
-        quick_xml::de::from_str(&text).map_err(|e| DataError::malformed(path, e))?;
+    let ann: XmlAnnotation = quick_xml::de::from_str(&text)
+        .map_err(|e| DataError::malformed(path, format!("not a VOC annotation: {e}")))?;
     let (width, height) = (ann.size.width, ann.size.height);
     if width == 0 || height == 0 {
         return Err(DataError::invalid(
