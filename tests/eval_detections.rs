@@ -146,4 +146,5 @@ fn bad_files_get_one_clear_error() {
 
     let msg = run(&dir.path().join("nowhere.json"), &dt);
     assert!(msg.contains("nowhere.json"), "{msg}");
+    assert_eq!(msg.matches("os error").count(), 1, "{msg}");
 }

@@ -11,13 +11,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The operating system refused to read a file or a directory.
-    #[error("cannot read {}: {source}", path.display())]
+    // Not a `#[source]`: the message already includes it, and the binary prints the
+    // whole chain (`{:#}`), which would repeat it.
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         /// The file or directory that could not be read.
         path: PathBuf,
         /// What the operating system said.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A binary file is not a whole number of records: it was cut short by an
@@ -160,7 +161,7 @@ impl DataError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }
