@@ -223,7 +223,14 @@ impl CocoInstances {
                     rec.crowd.push(b);
                 } else {
                     rec.boxes.push(b);
-                    rec.labels.push(label_of[&a.category_id]);
+                    let Some(&label) = label_of.get(&a.category_id) else {
+                        return Err(DataError::invalid(
+                            path,
+                            format!("annotations[{i}].category_id"),
+                            format!("{} is not listed in categories", a.category_id),
+                        ));
+                    };
+                    rec.labels.push(label);
                     rec.difficult.push(false);
                 }
             }
@@ -284,13 +291,20 @@ pub fn read_results(path: &Path, gt: &CocoGroundTruth) -> Result<Vec<DetBox>, Da
 impl CocoResult {
     /// A detection in contiguous labels (original image coordinates), with its label
     /// mapped back to the category id by `label_map` (from [`CocoInstances::label_map`]).
-    pub fn from_detection(d: &Detection, label_map: &[u64]) -> Self {
-        CocoResult {
+    pub fn from_detection(d: &Detection, label_map: &[u64]) -> Result<Self, DataError> {
+        let Some(&category_id) = label_map.get(d.label) else {
+            return Err(DataError::Inconsistent(format!(
+                "detection of label {} but only {} categories",
+                d.label,
+                label_map.len()
+            )));
+        };
+        Ok(CocoResult {
             image_id: d.image_id,
-            category_id: label_map[d.label],
+            category_id,
             bbox: d.bbox.to_xywh(),
             score: d.score,
-        }
+        })
     }
 }
 

@@ -166,7 +166,13 @@ fn written_results_read_back_with_category_ids() {
         score: 0.25,
     };
     let res = dir.path().join("detections.json");
-    write_results(&res, &[CocoResult::from_detection(&det, &inst.label_map())]).unwrap();
+    let result = CocoResult::from_detection(&det, &inst.label_map()).unwrap();
+    write_results(&res, &[result]).unwrap();
+    let bad = Detection {
+        label: 2,
+        ..det.clone()
+    };
+    assert!(CocoResult::from_detection(&bad, &inst.label_map()).is_err());
     let back = read_results(&res, &inst.ground_truth()).unwrap();
     assert_eq!(
         back,
