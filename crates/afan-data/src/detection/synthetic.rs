@@ -120,7 +120,7 @@ fn draw(rng: &mut ChaCha8Rng, image_id: u64) -> DetectionSample {
     }
 }
 
-/// Ground-truth records of generated samples, for [`super::eval::voc_map`].
+/// Ground-truth records of generated samples, for [`super::eval::voc_map()`].
 pub fn records_of(samples: &[DetectionSample]) -> Vec<DetectionRecord> {
     samples
         .iter()

@@ -32,37 +32,10 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-/// Names of the 12 numbers of [`CocoStats::stats`], in pycocotools' order.
-pub const COCO_STAT_NAMES: [&str; 12] = [
-    "AP@[.50:.95] all maxDets=100",
-    "AP@.50 all maxDets=100",
-    "AP@.75 all maxDets=100",
-    "AP@[.50:.95] small maxDets=100",
-    "AP@[.50:.95] medium maxDets=100",
-    "AP@[.50:.95] large maxDets=100",
-    "AR@[.50:.95] all maxDets=1",
-    "AR@[.50:.95] all maxDets=10",
-    "AR@[.50:.95] all maxDets=100",
-    "AR@[.50:.95] small maxDets=100",
-    "AR@[.50:.95] medium maxDets=100",
-    "AR@[.50:.95] large maxDets=100",
-];
-
-/// Short names of the 12 numbers (as Detectron2 prints them), for JSON output.
-pub const COCO_STAT_KEYS: [&str; 12] = [
-    "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
-];
-
-/// Detections kept per image and category (COCO's `maxDets`).
-pub const MAX_DETS: [usize; 3] = [1, 10, 100];
-
-/// Area ranges all, small, medium, large (inclusive bounds, in pixels²).
-pub const AREA_RANGES: [(f64, f64); 4] = [
-    (0.0, 1e10),
-    (0.0, 32.0 * 32.0),
-    (32.0 * 32.0, 96.0 * 96.0),
-    (96.0 * 96.0, 1e10),
-];
+pub use super::coco_types::{
+    AREA_RANGES, COCO_STAT_KEYS, COCO_STAT_NAMES, CocoGroundTruth, CocoStats, DetBox, GtBox,
+    MAX_DETS,
+};
 
 const T: usize = 10;
 const R: usize = 101;
@@ -73,57 +46,6 @@ fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
     let mut v: Vec<f64> = (0..num).map(|i| i as f64 * step + start).collect();
     v[num - 1] = stop;
     v
-}
-
-/// One ground-truth annotation.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GtBox {
-    /// Image the object is in.
-    pub image_id: u64,
-    /// COCO category id (not necessarily contiguous).
-    pub category_id: u64,
-    /// `[x, y, w, h]`.
-    pub bbox: [f64; 4],
-    /// The annotation's `area` field (the mask area in COCO, not the box area):
-    /// it decides small/medium/large.
-    pub area: f64,
-    /// A crowd region: never a false negative, absorbs detections.
-    pub iscrowd: bool,
-}
-
-/// One detection, as in a COCO result file.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DetBox {
-    /// Image it was found in.
-    pub image_id: u64,
-    /// Predicted COCO category id.
-    pub category_id: u64,
-    /// `[x, y, w, h]`.
-    pub bbox: [f64; 4],
-    /// Confidence; higher first.
-    pub score: f64,
-}
-
-/// What is evaluated against: every image and category of the ground truth file,
-/// including images without objects and categories without detections.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CocoGroundTruth {
-    /// All image ids (`images[].id`).
-    pub image_ids: Vec<u64>,
-    /// All category ids (`categories[].id`).
-    pub category_ids: Vec<u64>,
-    /// All annotations.
-    pub annotations: Vec<GtBox>,
-}
-
-/// The result of an evaluation.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CocoStats {
-    /// pycocotools' `stats`, named by [`COCO_STAT_NAMES`]; -1 where undefined.
-    pub stats: [f64; 12],
-    /// AP@[.50:.95] (all areas, 100 detections) per category id, ascending; -1
-    /// for a category without ground truth.
-    pub per_category_ap: Vec<(u64, f64)>,
 }
 
 /// pycocotools' `bbIou` for one pair.
@@ -231,7 +153,7 @@ fn by_score_desc(scores: impl Iterator<Item = f64>) -> Vec<usize> {
 }
 
 /// Precision at the recall points and final recall for one threshold (`accumulate`'s
-/// inner loop). `None` stands for pycocotools' -1 (no ground truth).
+/// inner loop), given (TP, FP) of the detections in score order.
 fn precision_recall(tp_fp: &[(bool, bool)], npig: usize, rec_thrs: &[f64]) -> (Vec<f64>, f64) {
     let (mut tp, mut fp) = (0.0f64, 0.0f64);
     let mut rc = Vec::with_capacity(tp_fp.len());
@@ -425,81 +347,5 @@ pub fn coco_evaluate(gt: &CocoGroundTruth, dets: &[DetBox]) -> CocoStats {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thresholds_are_numpys_linspace() {
-        let iou = linspace(0.5, 0.95, 10);
-        // The 6th threshold must compare equal to .75 (pycocotools selects AP75 by `==`).
-        assert_eq!(iou[5], 0.75);
-        assert_eq!(iou[0], 0.5);
-        assert_eq!(iou[9], 0.95);
-        let rec = linspace(0.0, 1.0, 101);
-        assert_eq!(rec[1], 0.01);
-        assert_eq!(rec[100], 1.0);
-    }
-
-    #[test]
-    fn crowd_iou_divides_by_the_detection_area() {
-        let d = [0.0, 0.0, 2.0, 2.0];
-        let g = [1.0, 0.0, 10.0, 10.0];
-        // Intersection 1x2 = 2; regular union 4 + 100 - 2, crowd union = detection area 4.
-        assert_eq!(bb_iou(&d, &g, false), 2.0 / 102.0);
-        assert_eq!(bb_iou(&d, &g, true), 0.5);
-    }
-
-    fn gt(image_id: u64, bbox: [f64; 4], iscrowd: bool) -> GtBox {
-        GtBox {
-            image_id,
-            category_id: 1,
-            bbox,
-            area: bbox[2] * bbox[3],
-            iscrowd,
-        }
-    }
-
-    fn det(image_id: u64, bbox: [f64; 4], score: f64) -> DetBox {
-        DetBox {
-            image_id,
-            category_id: 1,
-            bbox,
-            score,
-        }
-    }
-
-    #[test]
-    fn hand_computed_case() {
-        // Two large objects; one perfect detection, one false positive ranked above
-        // it, and one detection inside a crowd region (ignored, neither TP nor FP).
-        let truth = CocoGroundTruth {
-            image_ids: vec![1, 2],
-            category_ids: vec![1, 2],
-            annotations: vec![
-                gt(1, [0.0, 0.0, 100.0, 100.0], false),
-                gt(2, [0.0, 0.0, 100.0, 100.0], false),
-                gt(2, [200.0, 200.0, 100.0, 100.0], true),
-            ],
-        };
-        let dets = [
-            det(1, [500.0, 500.0, 100.0, 100.0], 0.9),
-            det(1, [0.0, 0.0, 100.0, 100.0], 0.8),
-            det(2, [210.0, 210.0, 50.0, 50.0], 0.7),
-        ];
-        let s = coco_evaluate(&truth, &dets).stats;
-        // Ranked: FP, TP (recall 1/2, precision 1/2), crowd-ignored. The envelope gives
-        // precision 1/2 for recall points 0..=0.5 (51 points), 0 beyond: AP = 51/101 / 2
-        // at every threshold.
-        let ap = 51.0 / 101.0 / 2.0;
-        for i in [0, 1, 2, 5] {
-            assert!((s[i] - ap).abs() < 1e-12, "stat {i}: {}", s[i]);
-        }
-        // No small or medium objects; category 2 has no ground truth at all.
-        assert_eq!(s[3], -1.0);
-        assert_eq!(s[4], -1.0);
-        // maxDets=1 keeps only the FP on image 1: recall 0; with 10 or 100: 1/2.
-        assert_eq!(s[6], 0.0);
-        assert_eq!(s[7], 0.5);
-        assert_eq!(s[8], 0.5);
-    }
-}
+#[path = "coco_eval_tests.rs"]
+mod tests;

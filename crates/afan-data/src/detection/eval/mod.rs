@@ -1,6 +1,7 @@
 //! Detection metrics: COCO's 12 numbers (pycocotools) and VOC mAP (the devkit).
 
 pub mod coco_eval;
+pub mod coco_types;
 pub mod voc_map;
 
 pub use coco_eval::{
