@@ -222,7 +222,6 @@ impl CocoInstances {
                 if a.iscrowd != 0 {
                     rec.crowd.push(b);
                 } else {
-                    rec.boxes.push(b);
                     let Some(&label) = label_of.get(&a.category_id) else {
                         return Err(DataError::invalid(
                             path,
@@ -230,6 +229,7 @@ impl CocoInstances {
                             format!("{} is not listed in categories", a.category_id),
                         ));
                     };
+                    rec.boxes.push(b);
                     rec.labels.push(label);
                     rec.difficult.push(false);
                 }
