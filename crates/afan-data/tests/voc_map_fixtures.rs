@@ -4,6 +4,7 @@
 //! converts annotations, so this also checks that the conversion keeps the devkit's IoU.
 
 use afan_data::detection::eval::{ApRule, Detection, voc_map};
+use afan_data::detection::voc::{VOC_CLASSES, load_voc, voc_classes};
 use afan_data::detection::{BoxXyxy, DetectionRecord};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -56,10 +57,8 @@ fn cases() -> HashMap<String, Case> {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn check(name: &str) {
-    let case = &cases()[name];
-    let records: Vec<DetectionRecord> = case
-        .images
+fn records_of(case: &Case) -> Vec<DetectionRecord> {
+    case.images
         .iter()
         .map(|im| DetectionRecord {
             image: format!("{}.jpg", im.id).into(),
@@ -71,7 +70,16 @@ fn check(name: &str) {
             difficult: im.objects.iter().map(|o| o.difficult).collect(),
             crowd: vec![],
         })
-        .collect();
+        .collect()
+}
+
+fn check(name: &str) {
+    let case = &cases()[name];
+    let records = records_of(case);
+    check_against(name, case, &records);
+}
+
+fn check_against(name: &str, case: &Case, records: &[DetectionRecord]) {
     let dets: Vec<Detection> = case
         .dets
         .iter()
@@ -86,7 +94,7 @@ fn check(name: &str) {
         (ApRule::ElevenPoint, &case.ap07, case.map07),
         (ApRule::Area, &case.ap_area, case.map_area),
     ] {
-        let got = voc_map(&records, &dets, case.num_classes, rule).unwrap();
+        let got = voc_map(records, &dets, case.num_classes, rule).unwrap();
         assert_eq!(got.per_class.len(), want.len());
         for (c, (g, w)) in got.per_class.iter().zip(want).enumerate() {
             match (g, w) {
@@ -137,4 +145,58 @@ fn unknown_image_is_an_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("image 7"), "{err}");
+}
+
+/// The same case written as a VOCdevkit (XML annotations, image list) and read back by
+/// the VOC reader: its box conversion and difficult flags give voc_eval's numbers.
+#[test]
+fn devkit_on_disk_matches_voc_eval() {
+    let case = &cases()["difficult"];
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("VOC2007");
+    for d in ["Annotations", "JPEGImages", "ImageSets/Main"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let mut list = String::new();
+    for im in &case.images {
+        let objects: String = im
+            .objects
+            .iter()
+            .map(|o| {
+                let [x1, y1, x2, y2] = o.bbox;
+                format!(
+                    "<object><name>{}</name><difficult>{}</difficult><bndbox><xmin>{x1}</xmin>\
+                     <ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>",
+                    VOC_CLASSES[o.cls], o.difficult as u8
+                )
+            })
+            .collect();
+        let xml = format!(
+            "<annotation><size><width>{}</width><height>{}</height><depth>3</depth></size>\
+             {objects}</annotation>",
+            im.width, im.height
+        );
+        let id = format!("{:06}", im.id);
+        std::fs::write(root.join(format!("Annotations/{id}.xml")), xml).unwrap();
+        std::fs::write(root.join(format!("JPEGImages/{id}.jpg")), b"").unwrap();
+        list.push_str(&id);
+        list.push('\n');
+    }
+    std::fs::write(root.join("ImageSets/Main/test.txt"), list).unwrap();
+    let ds = load_voc(dir.path(), "2007", "test", &voc_classes()).unwrap();
+    assert_eq!(
+        ds.records.iter().map(|r| r.image_id).collect::<Vec<_>>(),
+        (0..case.images.len() as u64).collect::<Vec<_>>()
+    );
+    let mut records = ds.records;
+    for r in &mut records {
+        r.image = Default::default();
+    }
+    // Same records as built in memory, up to the image paths.
+    let mut expected = records_of(case);
+    for r in &mut expected {
+        r.image = Default::default();
+    }
+    assert_eq!(records, expected);
+    check_against("difficult (on disk)", case, &records);
 }
