@@ -6,6 +6,7 @@ mod config;
 mod convert;
 mod data;
 mod device;
+mod eval_detections;
 mod evaluate;
 mod infer;
 mod metrics;
@@ -56,6 +57,8 @@ enum Command {
     Infer(infer::InferArgs),
     /// A PyTorch or safetensors state dict into an afan checkpoint.
     Convert(convert::ConvertArgs),
+    /// COCO box AP/AR (pycocotools' 12 numbers) of a COCO-format result file.
+    EvalDetections(eval_detections::EvalDetectionsArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -252,6 +255,7 @@ fn main() {
         Command::Bench(a) => bench::run(a),
         Command::Infer(a) => infer::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::EvalDetections(a) => eval_detections::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -11,13 +11,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The operating system refused to read a file or a directory.
-    #[error("cannot read {}: {source}", path.display())]
+    // Not a `#[source]`: the message already includes it, and the binary prints the
+    // whole chain (`{:#}`), which would repeat it.
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         /// The file or directory that could not be read.
         path: PathBuf,
         /// What the operating system said.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A binary file is not a whole number of records: it was cut short by an
@@ -107,6 +108,27 @@ pub enum DataError {
         message: String,
     },
 
+    /// A JSON or XML file that does not parse into the expected structure.
+    #[error("{}: {message}", path.display())]
+    Malformed {
+        /// The offending file.
+        path: PathBuf,
+        /// What the parser reported, with its line and column where it has them.
+        message: String,
+    },
+
+    /// A file parses, but a field holds a value that cannot be right (a box outside
+    /// its image, an unknown class or image, an empty result list).
+    #[error("{}: {field}: {problem}", path.display())]
+    InvalidField {
+        /// The offending file.
+        path: PathBuf,
+        /// Where in the file: e.g. `annotations[3].bbox` or `object[1]/name`.
+        field: String,
+        /// What was found and what was expected.
+        problem: String,
+    },
+
     /// In-memory buffers whose sizes do not agree (a programming error in the
     /// caller that built an [`crate::ImageDataset`] by hand).
     #[error("inconsistent dataset: {0}")]
@@ -123,11 +145,32 @@ pub enum DataError {
 }
 
 impl DataError {
+    /// A parse failure of `path`.
+    pub fn malformed(path: impl Into<PathBuf>, message: impl ToString) -> Self {
+        DataError::Malformed {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// A bad value of `field` in `path`.
+    pub fn invalid(
+        path: impl Into<PathBuf>,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
+        DataError::InvalidField {
+            path: path.into(),
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }
@@ -166,6 +209,12 @@ mod tests {
             assert!(!msg.contains('\n'), "{msg}");
             assert!(msg.contains("data_batch_1.bin"), "{msg}");
         }
+        let msg =
+            DataError::malformed("x/instances_val.json", "EOF at line 1 column 3").to_string();
+        assert_eq!(msg, "x/instances_val.json: EOF at line 1 column 3");
+        let msg =
+            DataError::invalid("x/1.xml", "object[2]/name", "unknown class \"dragon\"").to_string();
+        assert_eq!(msg, "x/1.xml: object[2]/name: unknown class \"dragon\"");
         let msg = DataError::UnknownDataset("mnist".into()).to_string();
         assert!(msg.contains("mnist") && msg.contains("cifar100"), "{msg}");
     }

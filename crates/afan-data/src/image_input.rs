@@ -52,7 +52,7 @@ impl ImageTransform {
     pub fn load(&self, path: &Path) -> Result<Vec<f32>, DataError> {
         let bytes = std::fs::read(path).map_err(|source| DataError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
         let image = image::load_from_memory(&bytes).map_err(|e| DataError::Image {
             path: path.to_path_buf(),

@@ -8,6 +8,7 @@
 
 pub mod cifar;
 pub mod dataset;
+pub mod detection;
 pub mod error;
 pub mod fixtures;
 pub mod image_input;

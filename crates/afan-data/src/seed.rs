@@ -19,6 +19,9 @@ pub(crate) mod tag {
     pub const SHAPES_TRAIN: u64 = 0x7368_6170_6573_5f74; // "shapes_t"
     pub const SHAPES_TEST: u64 = 0x7368_6170_6573_5f65; // "shapes_e"
     pub const FIXTURE: u64 = 0x6669_7874_7572_6521; // "fixture!"
+    pub const DETECTION_ORDER: u64 = 0x6465_745f_6f72_6472; // "det_ordr"
+    pub const DETECTION_FLIP: u64 = 0x6465_745f_666c_6970; // "det_flip"
+    pub const DETECTION_SHAPES: u64 = 0x6465_745f_7368_6170; // "det_shap"
 }
 
 /// SplitMix64 finaliser: a cheap bijective mixer with good avalanche.
