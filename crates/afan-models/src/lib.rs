@@ -2,6 +2,7 @@
 //! points named after torchvision modules.
 
 pub mod cifar_resnet;
+pub mod detection;
 pub mod import;
 pub mod layers;
 pub mod norm;

@@ -1,0 +1,8 @@
+//! Faster R-CNN in the C4 layout of the A-FAN release, one concept per file as in torchvision's
+//! `models.detection` package.
+
+pub mod anchors;
+pub mod box_coder;
+pub mod boxes;
+pub mod nms;
+pub mod roi_align;
