@@ -4,5 +4,9 @@
 pub mod anchors;
 pub mod box_coder;
 pub mod boxes;
+pub mod losses;
 pub mod nms;
 pub mod roi_align;
+pub mod roi_heads;
+pub mod rpn;
+pub mod sampler;

@@ -86,5 +86,5 @@ fn a_box_on_one_cell_centre_reads_that_cell() {
         mode: RoiPoolMode::Align,
     };
     let out = cfg.forward(x, &[(0, [2.0, 1.0, 3.0, 2.0])]);
-    assert_eq!(out.into_data().to_vec::<f32>().unwrap(), vec![6.0]);
+    assert_eq!(out.into_data().try_to_vec::<f32>().unwrap(), vec![6.0]);
 }
