@@ -10,6 +10,11 @@ pub mod registry;
 pub mod resnet;
 
 pub use cifar_resnet::CifarResNet;
+pub use detection::afan::{DetectionAfanConfig, detection_afan_objective};
+pub use detection::faster_rcnn::{FasterRcnn, FasterRcnnConfig};
+pub use detection::step::{
+    DetectionInput, DetectionLosses, DetectionTarget, DetectorStep, StepPlan,
+};
 pub use import::{ImportError, StateDict, load_state_dict};
 pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use registry::{Classifier, ClassifierKind, UnknownModel};

@@ -117,7 +117,7 @@ impl RoiPoolConfig {
         }
         let (bh, bw) = (rh / ph as f32, rw / pw as f32);
         let grid = |size: f32| match self.sampling_ratio {
-            0 => (size.ceil() as usize).max(0),
+            0 => size.ceil() as usize,
             n => n,
         };
         let (gh, gw) = (grid(bh), grid(bw));
