@@ -136,3 +136,35 @@ pub fn detection_afan_objective(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use afan_core::LossWeights;
+
+    #[test]
+    fn default_is_the_release_setting_and_head_weights_must_match() {
+        let c = DetectionAfanConfig::default();
+        c.validate().unwrap();
+        let w = c.backbone.loss_weights();
+        assert_eq!(w.points, vec![(1.0 - 0.3) / 3.0; 5]);
+        assert_eq!(w.head, vec![0.3 / 3.0]);
+        assert_eq!((c.backbone.pgd.steps, c.backbone.pgd.step_size), (1, 1.0));
+        assert_eq!(c.head.as_ref().unwrap().pgd.step_size, 0.1);
+        let no_head = DetectionAfanConfig {
+            head: None,
+            ..c.clone()
+        };
+        let e = no_head.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("1 head weights but the head point is off"),
+            "{e}"
+        );
+        let mut fixed = no_head;
+        fixed.backbone.weights = Some(LossWeights {
+            points: vec![0.2; 5],
+            head: vec![],
+        });
+        fixed.validate().unwrap();
+    }
+}

@@ -129,6 +129,8 @@ fn split_round_trip_is_exact_and_the_plan_is_shared() {
     let step = DetectorStep::new(&model, &plan);
     let x = input(&dev);
     let full = step.forward(x.clone()).values();
+    let drawn = (plan.rpn_targets(), plan.roi_samples());
+    assert!(drawn.0.is_some() && drawn.1.is_some());
     assert!(full.iter().all(|v| v.is_finite() && *v >= 0.0), "{full:?}");
     // Small initial predictor weights: RPN objectness starts near log 2, RoI classification
     // near log 3 (less close: the unnormalized layer4 features are large).
@@ -148,6 +150,8 @@ fn split_round_trip_is_exact_and_the_plan_is_shared() {
     assert_eq!(f.dims(), [r, 256, 2, 2]);
     let via = step.forward_from(f, &roi).values();
     assert_eq!(via, [0.0, 0.0, full[2], full[3]]);
+    // Every pass reused the samples of the first.
+    assert_eq!((plan.rpn_targets(), plan.roi_samples()), drawn);
     let e = step.split_point("layer4").unwrap_err().to_string();
     assert!(e.contains("layer1, layer2, layer3, roi"), "{e}");
 }
@@ -258,6 +262,20 @@ fn train(steps: usize, afan: Option<DetectionAfanConfig>) -> Vec<f32> {
                 let attack = DetectorStep::new(&attacker, &plan);
                 let out = detection_afan_objective(&bound, &attack, x.clone(), cfg).unwrap();
                 assert_eq!(out.point_losses.len(), 6);
+                if step == 0 {
+                    // (L0 + ... + L4) / 3 * 0.7 + L5 / 3 * 0.3.
+                    let l: Vec<f32> = out
+                        .point_losses
+                        .iter()
+                        .map(|l| values(l.clone())[0])
+                        .collect();
+                    let expected = l[..5].iter().sum::<f32>() / 3.0 * 0.7 + l[5] / 3.0 * 0.3;
+                    let got = values(out.loss.clone())[0];
+                    assert!(
+                        (got - expected).abs() < 1e-5 * expected,
+                        "{got} vs {expected}"
+                    );
+                }
                 (out.loss, out.point_losses[0].clone())
             }
         };
