@@ -113,11 +113,31 @@ impl FasterRcnnConfig {
         Ok(depth)
     }
 
-    /// A freshly initialised detector (ImageNet weights are loaded into it afterwards).
+    /// A freshly initialised detector.
     pub fn init(&self, device: &Device) -> Result<FasterRcnn, DetectionConfigError> {
         let depth = self.validate()?;
-        let mut backbone = ResNet::new(depth, 1, device);
+        self.init_with_backbone(ResNet::new(depth, 1, device), device)
+    }
+
+    /// A detector around `backbone`, typically a torchvision ResNet with ImageNet weights
+    /// ([`crate::load_state_dict`]): its stem and `layer1`..`layer3` extract features, its
+    /// `layer4` becomes the RoI head, its `fc` is dropped; the RPN and predictors are fresh.
+    pub fn init_with_backbone(
+        &self,
+        mut backbone: ResNet,
+        device: &Device,
+    ) -> Result<FasterRcnn, DetectionConfigError> {
+        let depth = self.validate()?;
+        if backbone.depth() != depth || backbone.layer4.is_empty() {
+            return Err(DetectionConfigError::Invalid {
+                field: "backbone",
+                value: backbone.depth().to_string(),
+                expected: "a complete ResNet of the configured depth",
+            });
+        }
         let layer4 = std::mem::take(&mut backbone.layer4);
+        // The classifier has no role in detection; a one-output stand-in keeps the struct whole.
+        backbone.fc = burn::nn::LinearConfig::new(1, 1).init(device);
         let rpn = RpnHead::new(backbone.out_channels(3), &self.rpn, device);
         let head_channels = backbone.out_channels(4);
         let mut roi_head = RoiHead::new(layer4, head_channels, self.num_classes, device);
@@ -168,8 +188,8 @@ fn freeze_block_norms(blocks: &mut [Block]) {
 /// Faster R-CNN, C4 layout.
 ///
 /// `backbone` is a torchvision ResNet whose `layer4` was moved into [`RoiHead::layer4`] (its
-/// one-class `fc` is unused): ImageNet weights load into `backbone.*`, with `layer4.*` renamed to
-/// `roi_head.layer4.*`.
+/// `fc` is a one-output stand-in). For ImageNet weights, load them into a [`ResNet`] and build
+/// the detector with [`FasterRcnnConfig::init_with_backbone`].
 #[derive(Module, Debug)]
 pub struct FasterRcnn {
     /// Stem and `layer1` .. `layer3`.

@@ -105,6 +105,24 @@ fn configuration_errors_name_the_field() {
 }
 
 #[test]
+fn a_pretrained_resnet_becomes_feature_extractor_and_roi_head() {
+    let dev = Device::flex();
+    let resnet = ResNet::new(ResNetDepth::R18, 1000, &dev);
+    let w = |p: &burn::module::Param<Tensor<4>>| values(p.val());
+    let (stem, last) = (w(&resnet.conv1.weight), w(&resnet.layer4[1].conv2.weight));
+    let model = tiny_config().init_with_backbone(resnet, &dev).unwrap();
+    assert_eq!(w(&model.backbone.conv1.weight), stem);
+    assert_eq!(w(&model.roi_head.layer4[1].conv2.weight), last);
+    assert!(model.backbone.layer4.is_empty());
+    let wrong = ResNet::new(ResNetDepth::R34, 1000, &dev);
+    let e = tiny_config().init_with_backbone(wrong, &dev).unwrap_err();
+    assert!(
+        e.to_string().contains("detector.backbone = resnet34"),
+        "{e}"
+    );
+}
+
+#[test]
 fn input_errors_name_the_image_and_object() {
     let dev = Device::flex();
     let images = Tensor::<4>::zeros([1, 3, 32, 32], &dev);
