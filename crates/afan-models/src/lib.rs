@@ -2,6 +2,7 @@
 //! points named after torchvision modules.
 
 pub mod cifar_resnet;
+pub mod detection;
 pub mod efficientnet;
 pub mod import;
 pub mod input_norm;
@@ -12,6 +13,11 @@ pub mod resnet;
 pub mod state_dict;
 
 pub use cifar_resnet::CifarResNet;
+pub use detection::afan::{DetectionAfanConfig, detection_afan_objective};
+pub use detection::faster_rcnn::{FasterRcnn, FasterRcnnConfig};
+pub use detection::step::{
+    DetectionInput, DetectionLosses, DetectionTarget, DetectorStep, StepPlan,
+};
 pub use efficientnet::{EfficientNet, EfficientNetVariant};
 pub use import::{
     ImportError, ImportReport, PytorchImport, load_state_dict, load_state_dict_partial, param_paths,
