@@ -271,3 +271,25 @@ fn release_presets_parse_and_differ_only_in_method() {
         }
     }
 }
+
+/// The pixel-level baseline trains through the same trainer and records its attack, whose
+/// L-inf size is the configured radius (8/255) at most.
+#[test]
+fn pixel_pgd_adversarial_training_runs_and_stays_in_its_ball() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shapes_as_cifar(tmp.path(), 64, 32);
+    let out = tmp.path().join("pixel");
+    let mut args = train_args(s(&data), s(&out), "1", &["--set", "pixel.steps=2"]);
+    let m = args.iter().position(|a| *a == "afan").unwrap();
+    args[m] = "pixel_pgd";
+    let summary = json(&ok(&args));
+    assert_eq!(summary["epochs"], 1);
+    let line: Value = serde_json::from_str(
+        fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let linf = line["pgd_linf"].as_f64().expect("attack norms recorded");
+    assert!(linf > 1.0 / 255.0 && linf <= 8.0 / 255.0 + 1e-6, "{line}");
+}

@@ -1,10 +1,11 @@
-//! `afan bench`: the cost of a clean training step and of an A-FAN step, on random data, after
+//! `afan bench`: the cost of a clean training step, an A-FAN step and a pixel-PGD adversarial
+//! training step, side by side in one run (the paper's efficiency claim), on random data, after
 //! warm-up. Medians, because a shared machine is noisy.
 
 use crate::config::OptimConfig;
 use crate::device::parse_device;
-use crate::step::{sgd, training_loss};
-use afan_core::{AfanConfig, SplitModel};
+use crate::step::{Objective, sgd, training_loss};
+use afan_core::{AfanConfig, PixelPgdConfig, SplitModel};
 use afan_models::ClassifierKind;
 use anyhow::Result;
 use burn::module::Module;
@@ -25,6 +26,9 @@ pub struct BenchArgs {
     /// PGD steps of the A-FAN step.
     #[arg(long, default_value_t = 3)]
     pub pgd_steps: usize,
+    /// PGD steps of the pixel-level adversarial step (0 skips it).
+    #[arg(long, default_value_t = 7)]
+    pub pixel_steps: usize,
     /// Split point of the A-FAN step.
     #[arg(long, default_value = "layer1")]
     pub split: String,
@@ -63,6 +67,12 @@ pub struct BenchResult {
     pub afan_step_s: f64,
     /// `afan_step_s / clean_step_s`.
     pub afan_over_clean: f64,
+    /// Median seconds of one pixel-PGD adversarial training step (absent with `--pixel-steps 0`).
+    pub pixel_pgd_step_s: Option<f64>,
+    /// `pixel_pgd_step_s / clean_step_s`.
+    pub pixel_pgd_over_clean: Option<f64>,
+    /// PGD steps of the pixel-level step.
+    pub pixel_steps: usize,
     /// Median seconds of one forward pass in inference mode.
     pub inference_s: f64,
     /// PGD steps of the A-FAN step.
@@ -80,6 +90,8 @@ pub struct BenchSamples {
     pub clean: Vec<f64>,
     /// A-FAN steps.
     pub afan: Vec<f64>,
+    /// Pixel-PGD steps.
+    pub pixel_pgd: Vec<f64>,
     /// Inference passes.
     pub inference: Vec<f64>,
 }
@@ -110,12 +122,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
         &device,
     );
 
-    let mut time = |afan_step: bool, model: &mut afan_models::Classifier| -> Vec<f64> {
+    let pixel = PixelPgdConfig {
+        steps: args.pixel_steps,
+        ..PixelPgdConfig::default()
+    };
+    let mut time = |objective: &Objective, model: &mut afan_models::Classifier| -> Vec<f64> {
         (0..args.warmup + args.iters)
             .map(|_| {
                 let t = Instant::now();
-                let point = afan_step.then_some(&point);
-                let (loss, _, _) = training_loss(model, x.clone(), y.clone(), point, &afan);
+                let (loss, _, _) = training_loss(model, x.clone(), y.clone(), objective);
                 let grads = GradientsParams::from_grads(loss.backward(), &*model);
                 *model = optim.step(0.01, model.clone(), grads);
                 // Reading the loss waits for the backend, so the time covers the whole step.
@@ -125,8 +140,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .skip(args.warmup)
             .collect()
     };
-    let mut clean = time(false, &mut model);
-    let mut afan_t = time(true, &mut model);
+    let mut clean = time(&Objective::Baseline, &mut model);
+    let mut afan_t = time(&Objective::Afan(&point, &afan), &mut model);
+    let mut pixel_t = if args.pixel_steps > 0 {
+        time(&Objective::PixelPgd(&pixel, afan.attack_bn), &mut model)
+    } else {
+        Vec::new()
+    };
     let valid = model.valid();
     let xv = x.clone().without_autodiff();
     let mut inference: Vec<f64> = (0..args.warmup + args.iters)
@@ -142,6 +162,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         median(&mut afan_t),
         median(&mut inference),
     );
+    let p = (!pixel_t.is_empty()).then(|| median(&mut pixel_t));
     let result = BenchResult {
         model: args.model.clone(),
         batch: args.batch,
@@ -149,12 +170,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
         clean_step_s: c,
         afan_step_s: a,
         afan_over_clean: a / c,
+        pixel_pgd_step_s: p,
+        pixel_pgd_over_clean: p.map(|p| p / c),
+        pixel_steps: args.pixel_steps,
         inference_s: i,
         pgd_steps: args.pgd_steps,
         split: point.name.clone(),
         samples: BenchSamples {
             clean,
             afan: afan_t,
+            pixel_pgd: pixel_t,
             inference,
         },
     };
@@ -173,6 +198,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
             a / c,
             i
         );
+        if let Some(p) = p {
+            println!(
+                "pixel-PGD adversarial step ({} PGD steps on the input) {p:.3}s ({:.2}x clean, {:.2}x A-FAN)",
+                args.pixel_steps,
+                p / c,
+                p / a
+            );
+        }
     }
     Ok(())
 }

@@ -4,19 +4,21 @@
 //! through the same validation, and a misspelt field — in the file or in `--set` — is rejected by
 //! name instead of being silently ignored.
 
-use afan_core::AfanConfig;
+use afan_core::{AfanConfig, PixelPgdConfig};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Baseline training or A-FAN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Method {
     /// Clean cross-entropy only.
     Baseline,
     /// Clean loss plus the augmented points' losses.
     Afan,
+    /// Pixel-level PGD adversarial training (Madry et al.), the cost A-FAN is compared with.
+    PixelPgd,
 }
 
 /// Stochastic gradient descent, with PyTorch's semantics made explicit.
@@ -122,6 +124,8 @@ pub struct TrainConfig {
     pub afan: AfanConfig,
     /// Size of the generated dataset.
     pub synthetic: SyntheticConfig,
+    /// The input-space attack, used when `method = "pixel_pgd"` (trains on the attacked images).
+    pub pixel: PixelPgdConfig,
     /// Initial weights (an afan checkpoint, or a PyTorch `.pth`/safetensors state dict), loaded
     /// before the first epoch; none: random initialisation.
     pub weights: Option<PathBuf>,
@@ -146,6 +150,7 @@ impl Default for TrainConfig {
             schedule: ScheduleConfig::default(),
             afan: AfanConfig::default(),
             synthetic: SyntheticConfig::default(),
+            pixel: PixelPgdConfig::default(),
             weights: None,
             strict_weights: false,
         }

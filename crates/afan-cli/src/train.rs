@@ -7,7 +7,7 @@ use crate::data::{load_splits, to_tensors};
 use crate::evaluate::{evaluate, load_weights};
 use crate::metrics::{self, EpochMetrics};
 use crate::schedule::learning_rate;
-use crate::step::{sgd, training_loss};
+use crate::step::{Objective, sgd, training_loss};
 use afan_core::SplitModel;
 use afan_data::{LoaderConfig, batches, num_batches, topk_correct};
 use afan_models::ClassifierKind;
@@ -130,7 +130,7 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
 
     let point = match config.method {
         Method::Afan => Some(model.split_point(&config.afan.split)?),
-        Method::Baseline => None,
+        Method::Baseline | Method::PixelPgd => None,
     };
     let loader = LoaderConfig {
         batch_size: config.batch_size,
@@ -169,7 +169,14 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
             lr = learning_rate(config.optim.lr, &config.schedule, epoch, step, steps);
             let labels = batch.labels.clone();
             let (x, y) = to_tensors(batch, &device);
-            let (loss, logits, report) = training_loss(&model, x, y, point.as_ref(), &config.afan);
+            let objective = match (&point, config.method) {
+                (Some(p), _) => Objective::Afan(p, &config.afan),
+                (None, Method::PixelPgd) => {
+                    Objective::PixelPgd(&config.pixel, config.afan.attack_bn)
+                }
+                (None, _) => Objective::Baseline,
+            };
+            let (loss, logits, report) = training_loss(&model, x, y, &objective);
             let extra = report.map(|r| {
                 (
                     r.pgd.mean_l2() as f64,

@@ -15,6 +15,7 @@ pub mod loss;
 pub mod moments;
 pub mod objective;
 pub mod pgd;
+pub mod pixel;
 pub mod split;
 pub mod strength;
 
@@ -23,6 +24,7 @@ pub use loss::{LossPreset, LossWeights, cross_entropy};
 pub use moments::{ExchangeMask, MomentStats, moment_exchange};
 pub use objective::{AfanOutput, afan_objective, attack_copy, materialize};
 pub use pgd::{FeaturePgdConfig, PgdOutcome, Projection, feature_pgd};
+pub use pixel::{PixelPgdConfig, pixel_pgd};
 pub use split::{SplitError, SplitModel, SplitPoint};
 pub use strength::strength_points;
 

@@ -108,18 +108,63 @@ fn mean(values: &[f32]) -> f32 {
 /// `feature` must live on an autodiff device; it is detached first, so no gradient reaches the
 /// network that produced it. `loss_of` maps a feature to the scalar loss to increase (the task loss
 /// through the tail). A step whose loss does not depend on the feature moves nothing.
-pub fn feature_pgd<F>(feature: Tensor<4>, config: &FeaturePgdConfig, mut loss_of: F) -> PgdOutcome
+pub fn feature_pgd<F>(feature: Tensor<4>, config: &FeaturePgdConfig, loss_of: F) -> PgdOutcome
 where
     F: FnMut(Tensor<4>) -> Tensor<1>,
 {
-    let clean = feature.detach();
-    let radius = config.radius();
-    let mut adv = clean.clone();
-    if config.random_start && radius > 0.0 {
-        adv = adv.clone() + adv.random_like(Distribution::Uniform(-radius, radius));
-        adv = project(adv, &clean, config.projection, radius);
+    let ball = Ball {
+        radius: config.radius(),
+        projection: config.projection,
+        range: None,
+    };
+    sign_ascent(
+        feature,
+        config.steps,
+        config.step(),
+        config.random_start,
+        ball,
+        loss_of,
+    )
+}
+
+/// Where the perturbed tensor may go: a ball around the clean one, and optionally a value range
+/// (pixels stay in [0, 1]).
+pub(crate) struct Ball {
+    pub radius: f64,
+    pub projection: Projection,
+    pub range: Option<(f64, f64)>,
+}
+
+impl Ball {
+    fn keep(&self, adv: Tensor<4>, clean: &Tensor<4>) -> Tensor<4> {
+        let adv = project(adv, clean, self.projection, self.radius);
+        match self.range {
+            Some((lo, hi)) => adv.clamp(lo, hi),
+            None => adv,
+        }
     }
-    for _ in 0..config.steps {
+}
+
+/// The sign-gradient ascent shared by feature and pixel PGD.
+pub(crate) fn sign_ascent<F>(
+    start: Tensor<4>,
+    steps: usize,
+    step_size: f64,
+    random_start: bool,
+    ball: Ball,
+    mut loss_of: F,
+) -> PgdOutcome
+where
+    F: FnMut(Tensor<4>) -> Tensor<1>,
+{
+    let clean = start.detach();
+    let radius = ball.radius;
+    let mut adv = clean.clone();
+    if random_start && radius > 0.0 {
+        adv = adv.clone() + adv.random_like(Distribution::Uniform(-radius, radius));
+        adv = ball.keep(adv, &clean);
+    }
+    for _ in 0..steps {
         let leaf = adv.detach().require_grad();
         let loss = loss_of(leaf.clone());
         let grads = loss.backward();
@@ -129,8 +174,8 @@ where
         };
         // The gradient comes back on the inner (non-autodiff) device; lift it so the update stays
         // on the same device kind as the feature.
-        let step = grad.sign().mul_scalar(config.step()).autodiff();
-        adv = project(leaf.detach() + step, &clean, config.projection, radius);
+        let step = grad.sign().mul_scalar(step_size).autodiff();
+        adv = ball.keep(leaf.detach() + step, &clean);
     }
     let (l2, linf) = perturbation_norms(adv.clone() - clean);
     PgdOutcome {
