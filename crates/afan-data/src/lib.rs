@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod detection;
 pub mod error;
 pub mod fixtures;
+pub mod image_folder;
 pub mod image_input;
 pub mod loader;
 pub mod metrics;
@@ -22,6 +23,7 @@ pub use cifar::{CifarKind, CifarSplit, load_cifar};
 pub use dataset::ImageDataset;
 pub use error::DataError;
 pub use fixtures::{CifarFixture, write_cifar_archive, write_cifar_dataset, write_cifar_fixture};
+pub use image_folder::{FolderTransform, ImageFolder};
 pub use image_input::ImageTransform;
 pub use loader::{
     Augmentation, Batch, Batches, CROP_PADDING, LoaderConfig, batches, epoch_order, num_batches,
