@@ -124,6 +124,8 @@ pub struct TrainConfig {
     pub afan: AfanConfig,
     /// Size of the generated dataset.
     pub synthetic: SyntheticConfig,
+    /// Crop sizes of an ImageFolder dataset (ImageNet: 224 crops, validation resize 256).
+    pub folder: afan_data::FolderTransform,
     /// The input-space attack, used when `method = "pixel_pgd"` (trains on the attacked images).
     pub pixel: PixelPgdConfig,
     /// Initial weights (an afan checkpoint, or a PyTorch `.pth`/safetensors state dict), loaded
@@ -150,6 +152,7 @@ impl Default for TrainConfig {
             schedule: ScheduleConfig::default(),
             afan: AfanConfig::default(),
             synthetic: SyntheticConfig::default(),
+            folder: afan_data::FolderTransform::default(),
             pixel: PixelPgdConfig::default(),
             weights: None,
             strict_weights: false,

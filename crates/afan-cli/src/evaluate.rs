@@ -1,11 +1,12 @@
 //! Accuracy of a classifier on a dataset, and the `afan eval` command.
 
 use crate::config::TrainConfig;
+use crate::data::ClassData;
 use crate::data::{EvalSplit, load_eval, to_tensors};
 use crate::device::parse_device;
 use crate::weights::WeightsFile;
 use afan_core::{SplitModel, cross_entropy};
-use afan_data::{ImageDataset, LoaderConfig, batches, topk_correct};
+use afan_data::{LoaderConfig, topk_correct};
 use afan_models::{Classifier, ClassifierKind};
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
@@ -31,11 +32,11 @@ pub struct EvalResult {
 /// `dataset`, unaugmented, in order.
 pub fn evaluate(
     model: &Classifier,
-    dataset: &ImageDataset,
+    dataset: &ClassData,
     batch_size: usize,
     device: &Device,
     quiet: bool,
-) -> EvalResult {
+) -> Result<EvalResult> {
     let config = LoaderConfig {
         batch_size,
         shuffle: false,
@@ -43,14 +44,15 @@ pub fn evaluate(
         drop_last: false,
         seed: 0,
     };
-    let k = dataset.num_classes;
+    let k = dataset.num_classes();
     let (mut top1, mut top5, mut loss_sum, mut n) = (0usize, 0usize, 0f64, 0usize);
     let bar = crate::train::progress_bar(
         afan_data::num_batches(dataset.len(), &config),
         "eval".into(),
         quiet,
     );
-    for batch in batches(dataset, &config, 0) {
+    for batch in dataset.batches(&config, 0) {
+        let batch = batch?;
         bar.inc(1);
         let labels = batch.labels.clone();
         let b = labels.len();
@@ -71,12 +73,12 @@ pub fn evaluate(
             100.0 * c as f64 / n as f64
         }
     };
-    EvalResult {
+    Ok(EvalResult {
         top1: pct(top1),
         top5: pct(top5),
         loss: if n == 0 { 0.0 } else { loss_sum / n as f64 },
         samples: n,
-    }
+    })
 }
 
 /// Applies a model record, naming the checkpoint when it does not fit.
@@ -185,18 +187,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
         config.dataset = d.clone();
     }
     let dataset = load_eval(&config, args.split).context("cannot load the evaluation data")?;
-    let num_classes = num_classes.unwrap_or(dataset.num_classes);
-    if dataset.num_classes != num_classes {
+    let num_classes = num_classes.unwrap_or(dataset.num_classes());
+    if dataset.num_classes() != num_classes {
         bail!(
             "{} predicts {num_classes} classes but dataset `{}` has {}",
             path.display(),
             config.dataset,
-            dataset.num_classes
+            dataset.num_classes()
         );
     }
     let kind: ClassifierKind = model_name.parse()?;
     let (model, _) = file.apply(kind.build(num_classes, &device), kind, &path, args.strict)?;
-    let result = evaluate(&model.valid(), &dataset, args.batch_size, &device, false);
+    let result = evaluate(&model.valid(), &dataset, args.batch_size, &device, false)?;
     if args.json {
         println!("{}", serde_json::to_string(&result)?);
     } else {

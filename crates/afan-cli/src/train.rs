@@ -9,7 +9,7 @@ use crate::metrics::{self, EpochMetrics};
 use crate::schedule::learning_rate;
 use crate::step::{Objective, sgd, training_loss};
 use afan_core::SplitModel;
-use afan_data::{LoaderConfig, batches, num_batches, topk_correct};
+use afan_data::{LoaderConfig, num_batches, topk_correct};
 use afan_models::ClassifierKind;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
@@ -73,7 +73,7 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
     let device = opts.device.clone().autodiff();
     let eval_device = opts.device.clone();
     let splits = load_splits(&config)?;
-    let num_classes = splits.train.num_classes;
+    let num_classes = splits.train.num_classes();
     let kind: ClassifierKind = config.model.parse()?;
     device.seed(config.seed);
     let mut model = kind.build(num_classes, &device);
@@ -164,7 +164,8 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
         let bar = progress(steps, epoch, config.epochs, opts.quiet);
         let mut acc = EpochAccumulator::default();
         let mut lr = 0.0;
-        for (step, batch) in batches(&splits.train, &loader, epoch).enumerate() {
+        for (step, batch) in splits.train.batches(&loader, epoch).enumerate() {
+            let batch = batch?;
             let t = Instant::now();
             lr = learning_rate(config.optim.lr, &config.schedule, epoch, step, steps);
             let labels = batch.labels.clone();
@@ -217,7 +218,7 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
         }
         bar.finish_and_clear();
 
-        let eval = evaluate(&model.valid(), &splits.eval, 256, &eval_device, opts.quiet);
+        let eval = evaluate(&model.valid(), &splits.eval, 256, &eval_device, opts.quiet)?;
         last_top1 = eval.top1;
         let m = acc.finish(
             epoch + 1,
