@@ -256,6 +256,10 @@ fn release_presets_parse_and_differ_only_in_method() {
         "cifar10-resnet56-baseline",
         "cifar10-resnet56-afan",
         "quickstart",
+        "imagenet-resnet50-baseline",
+        "imagenet-resnet50-afan",
+        "imagenet-efficientnet-b0-baseline",
+        "imagenet-efficientnet-b0-afan",
     ] {
         let file = root.join(format!("configs/{preset}.toml"));
         // --epochs 0 with no data would fail later; the dry parse is what `--print-config` does.
@@ -268,6 +272,12 @@ fn release_presets_parse_and_differ_only_in_method() {
             assert_eq!(v["schedule"]["milestones"].as_array().unwrap().len(), 2);
             let method = v["method"].as_str().unwrap();
             assert!(preset.ends_with(method), "{preset}: {method}");
+        }
+        if preset.starts_with("imagenet") {
+            assert_eq!(v["dataset"].as_str(), Some("imagefolder"));
+            assert_eq!(v["folder"]["crop"].as_integer(), Some(224));
+            assert_eq!(v["epochs"].as_integer(), Some(90));
+            assert!(preset.ends_with(v["method"].as_str().unwrap()), "{preset}");
         }
     }
 }
