@@ -6,36 +6,13 @@ use afan_data::{CifarKind, shapes10, write_cifar_dataset, write_cifar_fixture};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn afan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_afan"))
-        .args(args)
-        .env_remove("BURN_DEVICE")
-        .output()
-        .expect("the afan binary runs")
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::fail as fails;
 
 fn ok(args: &[&str]) -> String {
-    let out = afan(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "afan {args:?} failed:\n{stderr}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail; returns its message, which must be one `error:` line.
-fn fails(args: &[&str]) -> String {
-    let out = afan(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "afan {args:?} should fail cleanly:\n{stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let last = stderr.lines().last().unwrap_or_default().to_string();
-    assert!(last.starts_with("error: "), "{stderr}");
-    last
+    cli::succeed(args).0
 }
 
 fn json(stdout: &str) -> Value {

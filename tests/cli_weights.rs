@@ -7,39 +7,21 @@ use afan_models::{ClassifierKind, StateDict};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn afan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_afan"))
-        .args(args)
-        .env_remove("BURN_DEVICE")
-        .output()
-        .expect("the afan binary runs")
-}
+#[path = "support/cli.rs"]
+mod cli;
 
 fn ok(args: &[&str]) -> (Value, String) {
-    let out = afan(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "afan {args:?} failed:\n{stderr}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let value = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
-    (value, stderr)
+    let (stdout, stderr) = cli::succeed(args);
+    (
+        serde_json::from_str(stdout.trim()).unwrap_or(Value::Null),
+        stderr,
+    )
 }
 
 /// A command that must fail with one `error:` line containing every one of `expect`.
 fn fails(args: &[&str], expect: &[&str]) {
-    let out = afan(args);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "afan {args:?} should fail:\n{stderr}"
-    );
-    let last = stderr.lines().last().unwrap_or_default();
-    assert!(
-        last.starts_with("error: ") && !stderr.contains("panicked"),
-        "{stderr}"
-    );
+    let last = cli::fail(args);
     for e in expect {
         assert!(last.contains(e), "`{e}` not in: {last}");
     }

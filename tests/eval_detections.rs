@@ -3,14 +3,10 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn afan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_afan"))
-        .args(args)
-        .output()
-        .expect("the afan binary runs")
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::afan;
 
 /// Runs a command that must fail with exactly one `error:` line (no panic); returns it.
 fn fails(args: &[&str]) -> String {

@@ -16,31 +16,17 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, SgdConfig};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use std::path::Path;
 
 #[path = "support/golden.rs"]
 mod golden;
-use golden::assert_close;
+use golden::{assert_close, host, tensor};
 
 fn fixture() -> StateDict {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/cifar_resnet20_afan.safetensors");
     StateDict::from_safetensors(&path).unwrap()
-}
-
-fn tensor<const D: usize>(dict: &StateDict, key: &str, device: &Device) -> Tensor<D> {
-    let (values, shape) = dict
-        .get(key)
-        .unwrap_or_else(|| panic!("fixture lacks {key}"));
-    Tensor::from_data(TensorData::new(values.to_vec(), shape.to_vec()), device)
-}
-
-fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
 }
 
 fn model(dict: &StateDict, device: &Device) -> CifarResNet {

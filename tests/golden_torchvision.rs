@@ -12,7 +12,7 @@ use afan_models::{
     EfficientNet, EfficientNetVariant, ImportError, PytorchImport, ResNet, ResNetDepth, StateDict,
 };
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -20,7 +20,7 @@ use std::path::Path;
 mod golden;
 #[path = "support/hash_weights.rs"]
 mod hash_weights;
-use golden::assert_close;
+use golden::{assert_close, host, tensor};
 
 fn fixture_path() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -44,20 +44,6 @@ fn state_dict(model: &str) -> StateDict {
         dict.insert(key, values, shape, "float32");
     }
     dict
-}
-
-fn tensor<const D: usize>(dict: &StateDict, key: &str, device: &Device) -> Tensor<D> {
-    let (values, shape) = dict
-        .get(key)
-        .unwrap_or_else(|| panic!("fixture lacks {key}"));
-    Tensor::from_data(TensorData::new(values.to_vec(), shape.to_vec()), device)
-}
-
-fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
 }
 
 fn check(name: &str) {

@@ -1,0 +1,39 @@
+//! Running the `afan` binary from the end-to-end tests, with the checks every CLI test makes:
+//! success with its output, or failure as one `error:` line and no panic.
+
+#![allow(dead_code)] // each test file uses the part it needs
+
+use std::process::{Command, Output};
+
+/// Runs `afan args` on the default (CPU) device.
+pub fn afan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_afan"))
+        .args(args)
+        .env_remove("BURN_DEVICE")
+        .output()
+        .expect("the afan binary runs")
+}
+
+/// Runs a command that must succeed; returns its stdout and stderr.
+pub fn succeed(args: &[&str]) -> (String, String) {
+    let out = afan(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "afan {args:?} failed:\n{stderr}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
+/// Runs a command that must fail cleanly (exit status 1, no panic, the last line of stderr an
+/// `error:` line); returns that line.
+pub fn fail(args: &[&str]) -> String {
+    let out = afan(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "afan {args:?} should fail cleanly:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("error: "), "{stderr}");
+    last
+}
