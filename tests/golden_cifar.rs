@@ -21,7 +21,7 @@ use std::path::Path;
 
 #[path = "support/golden.rs"]
 mod golden;
-use golden::{assert_close, host, tensor};
+use golden::{assert_close, assert_sign_steps_close, host, tensor};
 
 fn fixture() -> StateDict {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -113,30 +113,13 @@ fn afan_forward_attack_and_losses_match_pytorch() {
     let pgd = feature_pgd(feature.clone(), &cfg.pgd, |f| {
         cross_entropy(attacker.forward_from(f, &point), y.clone())
     });
-    let adversarial = host(pgd.adversarial.clone());
-    let reference = dict.get("pgd_adversarial").unwrap().0;
-    let grad0 = dict.get("pgd_grad0").unwrap().0;
-    // A sign step is discontinuous: where PyTorch's first gradient is ~0 (|g| < 1e-9),
-    // f32 rounding may pick the other sign. Such elements may differ by whole steps; all others
-    // must agree. (With this fixture none differs.)
-    let step = 0.5 / 255.0;
-    let mut flipped = 0;
-    for (i, (a, r)) in adversarial.iter().zip(reference).enumerate() {
-        if (a - r).abs() > 1e-5 {
-            assert!(
-                grad0[i].abs() < 1e-9,
-                "adversarial feature {i}: {a} vs {r} with gradient {}",
-                grad0[i]
-            );
-            let steps = (a - r).abs() / step;
-            assert!(
-                (steps - steps.round()).abs() < 1e-2,
-                "element {i} differs by {steps} steps"
-            );
-            flipped += 1;
-        }
-    }
-    assert!(flipped * 1000 < adversarial.len(), "{flipped} sign flips");
+    assert_sign_steps_close(
+        "adversarial feature",
+        &host(pgd.adversarial.clone()),
+        dict.get("pgd_adversarial").unwrap().0,
+        dict.get("pgd_grad0").unwrap().0,
+        0.5 / 255.0,
+    );
     let mixed = moment_exchange(
         feature,
         pgd.adversarial,
