@@ -1,5 +1,7 @@
 //! Comparison of afan's f32 results with PyTorch's float64 references, shared by the golden tests.
 
+#![allow(dead_code)] // each test file uses the part it needs
+
 use afan_models::StateDict;
 use burn::tensor::{Device, Tensor, TensorData};
 

@@ -15,12 +15,12 @@ use burn::tensor::{Int, Tensor};
 /// SGD with PyTorch's semantics, from the configuration (dampening set explicitly: Burn's default
 /// is 0.1, PyTorch's 0).
 pub fn sgd(o: &OptimConfig) -> ModuleOptimizer {
-    let momentum = (o.momentum > 0.0).then(|| MomentumConfig {
+    let momentum = (o.momentum > 0.0).then_some(MomentumConfig {
         momentum: o.momentum,
         dampening: o.dampening,
         nesterov: o.nesterov,
     });
-    let decay = (o.weight_decay > 0.0).then(|| WeightDecayConfig {
+    let decay = (o.weight_decay > 0.0).then_some(WeightDecayConfig {
         penalty: o.weight_decay as f32,
     });
     SgdConfig::new()

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use std::path::Path;
 
 /// What a weights file says about the model it holds, before a model is built.
+#[allow(clippy::large_enum_variant)] // one per command, read once
 pub enum WeightsFile {
     /// An afan checkpoint (it names its model and class count).
     Checkpoint(checkpoint::Checkpoint),

@@ -101,7 +101,7 @@ impl CifarResNet {
     /// ResNet of depth `6n + 2` for `num_classes` classes.
     pub fn new(depth: usize, num_classes: usize, device: &Device) -> Self {
         assert!(
-            depth >= 8 && (depth - 2) % 6 == 0,
+            depth >= 8 && (depth - 2).is_multiple_of(6),
             "CIFAR ResNet depth must be 6n+2"
         );
         let n = (depth - 2) / 6;
@@ -204,6 +204,18 @@ impl SplitModel for CifarResNet {
     }
 }
 
+/// The release (and the common PyTorch CIFAR ResNets) name the stages `layer1..3`; here they are
+/// one list (`blocks.4` is `layer2.1` for ResNet-20).
+impl PytorchImport for CifarResNet {
+    fn import_name(&self) -> String {
+        format!("resnet{}", self.depth())
+    }
+
+    fn pytorch_key(&self, path: &str) -> String {
+        pytorch_key(self.n, path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,17 +274,5 @@ mod tests {
             &TensorData::new(expected, [1, 4, 2, 2]),
             Tolerance::default(),
         );
-    }
-}
-
-/// The release (and the common PyTorch CIFAR ResNets) name the stages `layer1..3`; here they are
-/// one list (`blocks.4` is `layer2.1` for ResNet-20).
-impl PytorchImport for CifarResNet {
-    fn import_name(&self) -> String {
-        format!("resnet{}", self.depth())
-    }
-
-    fn pytorch_key(&self, path: &str) -> String {
-        pytorch_key(self.n, path)
     }
 }

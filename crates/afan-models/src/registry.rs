@@ -138,6 +138,9 @@ impl From<ClassifierKind> for String {
 }
 
 /// One of the registry's classifiers.
+// The variants differ in size by their layer lists; a model is built a handful of times per run,
+// so boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Classifier {
     /// A CIFAR ResNet (normalizes its input itself).

@@ -553,10 +553,6 @@ impl SplitModel for ResNet {
     }
 }
 
-#[cfg(test)]
-#[path = "resnet_tests.rs"]
-mod tests;
-
 /// torchvision's names, except that its `downsample` Sequential numbers its children.
 impl crate::import::PytorchImport for ResNet {
     fn import_name(&self) -> String {
@@ -568,3 +564,7 @@ impl crate::import::PytorchImport for ResNet {
             .replace(".downsample.bn.", ".downsample.1.")
     }
 }
+
+#[cfg(test)]
+#[path = "resnet_tests.rs"]
+mod tests;
