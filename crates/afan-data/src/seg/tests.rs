@@ -1,0 +1,468 @@
+//! Loaders on tiny datasets written here in the official layouts, transforms, the generated set
+//! and the metrics (by hand and against numpy).
+
+use std::fs;
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+use crate::error::DataError;
+
+/// A `w x h` RGB image whose pixel (x, y) is (10x, 10y, 77), saved as PNG or JPEG by extension.
+fn write_image(path: &Path, w: u32, h: u32) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(10 * x) as u8, (10 * y) as u8, 77])
+    })
+    .save(path)
+    .unwrap();
+}
+
+fn mask_values(w: usize, h: usize, f: impl Fn(usize, usize) -> u8) -> Vec<u8> {
+    (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .map(|(x, y)| f(x, y))
+        .collect()
+}
+
+/// VOC with images `a` (4x3) and `b` (5x2); masks palette PNGs (and SBD-style gray ones).
+fn voc_fixture(root: &Path) -> (Vec<u8>, Vec<u8>) {
+    let voc = root.join("VOCdevkit/VOC2012");
+    let sets = voc.join("ImageSets/Segmentation");
+    fs::create_dir_all(&sets).unwrap();
+    fs::create_dir_all(voc.join("SegmentationClass")).unwrap();
+    fs::create_dir_all(voc.join("SegmentationClassAug")).unwrap();
+    fs::write(sets.join("train.txt"), "a\nb\n").unwrap();
+    fs::write(sets.join("train_aug.txt"), "b\n").unwrap();
+    write_image(&voc.join("JPEGImages/a.jpg"), 4, 3);
+    write_image(&voc.join("JPEGImages/b.jpg"), 5, 2);
+    let ma = mask_values(
+        4,
+        3,
+        |x, y| if x == 3 { 255 } else { (x + 4 * y) as u8 % 21 },
+    );
+    let mb = mask_values(5, 2, |x, _| [0, 20, 15, 255, 1][x]);
+    write_palette_png(&voc.join("SegmentationClass/a.png"), &ma, 4, 3).unwrap();
+    write_palette_png(&voc.join("SegmentationClass/b.png"), &mb, 5, 2).unwrap();
+    write_gray_png(&voc.join("SegmentationClassAug/b.png"), &mb, 5, 2).unwrap();
+    (ma, mb)
+}
+
+#[test]
+fn voc_reads_palette_and_aug_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ma, mb) = voc_fixture(dir.path());
+    // Any of the three accepted roots.
+    for root in [
+        dir.path().to_path_buf(),
+        dir.path().join("VOCdevkit/VOC2012"),
+    ] {
+        let d = load_voc(&root, "train", false).unwrap();
+        assert_eq!((d.len(), d.num_classes), (2, 21));
+        let a = d.get(0).unwrap();
+        assert_eq!((a.width, a.height, a.mask.clone()), (4, 3, ma.clone()));
+        assert_eq!(a.rgb.len(), 4 * 3 * 3);
+        // JPEG is lossy: the blue channel stays near 77.
+        assert!(a.rgb.chunks(3).all(|p| (i32::from(p[2]) - 77).abs() < 12));
+        assert_eq!(d.get(1).unwrap().mask, mb);
+    }
+    let aug = load_voc(dir.path(), "train", true).unwrap();
+    assert_eq!(aug.len(), 1);
+    assert!(
+        aug.entries()[0]
+            .mask
+            .ends_with("SegmentationClassAug/b.png")
+    );
+    assert_eq!(aug.get(0).unwrap().mask, mb);
+}
+
+#[test]
+fn voc_palette_is_the_devkit_colormap() {
+    let p = voc_palette();
+    assert_eq!(&p[0..3], &[0, 0, 0]);
+    assert_eq!(&p[3..6], &[128, 0, 0]); // aeroplane
+    assert_eq!(&p[15 * 3..16 * 3], &[192, 128, 128]); // person
+    assert_eq!(&p[255 * 3..], &[224, 224, 192]); // void border
+}
+
+#[test]
+fn voc_bad_inputs_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    voc_fixture(dir.path());
+    let voc = dir.path().join("VOCdevkit/VOC2012");
+    // A listed id without its files.
+    fs::write(voc.join("ImageSets/Segmentation/val.txt"), "a\nzzz\n").unwrap();
+    let e = load_voc(dir.path(), "val", false).unwrap_err();
+    assert!(matches!(e, DataError::MissingFile { .. }), "{e}");
+    assert!(
+        e.to_string().contains("zzz.jpg") && e.to_string().contains("val.txt"),
+        "{e}"
+    );
+    // A missing split list.
+    let e = load_voc(dir.path(), "trainval", false).unwrap_err();
+    assert!(e.to_string().contains("trainval.txt"), "{e}");
+    // Mask of the wrong size.
+    write_palette_png(&voc.join("SegmentationClass/a.png"), &[0; 6], 3, 2).unwrap();
+    let d = load_voc(dir.path(), "train", false).unwrap();
+    let e = d.get(0).unwrap_err();
+    assert!(matches!(
+        e,
+        DataError::MaskSize {
+            mask_w: 3,
+            mask_h: 2,
+            image_w: 4,
+            image_h: 3,
+            ..
+        }
+    ));
+    assert!(
+        e.to_string().contains("a.png") && e.to_string().contains("a.jpg"),
+        "{e}"
+    );
+    // A label that is neither a class nor 255.
+    let mut m = vec![0u8; 12];
+    m[6] = 21;
+    write_palette_png(&voc.join("SegmentationClass/a.png"), &m, 4, 3).unwrap();
+    let e = d.get(0).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DataError::BadLabel {
+                x: 2,
+                y: 1,
+                value: 21,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("a.png") && e.to_string().contains("0..=20"),
+        "{e}"
+    );
+    // An image that is not an image.
+    fs::write(voc.join("JPEGImages/b.jpg"), b"not a jpeg").unwrap();
+    let e = d.get(1).unwrap_err();
+    assert!(
+        matches!(e, DataError::Decode { .. }) && e.to_string().contains("b.jpg"),
+        "{e}"
+    );
+    // A colour PNG as mask.
+    write_image(&voc.join("SegmentationClass/a.png"), 4, 3);
+    let e = d.get(0).unwrap_err();
+    assert!(
+        matches!(e, DataError::Decode { .. }) && e.to_string().contains("a.png"),
+        "{e}"
+    );
+}
+
+/// Cityscapes with one city and two frames; frame 0's mask holds label ids 0..=33 and 255.
+fn cityscapes_fixture(root: &Path) -> Vec<u8> {
+    let ids = mask_values(7, 5, |x, y| {
+        let i = x + 7 * y;
+        if i < 34 { i as u8 } else { 255 }
+    });
+    for frame in ["000000", "000001"] {
+        let stem = format!("aachen_000000_{frame}");
+        write_image(
+            &root.join(format!("leftImg8bit/train/aachen/{stem}_leftImg8bit.png")),
+            7,
+            5,
+        );
+        let gt = root.join(format!("gtFine/train/aachen/{stem}_gtFine_labelIds.png"));
+        fs::create_dir_all(gt.parent().unwrap()).unwrap();
+        write_gray_png(&gt, &ids, 7, 5).unwrap();
+    }
+    ids
+}
+
+#[test]
+fn cityscapes_maps_label_ids_to_train_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    cityscapes_fixture(dir.path());
+    let d = load_cityscapes(dir.path(), "train").unwrap();
+    assert_eq!((d.len(), d.num_classes), (2, 19));
+    assert!(
+        d.entries()[0]
+            .image
+            .ends_with("aachen_000000_000000_leftImg8bit.png")
+    );
+    let s = d.get(0).unwrap();
+    // PNG is lossless: the image comes back exactly.
+    assert_eq!(&s.rgb[..6], &[0, 0, 77, 10, 0, 77]);
+    // From cityscapesScripts' labels.py: road 7 -> 0, sidewalk 8 -> 1, building 11 -> 2,
+    // pole 17 -> 5, sky 23 -> 10, car 26 -> 13, bicycle 33 -> 18; the rest 255.
+    let mut expected = vec![255u8; 35];
+    for (id, train) in [
+        (7, 0),
+        (8, 1),
+        (11, 2),
+        (12, 3),
+        (13, 4),
+        (17, 5),
+        (19, 6),
+        (20, 7),
+    ] {
+        expected[id] = train;
+    }
+    for (id, train) in [
+        (21, 8),
+        (22, 9),
+        (23, 10),
+        (24, 11),
+        (25, 12),
+        (26, 13),
+        (27, 14),
+    ] {
+        expected[id] = train;
+    }
+    for (id, train) in [(28, 15), (31, 16), (32, 17), (33, 18)] {
+        expected[id] = train;
+    }
+    assert_eq!(&s.mask[..35], &expected[..]);
+    assert_eq!(s.mask.iter().filter(|&&v| v != 255).count(), 19);
+}
+
+#[test]
+fn cityscapes_bad_inputs_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = cityscapes_fixture(dir.path());
+    let e = load_cityscapes(dir.path(), "val").unwrap_err();
+    assert!(e.to_string().contains("leftImg8bit/val"), "{e}");
+    let gt = dir.path().join("gtFine/train/aachen");
+    ids[3] = 34;
+    write_gray_png(
+        &gt.join("aachen_000000_000001_gtFine_labelIds.png"),
+        &ids,
+        7,
+        5,
+    )
+    .unwrap();
+    let d = load_cityscapes(dir.path(), "train").unwrap();
+    let e = d.get(1).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DataError::BadLabel {
+                x: 3,
+                y: 0,
+                value: 34,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("000001_gtFine_labelIds.png"), "{e}");
+    fs::remove_file(gt.join("aachen_000000_000000_gtFine_labelIds.png")).unwrap();
+    let e = load_cityscapes(dir.path(), "train").unwrap_err();
+    assert!(matches!(e, DataError::MissingFile { .. }), "{e}");
+    assert!(e.to_string().contains("000000_gtFine_labelIds.png"), "{e}");
+}
+
+/// A 3x2 sample whose pixel i has RGB (i, 10 + i, 20 + i) and label i.
+fn small() -> SegSample {
+    SegSample {
+        width: 3,
+        height: 2,
+        rgb: (0..6u8).flat_map(|i| [i, 10 + i, 20 + i]).collect(),
+        mask: (0..6).collect(),
+    }
+}
+
+#[test]
+fn crop_pads_labels_with_ignore_and_flip_mirrors() {
+    let aug = SegAugment {
+        scale: None,
+        crop: Some(4),
+        flip: false,
+        color_jitter: None,
+    };
+    let out = augment(&small(), &aug, &mut ChaCha8Rng::seed_from_u64(0));
+    assert_eq!((out.width, out.height), (4, 4));
+    #[rustfmt::skip]
+    let expected = vec![0, 1, 2, 255,  3, 4, 5, 255,  255, 255, 255, 255,  255, 255, 255, 255];
+    assert_eq!(out.mask, expected);
+    assert_eq!(&out.rgb[..6], &[0, 10, 20, 1, 11, 21]);
+    assert_eq!(&out.rgb[9..12], &[0, 0, 0]); // padded image pixels are 0
+    let flip = SegAugment {
+        crop: None,
+        flip: true,
+        ..aug
+    };
+    let flips: Vec<SegSample> = (0..16)
+        .map(|s| augment(&small(), &flip, &mut ChaCha8Rng::seed_from_u64(s)))
+        .collect();
+    let mirrored = flips
+        .iter()
+        .find(|s| s.mask != small().mask)
+        .expect("some flip");
+    assert_eq!(mirrored.mask, vec![2, 1, 0, 5, 4, 3]);
+    assert_eq!(&mirrored.rgb[..3], &[2, 12, 22]);
+    assert!(
+        flips.iter().any(|s| *s == small()),
+        "flip has probability 1/2"
+    );
+}
+
+#[test]
+fn random_scale_and_crop_keep_image_and_labels_aligned() {
+    let (train, _) = shapes_seg(4, 0, 40, 3);
+    let aug = SegAugment {
+        crop: Some(32),
+        color_jitter: Some(0.5),
+        ..SegAugment::default()
+    };
+    let mut sizes = std::collections::BTreeSet::new();
+    for seed in 0..8 {
+        let s = train.get(seed as usize % 4).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let a = augment(&s, &aug, &mut rng);
+        assert_eq!((a.width, a.height, a.mask.len()), (32, 32, 1024));
+        assert!(a.mask.iter().all(|&v| v < 4 || v == 255));
+        sizes.insert(a.mask.iter().filter(|&&v| v == 255).count());
+        // Same generator, same view.
+        assert_eq!(a, augment(&s, &aug, &mut ChaCha8Rng::seed_from_u64(seed)));
+    }
+    assert!(
+        sizes.len() > 2 && sizes.contains(&0),
+        "scales vary, padding only when small"
+    );
+}
+
+#[test]
+fn val_transform_resizes_the_short_side_and_centre_crops() {
+    let s = small();
+    assert_eq!(val_transform(&s, None), s);
+    let v = val_transform(&s, Some(4)); // 3x2 -> 6x4 -> centre 4x4 from x = 1
+    assert_eq!((v.width, v.height), (4, 4));
+    // Nearest upscaling by 2: columns 1..5 of the 6-wide map are source columns 0, 1, 1, 2.
+    assert_eq!(&v.mask[..4], &[0, 1, 1, 2]);
+    assert_eq!(&v.mask[12..], &[3, 4, 4, 5]);
+}
+
+#[test]
+fn batches_are_normalized_chw() {
+    let b = to_batch(&[small(), small()], [0.5, 0.0, 0.0], [0.5, 1.0, 2.0]).unwrap();
+    assert_eq!((b.batch, b.height, b.width, b.images.len()), (2, 2, 3, 36));
+    // Pixel 1 of image 0: R = (1/255 - 0.5) / 0.5, G = 11/255, B = 21/255 / 2.
+    assert!((b.images[1] - (1.0 / 255.0 - 0.5) / 0.5).abs() < 1e-6);
+    assert!((b.images[6 + 1] - 11.0 / 255.0).abs() < 1e-6);
+    assert!((b.images[12 + 1] - 21.0 / 510.0).abs() < 1e-6);
+    assert_eq!(&b.labels[6..], &[0, 1, 2, 3, 4, 5]);
+    let mut other = small();
+    other.width = 2;
+    other.height = 3;
+    assert!(to_batch(&[small(), other], [0.0; 3], [1.0; 3]).is_err());
+}
+
+#[test]
+fn shapes_seg_is_deterministic_and_labelled() {
+    let (train, test) = shapes_seg(12, 4, 24, 5);
+    assert_eq!((train.len(), test.len(), train.num_classes), (12, 4, 4));
+    let (again, _) = shapes_seg(12, 0, 24, 5);
+    let mut counts = [0usize; 4];
+    for i in 0..12 {
+        let s = train.get(i).unwrap();
+        assert_eq!(s, again.get(i).unwrap());
+        for &v in &s.mask {
+            counts[usize::from(v)] += 1;
+        }
+    }
+    assert!(
+        counts.iter().all(|&c| c > 100),
+        "every class drawn: {counts:?}"
+    );
+    assert_ne!(train.get(0).unwrap(), test.get(0).unwrap());
+    assert_ne!(
+        train.get(0).unwrap(),
+        shapes_seg(1, 0, 24, 6).0.get(0).unwrap()
+    );
+}
+
+#[test]
+fn metrics_by_hand() {
+    // 3 classes; truth row-major 2x3 with one ignored pixel.
+    let labels = [0, 0, 1, 1, 2, 255];
+    let preds = [0, 1, 1, 1, 0, 2];
+    let mut m = ConfusionMatrix::new(3);
+    m.update(&preds, &labels);
+    // Truth 0: {0, 1}; truth 1: {1, 1}; truth 2: {0}.
+    assert_eq!(m.counts, vec![1, 1, 0, 0, 2, 0, 1, 0, 0]);
+    let s = m.scores();
+    assert!((s.pixel_accuracy - 3.0 / 5.0).abs() < 1e-12);
+    // Recall: 1/2, 2/2, 0/1.
+    assert!((s.mean_accuracy - 0.5).abs() < 1e-12);
+    // IoU: class 0: 1 / (2 + 2 - 1) = 1/3; class 1: 2 / (2 + 3 - 2) = 2/3; class 2: 0 / 1.
+    assert_eq!(
+        s.class_iou,
+        vec![Some(1.0 / 3.0), Some(2.0 / 3.0), Some(0.0)]
+    );
+    assert!((s.mean_iou - 1.0 / 3.0).abs() < 1e-12);
+    // Frequencies 2/5, 2/5, 1/5.
+    assert!((s.frequency_weighted_iou - (0.4 / 3.0 + 0.8 / 3.0)).abs() < 1e-12);
+    // A class in neither labels nor predictions has no IoU and is not averaged.
+    let mut m4 = ConfusionMatrix::new(4);
+    m4.update(&preds, &labels);
+    assert_eq!(m4.scores().class_iou[3], None);
+    assert!((m4.scores().mean_iou - s.mean_iou).abs() < 1e-12);
+    assert_eq!(ConfusionMatrix::new(2).scores().mean_iou, 0.0);
+}
+
+#[test]
+fn argmax_of_logits_feeds_the_matrix() {
+    // Batch 2, 2 classes, 2 pixels per image: [b][c][p].
+    let logits = [1.0, 0.0, 0.0, 2.0, /* image 1 */ 5.0, 5.0, 1.0, 4.0];
+    assert_eq!(argmax_classes(&logits, 2, 2), vec![0, 1, 0, 0]);
+    let mut m = ConfusionMatrix::new(2);
+    m.update_logits(&logits, 2, &[0, 1, 1, 255]);
+    assert_eq!(m.counts, vec![1, 0, 1, 1]);
+}
+
+#[test]
+fn metrics_match_numpy_reference() {
+    // xtask/reference/seg_metrics.py (VainF's StreamSegMetrics formulas in numpy).
+    let golden: serde_json::Value =
+        serde_json::from_str(include_str!("../../tests/fixtures/seg_metrics.json")).unwrap();
+    let n = golden["num_classes"].as_u64().unwrap() as usize;
+    let vec_u8 = |v: &serde_json::Value| -> Vec<u8> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u8)
+            .collect()
+    };
+    let mut total = ConfusionMatrix::new(n);
+    for map in golden["maps"].as_array().unwrap() {
+        let mut one = ConfusionMatrix::new(n);
+        one.update(&vec_u8(&map["pred"]), &vec_u8(&map["label"]));
+        total.merge(&one);
+    }
+    let confusion: Vec<u64> = golden["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(total.counts, confusion);
+    let s = total.scores();
+    let close = |a: f64, key: &str| {
+        let b = golden[key].as_f64().unwrap();
+        assert!((a - b).abs() < 1e-12, "{key}: {a} vs numpy {b}");
+    };
+    close(s.pixel_accuracy, "pixel_accuracy");
+    close(s.mean_accuracy, "mean_accuracy");
+    close(s.mean_iou, "mean_iou");
+    close(s.frequency_weighted_iou, "frequency_weighted_iou");
+    for (ours, theirs) in s
+        .class_iou
+        .iter()
+        .zip(golden["class_iou"].as_array().unwrap())
+    {
+        assert_eq!(ours.is_none(), theirs.is_null());
+        if let Some(v) = ours {
+            assert!((v - theirs.as_f64().unwrap()).abs() < 1e-12);
+        }
+    }
+}
