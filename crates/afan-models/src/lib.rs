@@ -4,12 +4,14 @@
 pub mod cifar_resnet;
 pub mod import;
 pub mod layers;
+pub mod mobilenet_v2;
 pub mod norm;
 pub mod registry;
 pub mod resnet;
 
 pub use cifar_resnet::CifarResNet;
 pub use import::{ImportError, StateDict, load_state_dict};
+pub use mobilenet_v2::MobileNetV2;
 pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use registry::{Classifier, ClassifierKind, UnknownModel};
 pub use resnet::{IMAGENET_MEAN, IMAGENET_STD, ResNet, ResNetDepth, ResNetOptions};
