@@ -2,6 +2,7 @@
 //! points named after torchvision modules.
 
 pub mod cifar_resnet;
+pub mod deeplab;
 pub mod import;
 pub mod layers;
 pub mod mobilenet_v2;
@@ -10,6 +11,7 @@ pub mod registry;
 pub mod resnet;
 
 pub use cifar_resnet::CifarResNet;
+pub use deeplab::{DeepLabBackbone, DeepLabConfig, DeepLabV3Plus};
 pub use import::{ImportError, StateDict, load_state_dict};
 pub use mobilenet_v2::MobileNetV2;
 pub use norm::{BatchNorm2d, BatchNorm2dConfig};
