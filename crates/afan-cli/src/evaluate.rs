@@ -114,6 +114,9 @@ pub fn load_weights(
 /// `afan eval` arguments.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
+    /// classify, or segment (then --checkpoint is a segmentation run directory).
+    #[arg(long, value_parser = ["classify", "segment"], default_value = "classify")]
+    pub task: String,
     /// Checkpoint to evaluate (`RUN/best.ckpt` or `RUN/last.ckpt`).
     #[arg(long)]
     pub checkpoint: PathBuf,

@@ -8,6 +8,7 @@ mod device;
 mod evaluate;
 mod metrics;
 mod schedule;
+mod segment;
 mod step;
 mod train;
 
@@ -49,10 +50,15 @@ enum Command {
     Eval(evaluate::EvalArgs),
     /// Time a clean and an A-FAN training step.
     Bench(bench::BenchArgs),
+    /// Predict a segmentation mask for one image.
+    Infer(segment::cli::InferArgs),
 }
 
 #[derive(clap::Args, Debug)]
 struct TrainArgs {
+    /// classify (CIFAR-style classifiers) or segment (DeepLabV3+; see configs/voc2012-*).
+    #[arg(long, value_parser = ["classify", "segment"], default_value = "classify")]
+    task: String,
     /// TOML configuration (see configs/); fields it leaves out keep the release defaults.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -150,6 +156,23 @@ impl TrainArgs {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
+    if args.task == "segment" {
+        return segment::cli::train(segment::cli::TrainRequest {
+            config: args.config,
+            data: args.data,
+            method: args.method,
+            seed: args.seed,
+            lr: args.lr,
+            batch_size: args.batch_size,
+            split: args.split,
+            set: args.set,
+            out: args.out,
+            device: args.device,
+            quiet: args.quiet,
+            json: args.json,
+            print_config: args.print_config,
+        });
+    }
     let overrides = args.overrides();
     let config = if args.resume {
         let out = args
@@ -229,7 +252,13 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train(*a),
+        Command::Eval(a) if a.task == "segment" => {
+            device::parse_device(&a.device).and_then(|d| {
+                segment::eval::run(&a.checkpoint, a.data.as_deref(), &d, a.json)
+            })
+        }
         Command::Eval(a) => evaluate::run(a),
+        Command::Infer(a) => segment::cli::infer(a),
         Command::Bench(a) => bench::run(a),
     };
     if let Err(e) = result {

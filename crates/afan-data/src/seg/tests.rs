@@ -274,10 +274,10 @@ fn small() -> SegSample {
 #[test]
 fn crop_pads_labels_with_ignore_and_flip_mirrors() {
     let aug = SegAugment {
-        scale: None,
-        crop: Some(4),
+        scale: [1.0, 1.0],
+        crop: 4,
         flip: false,
-        color_jitter: None,
+        color_jitter: 0.0,
     };
     let out = augment(&small(), &aug, &mut ChaCha8Rng::seed_from_u64(0));
     assert_eq!((out.width, out.height), (4, 4));
@@ -287,7 +287,7 @@ fn crop_pads_labels_with_ignore_and_flip_mirrors() {
     assert_eq!(&out.rgb[..6], &[0, 10, 20, 1, 11, 21]);
     assert_eq!(&out.rgb[9..12], &[0, 0, 0]); // padded image pixels are 0
     let flip = SegAugment {
-        crop: None,
+        crop: 0,
         flip: true,
         ..aug
     };
@@ -310,8 +310,8 @@ fn crop_pads_labels_with_ignore_and_flip_mirrors() {
 fn random_scale_and_crop_keep_image_and_labels_aligned() {
     let (train, _) = shapes_seg(4, 0, 40, 3);
     let aug = SegAugment {
-        crop: Some(32),
-        color_jitter: Some(0.5),
+        crop: 32,
+        color_jitter: 0.5,
         ..SegAugment::default()
     };
     let mut sizes = std::collections::BTreeSet::new();

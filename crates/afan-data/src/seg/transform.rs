@@ -18,24 +18,26 @@ use crate::seed::{rng_for, tag};
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SegAugment {
-    /// Random scale range `[lo, hi]` (release: 0.5 to 2.0); `None` keeps the size.
-    pub scale: Option<[f32; 2]>,
-    /// Square crop side (release: 513 for VOC, 768 for Cityscapes); `None` keeps the size.
-    pub crop: Option<usize>,
+    /// Random scale range `[lo, hi]` (release: 0.5 to 2.0); `[1, 1]` keeps the size.
+    pub scale: [f32; 2],
+    /// Square crop side (release: 513 for VOC, 768 for Cityscapes); 0 keeps the size. (Plain
+    /// values rather than options: a `None` would vanish from a saved TOML config and come back
+    /// as the default.)
+    pub crop: usize,
     /// Random horizontal flip with probability 0.5.
     pub flip: bool,
-    /// Brightness, contrast and saturation jitter strength (release: 0.5 for Cityscapes, off for
-    /// VOC): each factor uniform in `[1 - s, 1 + s]`.
-    pub color_jitter: Option<f32>,
+    /// Brightness, contrast and saturation jitter strength (release: 0.5 for Cityscapes, 0 = off
+    /// for VOC): each factor uniform in `[1 - s, 1 + s]`.
+    pub color_jitter: f32,
 }
 
 impl Default for SegAugment {
     fn default() -> Self {
         SegAugment {
-            scale: Some([0.5, 2.0]),
-            crop: Some(513),
+            scale: [0.5, 2.0],
+            crop: 513,
             flip: true,
-            color_jitter: None,
+            color_jitter: 0.0,
         }
     }
 }
@@ -133,20 +135,17 @@ fn jitter(s: &mut SegSample, strength: f32, rng: &mut ChaCha8Rng) {
 
 /// One random training view of `s`.
 pub fn augment(s: &SegSample, aug: &SegAugment, rng: &mut ChaCha8Rng) -> SegSample {
-    let mut out = match aug.scale {
-        Some([lo, hi]) => {
-            let f = if hi > lo {
-                rng.random_range(lo..=hi)
-            } else {
-                lo
-            };
-            let w = ((s.width as f32 * f).round() as usize).max(1);
-            let h = ((s.height as f32 * f).round() as usize).max(1);
-            resize(s, w, h)
-        }
-        None => s.clone(),
+    let [lo, hi] = aug.scale;
+    let mut out = if lo == 1.0 && hi == 1.0 {
+        s.clone()
+    } else {
+        let f = if hi > lo { rng.random_range(lo..=hi) } else { lo };
+        let w = ((s.width as f32 * f).round() as usize).max(1);
+        let h = ((s.height as f32 * f).round() as usize).max(1);
+        resize(s, w, h)
     };
-    if let Some(side) = aug.crop {
+    if aug.crop > 0 {
+        let side = aug.crop;
         let x0 = rng.random_range(0..=out.width.saturating_sub(side));
         let y0 = rng.random_range(0..=out.height.saturating_sub(side));
         out = crop(&out, side, x0, y0);
@@ -154,8 +153,8 @@ pub fn augment(s: &SegSample, aug: &SegAugment, rng: &mut ChaCha8Rng) -> SegSamp
     if aug.flip && rng.random_bool(0.5) {
         flip(&mut out);
     }
-    if let Some(strength) = aug.color_jitter {
-        jitter(&mut out, strength, rng);
+    if aug.color_jitter > 0.0 {
+        jitter(&mut out, aug.color_jitter, rng);
     }
     out
 }
