@@ -252,11 +252,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train(*a),
-        Command::Eval(a) if a.task == "segment" => {
-            device::parse_device(&a.device).and_then(|d| {
-                segment::eval::run(&a.checkpoint, a.data.as_deref(), &d, a.json)
-            })
-        }
+        Command::Eval(a) if a.task == "segment" => device::parse_device(&a.device)
+            .and_then(|d| segment::eval::run(&a.checkpoint, a.data.as_deref(), &d, a.json)),
         Command::Eval(a) => evaluate::run(a),
         Command::Infer(a) => segment::cli::infer(a),
         Command::Bench(a) => bench::run(a),

@@ -194,10 +194,20 @@ impl SegTrainConfig {
             apply_override(&mut tree, o)?;
         }
         let source = path.map_or("the command line".into(), |p| p.display().to_string());
-        let config: Self = toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| {
-            let msg = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
-            anyhow::anyhow!("invalid segmentation configuration (from {source}): {msg}")
-        })?;
+        // toml's messages span lines; one line reads better after `error:`.
+        let config: Self = toml::Value::Table(tree)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                let lines: Vec<String> = e
+                    .to_string()
+                    .lines()
+                    .map(|l| l.trim().to_string())
+                    .collect();
+                anyhow::anyhow!(
+                    "invalid segmentation configuration (from {source}): {}",
+                    lines.join(" ")
+                )
+            })?;
         config.validate()?;
         Ok(config)
     }
@@ -211,10 +221,16 @@ impl SegTrainConfig {
             bail!("lr = {} must be a positive number", self.lr);
         }
         if !matches!(self.model.output_stride, 8 | 16) {
-            bail!("model.output_stride = {} must be 8 or 16", self.model.output_stride);
+            bail!(
+                "model.output_stride = {} must be 8 or 16",
+                self.model.output_stride
+            );
         }
         if self.method == Method::Afan {
-            self.afan.backbone.validate().context("invalid [afan.backbone] section")?;
+            self.afan
+                .backbone
+                .validate()
+                .context("invalid [afan.backbone] section")?;
             let w = self.afan.backbone.loss_weights();
             if w.head.len() != 1 {
                 bail!("afan.backbone weights need exactly one head weight (the decoder point)");

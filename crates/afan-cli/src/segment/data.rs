@@ -19,11 +19,16 @@ pub fn open_splits(cfg: &SegDataConfig, seed: u64) -> Result<SegSplits> {
     let root = || -> Result<&std::path::Path> {
         match &cfg.root {
             Some(r) => Ok(r),
-            None => bail!("data.root (or --data) must name the {:?} folder", cfg.dataset),
+            None => bail!(
+                "data.root (or --data) must name the {:?} folder",
+                cfg.dataset
+            ),
         }
     };
     let (train, val) = match cfg.dataset {
-        SegDatasetName::Shapes => shapes_seg(cfg.shapes_train, cfg.shapes_val, cfg.shapes_side, seed),
+        SegDatasetName::Shapes => {
+            shapes_seg(cfg.shapes_train, cfg.shapes_val, cfg.shapes_side, seed)
+        }
         SegDatasetName::Voc2012 => (
             load_voc(root()?, &cfg.train_split, cfg.voc_aug)?,
             load_voc(root()?, &cfg.val_split, false)?,
@@ -34,7 +39,10 @@ pub fn open_splits(cfg: &SegDataConfig, seed: u64) -> Result<SegSplits> {
         ),
     };
     if train.is_empty() || val.is_empty() {
-        bail!("{:?}: the training or evaluation split is empty", cfg.dataset);
+        bail!(
+            "{:?}: the training or evaluation split is empty",
+            cfg.dataset
+        );
     }
     Ok(SegSplits { train, val })
 }

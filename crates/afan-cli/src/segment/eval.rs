@@ -19,7 +19,11 @@ pub fn evaluate(
     batch_size: usize,
     device: &Device,
 ) -> Result<SegScores> {
-    let batch = if val_crop.is_some() { batch_size.max(1) } else { 1 };
+    let batch = if val_crop.is_some() {
+        batch_size.max(1)
+    } else {
+        1
+    };
     let mut matrix = ConfusionMatrix::new(dataset.num_classes);
     let indices: Vec<usize> = (0..dataset.len()).collect();
     for chunk in indices.chunks(batch) {
@@ -54,10 +58,19 @@ pub const CONFIG_FILE: &str = "config.toml";
 /// The run's configuration and model, from `run/config.toml` and `run/model.bin` (`path` may be
 /// the directory or the model file).
 pub fn load_run(path: &Path, device: &Device) -> Result<(SegTrainConfig, DeepLabV3Plus)> {
-    let dir = if path.is_dir() { path } else { path.parent().unwrap_or(path) };
+    let dir = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(path)
+    };
     let config_path = dir.join(CONFIG_FILE);
     let config = SegTrainConfig::load(Some(&config_path), SegTrainConfig::default(), &[])
-        .with_context(|| format!("cannot read the run configuration {}", config_path.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot read the run configuration {}",
+                config_path.display()
+            )
+        })?;
     let model_path = dir.join(MODEL_FILE);
     let bytes = std::fs::read(&model_path)
         .with_context(|| format!("cannot read the model {}", model_path.display()))?;
@@ -67,7 +80,12 @@ pub fn load_run(path: &Path, device: &Device) -> Result<(SegTrainConfig, DeepLab
         .model
         .init(device)
         .try_load_record(record)
-        .map_err(|e| anyhow::anyhow!("{} does not fit the configured model: {e}", model_path.display()))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{} does not fit the configured model: {e}",
+                model_path.display()
+            )
+        })?;
     Ok((config, model))
 }
 
@@ -78,7 +96,13 @@ pub fn run(checkpoint: &Path, data: Option<&Path>, device: &Device, json: bool) 
         config.data.root = Some(d.to_path_buf());
     }
     let splits = open_splits(&config.data, config.seed)?;
-    let scores = evaluate(&model.valid(), &splits.val, config.data.val_crop, config.batch_size, device)?;
+    let scores = evaluate(
+        &model.valid(),
+        &splits.val,
+        config.data.val_crop,
+        config.batch_size,
+        device,
+    )?;
     if json {
         println!("{}", serde_json::to_string(&scores)?);
     } else {

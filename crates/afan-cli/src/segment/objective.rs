@@ -49,15 +49,14 @@ where
     let decoder_pgd = feature_pgd(decoder.clone(), &config.decoder_pgd, |f| {
         loss_fn(&attacker.forward_from(f, sd))
     });
-    let [_, adversarial] = <[Tensor<4>; 2]>::try_from(strength_points(
-        decoder,
-        decoder_pgd.adversarial,
-        2,
-    ))
-    .unwrap_or_else(|_| unreachable!("two strength points"));
+    let [_, adversarial] =
+        <[Tensor<4>; 2]>::try_from(strength_points(decoder, decoder_pgd.adversarial, 2))
+            .unwrap_or_else(|_| unreachable!("two strength points"));
     let head_loss = loss_fn(&model.forward_from(adversarial, sd));
 
-    let loss = cfg.loss_weights().combine(&point_losses, &[head_loss.clone()]);
+    let loss = cfg
+        .loss_weights()
+        .combine(&point_losses, &[head_loss.clone()]);
     point_losses.push(head_loss);
     AfanOutput {
         loss,

@@ -42,7 +42,12 @@ pub fn poly_lr(base: f64, it: usize, max: usize, power: f64) -> f64 {
 }
 
 /// Trains from scratch into `out` on `device` (without autodiff) and returns the summary.
-pub fn run(config: &SegTrainConfig, out: PathBuf, device: &Device, quiet: bool) -> Result<SegSummary> {
+pub fn run(
+    config: &SegTrainConfig,
+    out: PathBuf,
+    device: &Device,
+    quiet: bool,
+) -> Result<SegSummary> {
     std::fs::create_dir_all(&out)
         .with_context(|| format!("cannot create run directory {}", out.display()))?;
     std::fs::write(out.join(CONFIG_FILE), config.to_toml()?)?;
@@ -83,7 +88,9 @@ pub fn run(config: &SegTrainConfig, out: PathBuf, device: &Device, quiet: bool) 
         if it % per_pass == 0 {
             order = (0..splits.train.len()).cycle().take(per_pass * b).collect();
             let pass = (it / per_pass) as u64;
-            order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(config.seed ^ (pass << 20)));
+            order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
+                config.seed ^ (pass << 20),
+            ));
         }
         let k = it % per_pass;
         let batch = load_batch(
@@ -122,7 +129,11 @@ pub fn run(config: &SegTrainConfig, out: PathBuf, device: &Device, quiet: bool) 
             let line = serde_json::json!({"iteration": it + 1, "loss": value, "scores": s});
             append_line(&out.join("metrics.jsonl"), &line.to_string())?;
             if !quiet {
-                eprintln!("iteration {}: loss {value:.4}, mIoU {:.2}%", it + 1, 100.0 * s.mean_iou);
+                eprintln!(
+                    "iteration {}: loss {value:.4}, mIoU {:.2}%",
+                    it + 1,
+                    100.0 * s.mean_iou
+                );
             }
             scores = Some(s);
         }
@@ -172,8 +183,9 @@ mod tests {
     }
 
     /// A small DeepLabV3+ (MobileNetV2 x0.25) with A-FAN at `features.6` and the decoder learns
-    /// `shapes-seg`: the loss falls and the mIoU ends well above what predicting the majority
-    /// class everywhere scores (background IoU only, about 0.7 / 4 classes = 0.18).
+    /// `shapes-seg` in 40 steps: the loss falls and the mIoU ends well above what predicting the
+    /// majority class everywhere scores (background IoU only, about 0.75 / 4 classes = 0.19;
+    /// this run reached 0.54 when written).
     #[test]
     fn afan_deeplab_learns_shapes() {
         let mut config = SegTrainConfig::quickstart();
@@ -192,7 +204,7 @@ mod tests {
             flip: true,
             color_jitter: 0.0,
         };
-        config.iterations = 60;
+        config.iterations = 40;
         config.lr = 0.1;
         config.eval_every = 0;
         config.batch_size = 8;
@@ -200,7 +212,7 @@ mod tests {
         let s = run(&config, dir.path().join("run"), &Device::default(), true).unwrap();
         eprintln!("{s:?}");
         assert!(s.last_loss < 0.7 * s.first_loss, "{s:?}");
-        assert!(s.scores.mean_iou > 0.3, "{s:?}");
+        assert!(s.scores.mean_iou > 0.35, "{s:?}");
         assert!(dir.path().join("run/model.bin").is_file());
     }
 }

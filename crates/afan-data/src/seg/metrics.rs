@@ -129,7 +129,7 @@ impl ConfusionMatrix {
 pub fn argmax_classes(logits: &[f32], batch: usize, num_classes: usize) -> Vec<u8> {
     assert!(num_classes <= 255, "at most 255 classes fit a u8 label");
     assert!(
-        batch > 0 && logits.len() % (batch * num_classes) == 0,
+        batch > 0 && logits.len().is_multiple_of(batch * num_classes),
         "logits of {} values are not [{batch}, {num_classes}, pixels]",
         logits.len()
     );

@@ -102,7 +102,7 @@ impl LabelMap {
 enum Source {
     Files {
         entries: Vec<SegEntry>,
-        labels: LabelMap,
+        labels: Box<LabelMap>,
     },
     Memory(Vec<SegSample>),
 }
@@ -122,7 +122,10 @@ impl SegDataset {
         SegDataset {
             num_classes: names.len(),
             class_names: names.iter().map(|s| s.to_string()).collect(),
-            source: Source::Files { entries, labels },
+            source: Source::Files {
+                entries,
+                labels: Box::new(labels),
+            },
         }
     }
 

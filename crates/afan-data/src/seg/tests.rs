@@ -194,7 +194,7 @@ fn cityscapes_maps_label_ids_to_train_ids() {
     assert_eq!(&s.rgb[..6], &[0, 0, 77, 10, 0, 77]);
     // From cityscapesScripts' labels.py: road 7 -> 0, sidewalk 8 -> 1, building 11 -> 2,
     // pole 17 -> 5, sky 23 -> 10, car 26 -> 13, bicycle 33 -> 18; the rest 255.
-    let mut expected = vec![255u8; 35];
+    let mut expected = [255u8; 35];
     for (id, train) in [
         (7, 0),
         (8, 1),

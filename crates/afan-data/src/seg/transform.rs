@@ -139,7 +139,11 @@ pub fn augment(s: &SegSample, aug: &SegAugment, rng: &mut ChaCha8Rng) -> SegSamp
     let mut out = if lo == 1.0 && hi == 1.0 {
         s.clone()
     } else {
-        let f = if hi > lo { rng.random_range(lo..=hi) } else { lo };
+        let f = if hi > lo {
+            rng.random_range(lo..=hi)
+        } else {
+            lo
+        };
         let w = ((s.width as f32 * f).round() as usize).max(1);
         let h = ((s.height as f32 * f).round() as usize).max(1);
         resize(s, w, h)
