@@ -208,8 +208,9 @@ impl MobileNetV2 {
         fc.forward(f.mean_dim(2).mean_dim(3).reshape([b, c]))
     }
 
-    /// The torchvision state-dict key of a Burn parameter path.
-    pub fn pytorch_key(&self, path: &str) -> String {
+    /// The torchvision state-dict key of a Burn parameter path. (Only `features.1`, expand ratio
+    /// 1, lacks the expansion conv, which shifts the indices inside torchvision's `conv`.)
+    pub fn pytorch_key(path: &str) -> String {
         let conv_bn = |rest: &str| rest.replacen("conv.", "0.", 1).replacen("bn.", "1.", 1);
         if let Some(rest) = path.strip_prefix("stem.") {
             return format!("features.0.{}", conv_bn(rest));
@@ -225,7 +226,7 @@ impl MobileNetV2 {
         };
         let (index, rest) = rest.split_once('.').unwrap_or((rest, ""));
         let i: usize = index.parse().unwrap_or(0);
-        let shift = usize::from(self.blocks.get(i).is_some_and(|b| b.expand.is_some()));
+        let shift = usize::from(i > 0);
         let (part, rest) = rest.split_once('.').unwrap_or((rest, ""));
         let key = match (part, rest.split_once('.')) {
             ("expand", _) => format!("conv.0.{}", conv_bn(rest)),

@@ -44,7 +44,7 @@ fn keys_shapes_and_parameter_count_match_torchvision() {
                 shape.reverse();
             }
             let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
-            format!("{} {}", net.pytorch_key(path), dims.join("x"))
+            format!("{} {}", MobileNetV2::pytorch_key(path), dims.join("x"))
         })
         .collect();
     // xtask/reference/mobilenet_v2_keys.py, from torchvision's state_dict().
@@ -105,4 +105,26 @@ fn output_stride_dilates_instead_of_striding() {
     assert_eq!(net.blocks[6].depthwise.conv.stride, [1, 1]);
     assert_eq!(net.blocks[7].depthwise.conv.dilation, [2, 2]);
     assert_eq!(net.blocks[16].depthwise.conv.dilation, [4, 4]);
+}
+
+/// torchvision's eval-mode logits for a state dict imported through `load_state_dict` with
+/// [`MobileNetV2::pytorch_key`] (xtask/reference/golden_mobilenet_v2.py).
+#[test]
+fn imported_torchvision_weights_give_torchvision_logits() {
+    use crate::import::{StateDict, load_state_dict};
+    use burn::tensor::{TensorData, Tolerance};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dict = StateDict::from_safetensors(&dir.join("mobilenet_v2_golden.safetensors")).unwrap();
+    let io = StateDict::from_safetensors(&dir.join("mobilenet_v2_golden_io.safetensors")).unwrap();
+    let net = MobileNetV2::classifier(5, 0.25, &device());
+    let net = load_state_dict(net, "mobilenet_v2", &dict, MobileNetV2::pytorch_key)
+        .unwrap()
+        .valid();
+    let (x, shape) = io.get("input").unwrap();
+    let x = Tensor::<4>::from_data(TensorData::new(x.to_vec(), shape.to_vec()), &device());
+    let (y, shape) = io.get("logits").unwrap();
+    net.forward(x).into_data().assert_approx_eq::<f32>(
+        &TensorData::new(y.to_vec(), shape.to_vec()),
+        Tolerance::absolute(1e-4),
+    );
 }
