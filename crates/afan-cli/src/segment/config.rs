@@ -105,6 +105,10 @@ pub struct SegTrainConfig {
     pub method: Method,
     /// The network.
     pub model: DeepLabConfig,
+    /// ImageNet weights for the backbone: a torchvision `resnet50`/`resnet101`/`mobilenet_v2`
+    /// state dict saved as safetensors (the release starts from these; without them, from
+    /// scratch, numbers are not comparable with the release's).
+    pub pretrained_backbone: Option<PathBuf>,
     /// The data.
     pub data: SegDataConfig,
     /// Training iterations (release: 30,000).
@@ -138,6 +142,7 @@ impl Default for SegTrainConfig {
                 num_classes: 21,
                 output_stride: 16,
             },
+            pretrained_backbone: None,
             data: SegDataConfig::default(),
             iterations: 30_000,
             batch_size: 4,

@@ -10,6 +10,7 @@ use crate::config::{Method, OptimConfig};
 use crate::step::sgd;
 use afan_core::{SplitModel, attack_copy, materialize};
 use afan_data::seg::{SegScores, load_batch};
+use afan_models::StateDict;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -62,7 +63,14 @@ pub fn run(
     }
     let train_device = device.clone().autodiff();
     train_device.seed(config.seed);
-    let mut model = materialize(config.model.init(&train_device));
+    let mut model = config.model.init(&train_device);
+    if let Some(path) = &config.pretrained_backbone {
+        let dict = StateDict::from_safetensors(path)?;
+        model = model
+            .load_backbone(&dict)
+            .with_context(|| format!("cannot use {} as the backbone", path.display()))?;
+    }
+    let mut model = materialize(model);
     let points = match config.method {
         Method::Baseline => None,
         Method::Afan => Some((

@@ -15,12 +15,14 @@
 mod aspp;
 mod decoder;
 pub mod pack;
+mod pretrained;
 
 #[cfg(test)]
 mod tests;
 
 pub use aspp::{ASPP_CHANNELS, Aspp};
 pub use decoder::{DeepLabHead, LOW_LEVEL_CHANNELS, upsample_bilinear};
+pub use pretrained::resnet_key;
 
 use crate::mobilenet_v2::{MOBILENET_STAGE_ENDS, MobileNetV2};
 use crate::resnet::{ResNet, ResNetDepth, ResNetOptions};

@@ -134,3 +134,30 @@ fn upsampling_is_bilinear_without_aligned_corners() {
         Tolerance::absolute(1e-6),
     );
 }
+
+#[test]
+fn torchvision_backbone_weights_load_into_the_dilated_backbone() {
+    use crate::import::StateDict;
+    // The golden torchvision MobileNetV2 (width 0.25) of mobilenet_v2_tests.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dict = StateDict::from_safetensors(&dir.join("mobilenet_v2_golden.safetensors")).unwrap();
+    let model = tiny(16).load_backbone(&dict).unwrap();
+    let m = model.mobilenet.as_ref().unwrap();
+    assert!(m.last.is_none() && m.classifier.is_none());
+    let (stem, shape) = dict.get("features.0.0.weight").unwrap();
+    let ours = m.stem.conv.weight.val().into_data();
+    assert_eq!(ours, TensorData::new(stem.to_vec(), shape.to_vec()));
+    let (proj_bn, _) = dict.get("features.17.conv.3.running_var").unwrap();
+    let ours = m.blocks[16].project.bn.running_var.value().into_data();
+    assert_eq!(ours, TensorData::new(proj_bn.to_vec(), [proj_bn.len()]));
+    // Dilation survives the import; a dict for another width is refused by name.
+    assert_eq!(m.blocks[15].depthwise.conv.dilation, [2, 2]);
+    let wide = DeepLabConfig {
+        backbone: DeepLabBackbone::MobilenetV2 { width_mult: 0.5 },
+        num_classes: 3,
+        output_stride: 16,
+    }
+    .init(&device());
+    let e = wide.load_backbone(&dict).unwrap_err().to_string();
+    assert!(e.contains("features.0.0.weight"), "{e}");
+}
