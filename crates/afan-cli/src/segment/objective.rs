@@ -56,7 +56,7 @@ where
 
     let loss = cfg
         .loss_weights()
-        .combine(&point_losses, &[head_loss.clone()]);
+        .combine(&point_losses, std::slice::from_ref(&head_loss));
     point_losses.push(head_loss);
     AfanOutput {
         loss,

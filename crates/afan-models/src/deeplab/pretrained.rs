@@ -6,7 +6,6 @@
 use super::DeepLabV3Plus;
 use crate::import::{ImportError, StateDict, load_state_dict};
 use crate::mobilenet_v2::MobileNetV2;
-use burn::module::Module;
 use burn::nn::LinearConfig;
 
 /// torchvision's `downsample.0/1` for this crate's `downsample.conv/bn`.
