@@ -125,7 +125,7 @@ pub struct SegTrainConfig {
     pub weight_decay: f64,
     /// Poly schedule `lr * (1 - it / iterations)^power` (release: 0.9).
     pub poly_power: f64,
-    /// Evaluate every this many iterations (and at the end); 0 = only at the end.
+    /// Evaluate, and save `model.bin`, every this many iterations and at the end (0: at the end).
     pub eval_every: usize,
     /// Seed of initialisation, sampling and augmentation.
     pub seed: u64,

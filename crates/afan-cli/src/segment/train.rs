@@ -133,7 +133,9 @@ pub fn run(
         model = optim.step(lr, model, head);
         let last = it + 1 == config.iterations;
         if last || (config.eval_every > 0 && (it + 1) % config.eval_every == 0) {
-            let s = evaluate(&model.valid(), &splits.val, config.data.val_crop, b, device)?;
+            let valid = model.valid();
+            save_model(&valid, &out)?;
+            let s = evaluate(&valid, &splits.val, config.data.val_crop, b, device)?;
             let line = serde_json::json!({"iteration": it + 1, "loss": value, "scores": s});
             append_line(&out.join("metrics.jsonl"), &line.to_string())?;
             if !quiet {
@@ -147,13 +149,6 @@ pub fn run(
         }
     }
     let seconds_per_iteration = start.elapsed().as_secs_f64() / config.iterations as f64;
-    let bytes = model
-        .valid()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| anyhow::anyhow!("cannot serialize the model: {e}"))?;
-    std::fs::write(out.join(MODEL_FILE), &*bytes)
-        .with_context(|| format!("cannot write {}", out.join(MODEL_FILE).display()))?;
     let tenth = (losses.len() / 10).max(1);
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
     Ok(SegSummary {
@@ -164,6 +159,18 @@ pub fn run(
         seconds_per_iteration,
         run_dir: out,
     })
+}
+
+/// Writes `out/model.bin` atomically (a crash mid-write leaves the previous one).
+fn save_model(model: &afan_models::DeepLabV3Plus, out: &std::path::Path) -> Result<()> {
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("cannot serialize the model: {e}"))?;
+    let (tmp, path) = (out.join("model.bin.tmp"), out.join(MODEL_FILE));
+    std::fs::write(&tmp, &*bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn append_line(path: &std::path::Path, line: &str) -> Result<()> {
