@@ -466,3 +466,47 @@ fn metrics_match_numpy_reference() {
         }
     }
 }
+
+#[test]
+fn colour_jitter_changes_colours_only() {
+    // A uniform gray stays uniform gray (contrast pivots on the mean, saturation on the gray
+    // value); only brightness moves it. Labels are untouched.
+    let gray = SegSample {
+        width: 2,
+        height: 2,
+        rgb: vec![100; 12],
+        mask: vec![0, 1, 2, 255],
+    };
+    let aug = SegAugment {
+        scale: [1.0, 1.0],
+        crop: 0,
+        flip: false,
+        color_jitter: 0.5,
+    };
+    let mut values = std::collections::BTreeSet::new();
+    for seed in 0..8 {
+        let out = augment(&gray, &aug, &mut ChaCha8Rng::seed_from_u64(seed));
+        assert_eq!(out.mask, gray.mask);
+        assert!(out.rgb.iter().all(|&v| v == out.rgb[0]), "{:?}", out.rgb);
+        assert!(
+            (50..=150).contains(&out.rgb[0]),
+            "brightness within 1 +- 0.5"
+        );
+        values.insert(out.rgb[0]);
+    }
+    assert!(values.len() > 4, "the factor is random: {values:?}");
+    // A coloured pixel is desaturated or saturated around its gray value.
+    let red = SegSample {
+        width: 1,
+        height: 1,
+        rgb: vec![200, 50, 50],
+        mask: vec![0],
+    };
+    let outs: Vec<_> = (0..8)
+        .map(|s| augment(&red, &aug, &mut ChaCha8Rng::seed_from_u64(s)).rgb)
+        .collect();
+    assert!(
+        outs.iter().all(|p| p[0] >= p[1] && p[1] == p[2]),
+        "{outs:?}"
+    );
+}

@@ -7,6 +7,7 @@
 use image::imageops::{self, FilterType};
 use image::{GrayImage, RgbImage};
 use rand::Rng;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
@@ -116,20 +117,34 @@ fn flip(s: &mut SegSample) {
     }
 }
 
-/// Brightness, contrast, saturation (in this order), each by a factor in `[1 - s, 1 + s]`.
+/// Brightness, contrast and saturation, each by a factor in `[1 - s, 1 + s]`, in a random order
+/// (as torchvision's `ColorJitter`).
 fn jitter(s: &mut SegSample, strength: f32, rng: &mut ChaCha8Rng) {
-    let mut f = || rng.random_range((1.0 - strength).max(0.0)..=1.0 + strength);
-    let (b, c, sat) = (f(), f(), f());
     let gray = |p: &[f32]| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
-    let mut px: Vec<f32> = s.rgb.iter().map(|&v| f32::from(v) * b).collect();
-    let mean = px.chunks_exact(3).map(gray).sum::<f32>() / (s.width * s.height).max(1) as f32;
-    px.iter_mut().for_each(|v| *v = (*v - mean) * c + mean);
-    for p in px.chunks_exact_mut(3) {
-        let g = gray(p);
-        p.iter_mut().for_each(|v| *v = (*v - g) * sat + g);
+    let mut px: Vec<f32> = s.rgb.iter().map(|&v| f32::from(v)).collect();
+    let mut order = [0, 1, 2];
+    order.shuffle(rng);
+    for op in order {
+        let f = rng.random_range((1.0 - strength).max(0.0)..=1.0 + strength);
+        match op {
+            0 => px.iter_mut().for_each(|v| *v *= f),
+            1 => {
+                let n = (s.width * s.height).max(1) as f32;
+                let mean = px.chunks_exact(3).map(gray).sum::<f32>() / n;
+                px.iter_mut().for_each(|v| *v = (*v - mean) * f + mean);
+            }
+            _ => {
+                for p in px.chunks_exact_mut(3) {
+                    let g = gray(p);
+                    p.iter_mut().for_each(|v| *v = (*v - g) * f + g);
+                }
+            }
+        }
+        // PIL clips to 0..255 after each operation.
+        px.iter_mut().for_each(|v| *v = v.clamp(0.0, 255.0));
     }
     for (o, v) in s.rgb.iter_mut().zip(px) {
-        *o = v.round().clamp(0.0, 255.0) as u8;
+        *o = v.round() as u8;
     }
 }
 
