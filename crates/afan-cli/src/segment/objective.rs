@@ -86,6 +86,7 @@ mod tests {
             backbone: DeepLabBackbone::MobilenetV2 { width_mult: 0.25 },
             num_classes: 3,
             output_stride: 16,
+            aspp_channels: 256,
         }
         .init(&device);
         model.head.aspp.dropout.prob = 0.0;

@@ -8,7 +8,7 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::{Device, Tensor};
 
-/// Channels of every ASPP branch and of its output.
+/// Channels of every ASPP branch and of its output in the release (and the default here).
 pub const ASPP_CHANNELS: usize = 256;
 
 /// ASPP with the release's layout (`convs.0` .. `convs.4`, `project`).
@@ -22,12 +22,14 @@ pub struct Aspp {
     pub project: ConvBn,
     /// Dropout 0.1 after the projection (active only in training on an autodiff device).
     pub dropout: Dropout,
+    /// Channels of each branch and of the output.
+    pub channels: usize,
 }
 
 impl Aspp {
-    /// ASPP on `in_ch` channels with atrous `rates` (6/12/18 at output stride 16, 12/24/36 at 8).
-    pub fn new(in_ch: usize, rates: [usize; 3], device: &Device) -> Self {
-        let c = ASPP_CHANNELS;
+    /// ASPP from `in_ch` to `c` channels (release: 256) with atrous `rates` (6/12/18 at output
+    /// stride 16, 12/24/36 at 8).
+    pub fn new(in_ch: usize, c: usize, rates: [usize; 3], device: &Device) -> Self {
         let init = ConvInit::KaimingNormalFanIn;
         let conv_bn =
             |i, o, k, d| ConvBn::new(conv_ext([i, o], k, [1, d, 1], init, device), o, device);
@@ -38,6 +40,7 @@ impl Aspp {
             pooling: conv_bn(in_ch, c, 1, 1),
             project: conv_bn(5 * c, c, 1, 1),
             dropout: DropoutConfig::new(0.1).init(),
+            channels: c,
         }
     }
 
@@ -51,7 +54,7 @@ impl Aspp {
             .collect();
         // Bilinear upsampling of a 1x1 map is a broadcast; expanding gives the same values exactly.
         let pooled = self.pooling.forward_relu(adaptive_avg_pool2d(x, [1, 1]));
-        outs.push(pooled.expand([b, ASPP_CHANNELS, h, w]));
+        outs.push(pooled.expand([b, self.channels, h, w]));
         self.dropout
             .forward(self.project.forward_relu(Tensor::cat(outs, 1)))
     }

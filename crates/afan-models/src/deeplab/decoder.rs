@@ -2,7 +2,7 @@
 //! feature, upsampled to the low-level (stride-4) feature reduced to 48 channels, concatenated,
 //! then a 3x3 conv and a 1x1 classifier.
 
-use super::aspp::{ASPP_CHANNELS, Aspp};
+use super::aspp::Aspp;
 use crate::layers::{ConvBn, ConvInit, conv_ext};
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -42,25 +42,25 @@ pub struct DeepLabHead {
 }
 
 impl DeepLabHead {
-    /// A head for `in_ch` deep and `low_ch` low-level channels, initialised as the release's
+    /// A head for `in_ch` deep and `low_ch` low-level channels with `c`-channel ASPP and fusion
+    /// (release: 256), initialised as the release's
     /// `_init_weight` does (`kaiming_normal_` fan-in convs, BN weight 1 and bias 0; the classifier
     /// bias keeps PyTorch's default `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`).
     pub fn new(
-        in_ch: usize,
-        low_ch: usize,
+        [in_ch, low_ch, c]: [usize; 3],
         num_classes: usize,
         rates: [usize; 3],
         device: &Device,
     ) -> Self {
         let init = ConvInit::KaimingNormalFanIn;
         let low = LOW_LEVEL_CHANNELS;
-        let mut classifier = Conv2dConfig::new([ASPP_CHANNELS, num_classes], [1, 1])
+        let mut classifier = Conv2dConfig::new([c, num_classes], [1, 1])
             .with_initializer(burn::nn::Initializer::KaimingNormal {
                 gain: std::f64::consts::SQRT_2,
                 fan_out_only: false,
             })
             .init(device);
-        let bound = 1.0 / (ASPP_CHANNELS as f64).sqrt();
+        let bound = 1.0 / (c as f64).sqrt();
         classifier.bias = Some(Param::from_tensor(Tensor::random(
             [num_classes],
             Distribution::Uniform(-bound, bound),
@@ -72,16 +72,10 @@ impl DeepLabHead {
                 low,
                 device,
             ),
-            aspp: Aspp::new(in_ch, rates, device),
+            aspp: Aspp::new(in_ch, c, rates, device),
             fuse: ConvBn::new(
-                conv_ext(
-                    [low + ASPP_CHANNELS, ASPP_CHANNELS],
-                    3,
-                    [1, 1, 1],
-                    init,
-                    device,
-                ),
-                ASPP_CHANNELS,
+                conv_ext([low + c, c], 3, [1, 1, 1], init, device),
+                c,
                 device,
             ),
             classifier,

@@ -22,7 +22,7 @@ mod tests;
 
 pub use aspp::{ASPP_CHANNELS, Aspp};
 pub use decoder::{DeepLabHead, LOW_LEVEL_CHANNELS, upsample_bilinear};
-pub use pretrained::resnet_key;
+pub use pretrained::{release_key, resnet_key};
 
 use crate::mobilenet_v2::{MOBILENET_STAGE_ENDS, MobileNetV2};
 use crate::resnet::{ResNet, ResNetDepth, ResNetOptions};
@@ -58,6 +58,14 @@ pub struct DeepLabConfig {
     pub num_classes: usize,
     /// 16 (release default; ASPP rates 6/12/18) or 8 (rates 12/24/36).
     pub output_stride: usize,
+    /// Channels of the ASPP branches and of the decoder's 3x3 conv (release: 256; smaller only
+    /// for tests and toy runs).
+    #[serde(default = "default_aspp_channels")]
+    pub aspp_channels: usize,
+}
+
+fn default_aspp_channels() -> usize {
+    ASPP_CHANNELS
 }
 
 impl DeepLabConfig {
@@ -103,7 +111,12 @@ impl DeepLabConfig {
         DeepLabV3Plus {
             resnet,
             mobilenet,
-            head: DeepLabHead::new(in_ch, low_ch, self.num_classes, self.aspp_rates(), device),
+            head: DeepLabHead::new(
+                [in_ch, low_ch, self.aspp_channels],
+                self.num_classes,
+                self.aspp_rates(),
+                device,
+            ),
             output_stride: self.output_stride,
             num_classes: self.num_classes,
         }
@@ -247,7 +260,7 @@ impl SplitModel for DeepLabV3Plus {
                 self.decode(self.stages(deep, s + 2), low)
             }
             ASPP => {
-                let (aspp, low) = unpack(feature, ASPP_CHANNELS, self.output_stride / 4);
+                let (aspp, low) = unpack(feature, self.head.aspp.channels, self.output_stride / 4);
                 self.head.classify(self.head.decoder_input(aspp, low))
             }
             DECODER => self.head.classify(feature),

@@ -14,6 +14,7 @@ fn tiny(output_stride: usize) -> DeepLabV3Plus {
         backbone: DeepLabBackbone::MobilenetV2 { width_mult: 0.25 },
         num_classes: 3,
         output_stride,
+        aspp_channels: 256,
     }
     .init(&device())
 }
@@ -57,6 +58,7 @@ fn resnet50_round_trip_is_exact_at_every_point() {
             backbone: DeepLabBackbone::Resnet50,
             num_classes: 4,
             output_stride: os,
+            aspp_channels: 256,
         }
         .init(&device());
         assert_eq!(model.resnet.as_ref().unwrap().output_stride(), os);
@@ -156,8 +158,38 @@ fn torchvision_backbone_weights_load_into_the_dilated_backbone() {
         backbone: DeepLabBackbone::MobilenetV2 { width_mult: 0.5 },
         num_classes: 3,
         output_stride: 16,
+        aspp_channels: 256,
     }
     .init(&device());
     let e = wide.load_backbone(&dict).unwrap_err().to_string();
     assert!(e.contains("features.0.0.weight"), "{e}");
+}
+
+/// The release's DeepLabV3+ (re-stated in PyTorch by xtask/reference/golden_deeplab.py: MobileNetV2
+/// x0.25 at output stride 16, head narrowed to 16 channels), imported by [`release_key`]: the
+/// eval-mode output at the input size, odd sizes included, matches PyTorch's.
+#[test]
+fn release_checkpoint_gives_the_release_output() {
+    use crate::import::{StateDict, load_state_dict};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dict = StateDict::from_safetensors(&dir.join("deeplab_golden.safetensors")).unwrap();
+    let io = StateDict::from_safetensors(&dir.join("deeplab_golden_io.safetensors")).unwrap();
+    let model = DeepLabConfig {
+        backbone: DeepLabBackbone::MobilenetV2 { width_mult: 0.25 },
+        num_classes: 3,
+        output_stride: 16,
+        aspp_channels: 16,
+    }
+    .init(&device());
+    let model = load_state_dict(model, "deeplabv3plus", &dict, release_key)
+        .unwrap()
+        .valid();
+    let (x, shape) = io.get("input").unwrap();
+    let x = Tensor::<4>::from_data(TensorData::new(x.to_vec(), shape.to_vec()), &device());
+    let (y, shape) = io.get("output").unwrap();
+    let expected = TensorData::new(y.to_vec(), shape.to_vec());
+    model
+        .predict(x)
+        .into_data()
+        .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-4));
 }
