@@ -13,6 +13,8 @@ mod transform;
 mod voc;
 
 #[cfg(test)]
+mod loader_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
