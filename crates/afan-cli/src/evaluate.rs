@@ -105,6 +105,9 @@ pub fn load_weights(
 /// `afan eval` arguments.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
+    /// classify, or segment (then --checkpoint is a segmentation run directory).
+    #[arg(long, value_parser = ["classify", "segment"], default_value = "classify")]
+    pub task: String,
     /// Checkpoint to evaluate (`RUN/best.ckpt` or `RUN/last.ckpt`).
     #[arg(long, required_unless_present = "weights", conflicts_with = "weights")]
     pub checkpoint: Option<PathBuf>,
@@ -136,6 +139,15 @@ pub struct EvalArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Runs `afan eval --task segment` (the checkpoint is a segmentation run directory).
+pub fn run_segment(args: EvalArgs) -> Result<()> {
+    let device = parse_device(&args.device)?;
+    let Some(run) = args.checkpoint.as_deref().or(args.weights.as_deref()) else {
+        bail!("--task segment needs --checkpoint RUN_DIR");
+    };
+    crate::segment::eval::run(run, args.data.as_deref(), &device, args.json)
 }
 
 /// Runs `afan eval`.

@@ -18,9 +18,18 @@ const IMAGENET_CLASSES: &str = include_str!("../../../assets/imagenet_classes.tx
 /// `afan infer` arguments.
 #[derive(clap::Args, Debug)]
 pub struct InferArgs {
+    /// classify (top-k classes) or segment (a palette mask; --checkpoint is the run directory).
+    #[arg(long, value_parser = ["classify", "segment"], default_value = "classify")]
+    pub task: String,
     /// Weights: an afan checkpoint, or a PyTorch/safetensors state dict (then --model is needed).
+    #[arg(long, required_unless_present = "checkpoint")]
+    pub weights: Option<PathBuf>,
+    /// The same as --weights (for segmentation: the run directory or its model.bin).
+    #[arg(long, conflicts_with = "weights")]
+    pub checkpoint: Option<PathBuf>,
+    /// Output mask PNG (VOC palette), with --task segment.
     #[arg(long)]
-    pub weights: PathBuf,
+    pub out: Option<PathBuf>,
     /// Architecture; default: the one the checkpoint names.
     #[arg(long)]
     pub model: Option<String>,
@@ -79,7 +88,20 @@ pub struct ImageResult {
 /// Runs `afan infer`.
 pub fn run(args: InferArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
-    let file = WeightsFile::read(&args.weights)?;
+    let weights = args
+        .weights
+        .clone()
+        .or(args.checkpoint.clone())
+        .expect("clap requires --weights or --checkpoint");
+    if args.task == "segment" {
+        let ([image], Some(out)) = (args.image.as_slice(), &args.out) else {
+            bail!("--task segment takes one --image and an --out mask path");
+        };
+        crate::segment::infer::run(&weights, image, out, &device)?;
+        eprintln!("wrote {}", out.display());
+        return Ok(());
+    }
+    let file = WeightsFile::read(&weights)?;
     let (kind, num_classes, dataset) = match (&file, &args.model) {
         (WeightsFile::Checkpoint(c), m) => {
             let kind: ClassifierKind = m.as_deref().unwrap_or(&c.state.model).parse()?;
@@ -89,17 +111,15 @@ pub fn run(args: InferArgs) -> Result<()> {
                 Some(c.state.config.dataset.clone()),
             )
         }
-        (WeightsFile::StateDict(_), Some(m)) => {
-            (m.parse()?, file.num_classes(&args.weights)?, None)
-        }
+        (WeightsFile::StateDict(_), Some(m)) => (m.parse()?, file.num_classes(&weights)?, None),
         (WeightsFile::StateDict(_), None) => bail!(
             "{} is a state dict, which does not name its architecture; pass --model",
-            args.weights.display()
+            weights.display()
         ),
     };
     let labels = labels(args.labels.as_deref(), num_classes, dataset.as_deref())?;
     let model = kind.build(num_classes, &device);
-    let (model, note) = file.apply(model, kind, &args.weights, args.strict)?;
+    let (model, note) = file.apply(model, kind, &weights, args.strict)?;
     if let Some(note) = note {
         eprintln!("warning: {note}");
     }

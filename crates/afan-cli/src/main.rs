@@ -11,6 +11,7 @@ mod evaluate;
 mod infer;
 mod metrics;
 mod schedule;
+mod segment;
 mod step;
 mod train;
 mod weights;
@@ -53,7 +54,7 @@ enum Command {
     Eval(evaluate::EvalArgs),
     /// Time a clean and an A-FAN training step.
     Bench(bench::BenchArgs),
-    /// Top-k classes of image files.
+    /// Top-k classes of image files, or a segmentation mask (`--task segment`).
     Infer(infer::InferArgs),
     /// A PyTorch or safetensors state dict into an afan checkpoint.
     Convert(convert::ConvertArgs),
@@ -63,6 +64,9 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct TrainArgs {
+    /// classify (CIFAR-style classifiers) or segment (DeepLabV3+; see configs/voc2012-*).
+    #[arg(long, value_parser = ["classify", "segment"], default_value = "classify")]
+    task: String,
     /// TOML configuration (see configs/); fields it leaves out keep the release defaults.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -172,6 +176,23 @@ impl TrainArgs {
 }
 
 fn train(args: TrainArgs) -> Result<()> {
+    if args.task == "segment" {
+        return segment::cli::train(segment::cli::TrainRequest {
+            config: args.config,
+            data: args.data,
+            method: args.method,
+            seed: args.seed,
+            lr: args.lr,
+            batch_size: args.batch_size,
+            split: args.split,
+            set: args.set,
+            out: args.out,
+            device: args.device,
+            quiet: args.quiet,
+            json: args.json,
+            print_config: args.print_config,
+        });
+    }
     let overrides = args.overrides();
     let config = if args.resume {
         let out = args
@@ -251,6 +272,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train(*a),
+        Command::Eval(a) if a.task == "segment" => evaluate::run_segment(a),
         Command::Eval(a) => evaluate::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Infer(a) => infer::run(a),

@@ -129,6 +129,56 @@ pub enum DataError {
         problem: String,
     },
 
+    /// An image or mask file that could not be decoded.
+    #[error("{}: cannot decode {what}: {message}", path.display())]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// What was expected (`a JPEG/PNG image`, `an 8-bit palette or grayscale PNG mask`).
+        what: &'static str,
+        /// What the decoder reported.
+        message: String,
+    },
+
+    /// A mask whose size is not its image's.
+    #[error(
+        "{}: mask is {mask_w}x{mask_h} but its image {} is {image_w}x{image_h}",
+        mask.display(),
+        image.display()
+    )]
+    MaskSize {
+        /// The mask file.
+        mask: PathBuf,
+        /// The image file.
+        image: PathBuf,
+        /// Mask width and height.
+        mask_w: usize,
+        /// Mask height.
+        mask_h: usize,
+        /// Image width.
+        image_w: usize,
+        /// Image height.
+        image_h: usize,
+    },
+
+    /// A mask pixel that is neither a class of the dataset nor the ignore label 255.
+    #[error(
+        "{}: pixel (x={x}, y={y}) has label {value}, expected {expected} or 255 (ignore)",
+        path.display()
+    )]
+    BadLabel {
+        /// The mask file.
+        path: PathBuf,
+        /// Column of the first offending pixel.
+        x: usize,
+        /// Row of the first offending pixel.
+        y: usize,
+        /// The value found.
+        value: u8,
+        /// The valid values, in words (`0..=20`).
+        expected: String,
+    },
+
     /// In-memory buffers whose sizes do not agree (a programming error in the
     /// caller that built an [`crate::ImageDataset`] by hand).
     #[error("inconsistent dataset: {0}")]

@@ -18,6 +18,8 @@ pub(crate) mod tag {
     pub const SPLIT: u64 = 0x7370_6c69_745f_7661; // "split_va"
     pub const SHAPES_TRAIN: u64 = 0x7368_6170_6573_5f74; // "shapes_t"
     pub const SHAPES_TEST: u64 = 0x7368_6170_6573_5f65; // "shapes_e"
+    pub const SEG_TRAIN: u64 = 0x7365_675f_7472_6169; // "seg_trai"
+    pub const SEG_TEST: u64 = 0x7365_675f_7465_7374; // "seg_test"
     pub const FIXTURE: u64 = 0x6669_7874_7572_6521; // "fixture!"
     pub const DETECTION_ORDER: u64 = 0x6465_745f_6f72_6472; // "det_ordr"
     pub const DETECTION_FLIP: u64 = 0x6465_745f_666c_6970; // "det_flip"

@@ -47,3 +47,52 @@ pub fn conv(
         .with_initializer(init.initializer())
         .init(device)
 }
+
+/// A bias-free conv and its BatchNorm (torchvision's `Conv2dNormActivation` minus the activation,
+/// which callers apply: ReLU in DeepLab, ReLU6 in MobileNetV2).
+#[derive(burn::module::Module, Debug)]
+pub struct ConvBn {
+    /// The convolution (torchvision `.0`).
+    pub conv: Conv2d,
+    /// Its BatchNorm (torchvision `.1`).
+    pub bn: crate::norm::BatchNorm2d,
+}
+
+impl ConvBn {
+    /// Wraps `conv` (of `channels` outputs) with a PyTorch-initialised BatchNorm.
+    pub fn new(conv: Conv2d, channels: usize, device: &Device) -> Self {
+        Self {
+            conv,
+            bn: crate::norm::BatchNorm2dConfig::new(channels).init(device),
+        }
+    }
+
+    /// conv, then BatchNorm.
+    pub fn forward(&self, x: burn::tensor::Tensor<4>) -> burn::tensor::Tensor<4> {
+        self.bn.forward(self.conv.forward(x))
+    }
+
+    /// conv, BatchNorm, ReLU.
+    pub fn forward_relu(&self, x: burn::tensor::Tensor<4>) -> burn::tensor::Tensor<4> {
+        burn::tensor::activation::relu(self.forward(x))
+    }
+}
+
+/// A bias-free `k x k` conv with stride, dilation, groups and "same" padding `dilation * (k / 2)`.
+pub fn conv_ext(
+    [in_ch, out_ch]: [usize; 2],
+    kernel: usize,
+    [stride, dilation, groups]: [usize; 3],
+    init: ConvInit,
+    device: &Device,
+) -> Conv2d {
+    let p = dilation * (kernel / 2);
+    Conv2dConfig::new([in_ch, out_ch], [kernel, kernel])
+        .with_stride([stride, stride])
+        .with_dilation([dilation, dilation])
+        .with_groups(groups)
+        .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+        .with_bias(false)
+        .with_initializer(init.initializer())
+        .init(device)
+}

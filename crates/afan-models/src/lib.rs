@@ -2,17 +2,20 @@
 //! points named after torchvision modules.
 
 pub mod cifar_resnet;
+pub mod deeplab;
 pub mod detection;
 pub mod efficientnet;
 pub mod import;
 pub mod input_norm;
 pub mod layers;
+pub mod mobilenet_v2;
 pub mod norm;
 pub mod registry;
 pub mod resnet;
 pub mod state_dict;
 
 pub use cifar_resnet::CifarResNet;
+pub use deeplab::{DeepLabBackbone, DeepLabConfig, DeepLabV3Plus};
 pub use detection::afan::{DetectionAfanConfig, detection_afan_objective};
 pub use detection::faster_rcnn::{FasterRcnn, FasterRcnnConfig};
 pub use detection::step::{
@@ -23,6 +26,7 @@ pub use import::{
     ImportError, ImportReport, PytorchImport, load_state_dict, load_state_dict_partial, param_paths,
 };
 pub use input_norm::{InputNorm, Normalized};
+pub use mobilenet_v2::MobileNetV2;
 pub use norm::{BatchNorm2d, BatchNorm2dConfig};
 pub use registry::{Classifier, ClassifierKind, UnknownModel};
 pub use resnet::{IMAGENET_MEAN, IMAGENET_STD, ResNet, ResNetDepth, ResNetOptions};

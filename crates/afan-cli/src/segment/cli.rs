@@ -1,0 +1,108 @@
+//! The command-line entry points of `--task segment`, kept apart from the classification code in
+//! `main.rs`, which only forwards its parsed flags here.
+
+use super::config::SegTrainConfig;
+use crate::device::parse_device;
+use anyhow::Result;
+use std::path::PathBuf;
+
+/// The `afan train` flags that apply to segmentation.
+pub struct TrainRequest {
+    /// `--config`.
+    pub config: Option<PathBuf>,
+    /// `--data`: the dataset root.
+    pub data: Option<PathBuf>,
+    /// `--method`.
+    pub method: Option<String>,
+    /// `--seed`.
+    pub seed: Option<u64>,
+    /// `--lr`.
+    pub lr: Option<f64>,
+    /// `--batch-size`.
+    pub batch_size: Option<usize>,
+    /// `--split`: the backbone A-FAN point.
+    pub split: Option<String>,
+    /// `--set key=value`.
+    pub set: Vec<String>,
+    /// `--out`.
+    pub out: Option<PathBuf>,
+    /// `--device`.
+    pub device: String,
+    /// `--quiet`.
+    pub quiet: bool,
+    /// `--json`.
+    pub json: bool,
+    /// `--print-config`.
+    pub print_config: bool,
+}
+
+impl TrainRequest {
+    fn overrides(&self) -> Vec<String> {
+        let quote = |s: &str| format!("{s:?}");
+        let mut o = Vec::new();
+        if let Some(v) = &self.data {
+            o.push(format!("data.root={}", quote(&v.display().to_string())));
+        }
+        if let Some(v) = &self.method {
+            o.push(format!("method={}", quote(v)));
+        }
+        if let Some(v) = self.seed {
+            o.push(format!("seed={v}"));
+        }
+        if let Some(v) = self.lr {
+            o.push(format!("lr={v:?}"));
+        }
+        if let Some(v) = self.batch_size {
+            o.push(format!("batch_size={v}"));
+        }
+        if let Some(v) = &self.split {
+            o.push(format!("afan.backbone.split={}", quote(v)));
+        }
+        o.extend(self.set.iter().cloned());
+        o
+    }
+}
+
+/// `afan train --task segment`.
+pub fn train(req: TrainRequest) -> Result<()> {
+    let base = if req.config.is_none() && req.data.is_none() {
+        SegTrainConfig::quickstart()
+    } else {
+        SegTrainConfig::default()
+    };
+    let config = SegTrainConfig::load(req.config.as_deref(), base, &req.overrides())?;
+    if req.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
+    let out = req.out.clone().unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        PathBuf::from(format!("runs/segment-{:?}-{secs}", config.method).to_lowercase())
+    });
+    let device = parse_device(&req.device)?;
+    eprintln!(
+        "training DeepLabV3+ ({:?}, {:?}) on {:?} for {} iterations -> {}",
+        config.model.backbone,
+        config.method,
+        config.data.dataset,
+        config.iterations,
+        out.display()
+    );
+    let summary = super::train::run(&config, out, &device, req.quiet)?;
+    if req.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "final mIoU {:.2}% (pixel acc {:.2}%) after {} iterations; loss {:.4} -> {:.4}; run saved in {}",
+            100.0 * summary.scores.mean_iou,
+            100.0 * summary.scores.pixel_accuracy,
+            summary.iterations,
+            summary.first_loss,
+            summary.last_loss,
+            summary.run_dir.display()
+        );
+    }
+    Ok(())
+}

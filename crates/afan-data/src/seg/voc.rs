@@ -1,0 +1,95 @@
+//! Pascal VOC 2012 segmentation in the devkit layout, optionally with the SBD-augmented training
+//! list (`SegmentationClassAug`, 10,582 images) that DeepLab papers train on.
+//!
+//! ```text
+//! VOCdevkit/VOC2012/JPEGImages/<id>.jpg
+//! VOCdevkit/VOC2012/SegmentationClass/<id>.png        palette PNG, index = class, 255 = border
+//! VOCdevkit/VOC2012/SegmentationClassAug/<id>.png     grayscale PNG (train_aug only)
+//! VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val,trainval,train_aug}.txt
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{LabelMap, SegDataset, SegEntry, require_file};
+use crate::error::DataError;
+
+/// The 21 VOC classes (background first), in label order.
+pub const VOC_CLASSES: [&str; 21] = [
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+];
+
+/// `root` may be `VOCdevkit/VOC2012`, `VOCdevkit` or the folder holding `VOCdevkit`.
+fn voc_root(root: &Path) -> Result<PathBuf, DataError> {
+    [
+        root.to_path_buf(),
+        root.join("VOC2012"),
+        root.join("VOCdevkit").join("VOC2012"),
+    ]
+    .into_iter()
+    .find(|p| p.join("JPEGImages").is_dir())
+    .ok_or_else(|| DataError::MissingFile {
+        path: root.join("VOCdevkit/VOC2012/JPEGImages"),
+        hint: "expected the VOC devkit layout (VOCdevkit/VOC2012/JPEGImages, SegmentationClass, \
+               ImageSets/Segmentation)"
+            .into(),
+    })
+}
+
+/// Opens split `split` (`train`, `val`, `trainval`; with `aug`, the training split is
+/// `train_aug.txt` with masks from `SegmentationClassAug`). Every listed image and mask must exist.
+pub fn load_voc(root: &Path, split: &str, aug: bool) -> Result<SegDataset, DataError> {
+    let voc = voc_root(root)?;
+    let (list_name, mask_dir) = if aug {
+        (format!("{split}_aug.txt"), "SegmentationClassAug")
+    } else {
+        (format!("{split}.txt"), "SegmentationClass")
+    };
+    let list = require_file(
+        voc.join("ImageSets/Segmentation").join(&list_name),
+        "the split list of the VOC devkit (train_aug.txt comes with the SBD augmentation)",
+    )?;
+    let text = fs::read_to_string(&list).map_err(|e| DataError::io(&list, e))?;
+    let hint = format!("listed in {}", list.display());
+    let entries = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|id| {
+            // train_aug lists of some distributions hold `/JPEGImages/x.jpg /SegmentationClassAug/x.png`.
+            let id = id.split_whitespace().next().unwrap_or(id);
+            let stem = Path::new(id)
+                .file_stem()
+                .map_or(id.into(), |s| s.to_string_lossy());
+            Ok(SegEntry {
+                image: require_file(voc.join("JPEGImages").join(format!("{stem}.jpg")), &hint)?,
+                mask: require_file(voc.join(mask_dir).join(format!("{stem}.png")), &hint)?,
+            })
+        })
+        .collect::<Result<Vec<_>, DataError>>()?;
+    Ok(SegDataset::files(
+        entries,
+        LabelMap::identity(VOC_CLASSES.len()),
+        &VOC_CLASSES,
+    ))
+}
