@@ -195,6 +195,11 @@ impl MobileNetV2 {
     /// # Panics
     /// On a segmentation backbone (built without the head).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.head(self.features(x, 0, self.blocks.len()))
+    }
+
+    /// `features.18`, global average pool, `classifier.1`, on the output of `features.17`.
+    fn head(&self, f: Tensor<4>) -> Tensor<2> {
         let (last, fc) = (
             self.last
                 .as_ref()
@@ -203,7 +208,7 @@ impl MobileNetV2 {
                 .as_ref()
                 .expect("built by MobileNetV2::classifier"),
         );
-        let f = relu6(last.forward(self.features(x, 0, 17)));
+        let f = relu6(last.forward(f));
         let [b, c, _, _] = f.dims();
         fc.forward(f.mean_dim(2).mean_dim(3).reshape([b, c]))
     }
@@ -236,6 +241,41 @@ impl MobileNetV2 {
             _ => format!("{part}.{rest}"),
         };
         format!("features.{}.{key}", i + 1)
+    }
+}
+
+/// As a classifier: cut after any `features.N` (0 = stem, 17 = the last inverted residual).
+impl afan_core::SplitModel for MobileNetV2 {
+    type Input = Tensor<4>;
+    type Output = Tensor<2>;
+
+    fn model_name(&self) -> String {
+        "mobilenet_v2".into()
+    }
+    fn split_points(&self) -> Vec<String> {
+        (0..=self.blocks.len())
+            .map(|i| format!("features.{i}"))
+            .collect()
+    }
+    fn forward(&self, input: Tensor<4>) -> Tensor<2> {
+        MobileNetV2::forward(self, input)
+    }
+    fn forward_to(&self, input: Tensor<4>, point: &afan_core::SplitPoint) -> Tensor<4> {
+        self.features(input, 0, point.index)
+    }
+    fn forward_from(&self, feature: Tensor<4>, point: &afan_core::SplitPoint) -> Tensor<2> {
+        let f = self.features(feature, point.index + 1, self.blocks.len());
+        self.head(f)
+    }
+}
+
+/// torchvision's names (see [`MobileNetV2::pytorch_key`]).
+impl crate::import::PytorchImport for MobileNetV2 {
+    fn import_name(&self) -> String {
+        "mobilenet_v2".into()
+    }
+    fn pytorch_key(&self, path: &str) -> String {
+        MobileNetV2::pytorch_key(path)
     }
 }
 

@@ -7,6 +7,7 @@ use crate::cifar_resnet::CifarResNet;
 use crate::efficientnet::{EfficientNet, EfficientNetVariant};
 use crate::import::{ImportError, ImportReport, PytorchImport};
 use crate::input_norm::{InputNorm, Normalized};
+use crate::mobilenet_v2::MobileNetV2;
 use crate::resnet::{ResNet, ResNetDepth};
 use crate::state_dict::StateDict;
 use afan_core::{SplitModel, SplitPoint};
@@ -25,6 +26,8 @@ pub enum ClassifierKind {
     ResNet(ResNetDepth),
     /// torchvision's EfficientNet (B0 .. B7).
     EfficientNet(EfficientNetVariant),
+    /// torchvision's MobileNetV2 (width 1.0).
+    MobileNetV2,
 }
 
 /// A model name that is not in the registry.
@@ -70,6 +73,10 @@ impl ClassifierKind {
                 EfficientNet::new(v, num_classes, device),
                 InputNorm::IMAGENET,
             )),
+            ClassifierKind::MobileNetV2 => Classifier::MobileNetV2(Normalized::new(
+                MobileNetV2::classifier(num_classes, 1.0, device),
+                InputNorm::IMAGENET,
+            )),
         };
         afan_core::objective::materialize(model)
     }
@@ -82,7 +89,7 @@ impl ClassifierKind {
                 resize: 32,
                 crop: 32,
             },
-            ClassifierKind::ResNet(_) => Preprocess {
+            ClassifierKind::ResNet(_) | ClassifierKind::MobileNetV2 => Preprocess {
                 resize: 256,
                 crop: 224,
             },
@@ -105,6 +112,9 @@ impl FromStr for ClassifierKind {
         if let Some(v) = EfficientNetVariant::parse(&lower) {
             return Ok(Self::EfficientNet(v));
         }
+        if lower == "mobilenet_v2" || lower == "mobilenetv2" {
+            return Ok(Self::MobileNetV2);
+        }
         lower
             .parse::<ResNetDepth>()
             .map(Self::ResNet)
@@ -120,6 +130,7 @@ impl fmt::Display for ClassifierKind {
             ClassifierKind::CifarResNet(d) => write!(f, "resnet{d}"),
             ClassifierKind::ResNet(d) => f.write_str(d.name()),
             ClassifierKind::EfficientNet(v) => f.write_str(&v.name()),
+            ClassifierKind::MobileNetV2 => f.write_str("mobilenet_v2"),
         }
     }
 }
@@ -149,6 +160,8 @@ pub enum Classifier {
     ResNet(Normalized<ResNet>),
     /// A torchvision EfficientNet behind ImageNet normalization.
     EfficientNet(Normalized<EfficientNet>),
+    /// A torchvision MobileNetV2 behind ImageNet normalization.
+    MobileNetV2(Normalized<MobileNetV2>),
 }
 
 /// Runs `$body` with `$m` bound to the variant's model, whatever the variant.
@@ -158,6 +171,7 @@ macro_rules! each {
             Classifier::Cifar($m) => $body,
             Classifier::ResNet($m) => $body,
             Classifier::EfficientNet($m) => $body,
+            Classifier::MobileNetV2($m) => $body,
         }
     };
 }
@@ -170,6 +184,7 @@ impl Classifier {
             Classifier::Cifar(m) => Classifier::Cifar(m.load_pytorch(dict)?),
             Classifier::ResNet(m) => Classifier::ResNet(m.load_pytorch(dict)?),
             Classifier::EfficientNet(m) => Classifier::EfficientNet(m.load_pytorch(dict)?),
+            Classifier::MobileNetV2(m) => Classifier::MobileNetV2(m.load_pytorch(dict)?),
         })
     }
 
@@ -189,6 +204,10 @@ impl Classifier {
                 let (m, r) = m.load_pytorch_partial(dict);
                 (Classifier::EfficientNet(m), r)
             }
+            Classifier::MobileNetV2(m) => {
+                let (m, r) = m.load_pytorch_partial(dict);
+                (Classifier::MobileNetV2(m), r)
+            }
         }
     }
 
@@ -199,6 +218,7 @@ impl Classifier {
             Classifier::Cifar(_) => None,
             Classifier::ResNet(m) => Some(&mut m.norm),
             Classifier::EfficientNet(m) => Some(&mut m.norm),
+            Classifier::MobileNetV2(m) => Some(&mut m.norm),
         }
     }
 
@@ -252,27 +272,26 @@ mod tests {
         );
     }
 
-    /// EfficientNet through the registry: named, normalized, and cut exactly at every point.
+    /// EfficientNet and MobileNetV2 through the registry: named, normalized, and cut exactly at
+    /// every point.
     #[test]
-    fn efficientnet_round_trips_at_every_split_point() {
-        let device = Device::default();
-        let kind: ClassifierKind = "efficientnet_b0".parse().unwrap();
-        assert_eq!(kind.to_string(), "efficientnet_b0");
-        assert_eq!(
-            kind.preprocess(),
-            Preprocess {
-                resize: 256,
-                crop: 224
+    fn efficientnet_and_mobilenet_round_trip_at_every_split_point() {
+        for (name, points) in [("efficientnet_b0", 9), ("mobilenet_v2", 18)] {
+            let device = Device::default();
+            let kind: ClassifierKind = name.parse().unwrap();
+            assert_eq!(kind.to_string(), name);
+            let size = kind.preprocess();
+            assert_eq!((size.resize, size.crop), (256, 224));
+            let model = kind.build(5, &device);
+            let x =
+                Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+            let whole = model.forward(x.clone()).into_data();
+            assert_eq!(model.split_points().len(), points);
+            for point in model.split_points() {
+                let p = model.split_point(&point).unwrap();
+                let cut = model.forward_from(model.forward_to(x.clone(), &p), &p);
+                assert_eq!(cut.into_data(), whole, "{name} {point}");
             }
-        );
-        let model = kind.build(5, &device);
-        let x = Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
-        let whole = model.forward(x.clone()).into_data();
-        assert_eq!(model.split_points().len(), 9);
-        for name in model.split_points() {
-            let p = model.split_point(&name).unwrap();
-            let cut = model.forward_from(model.forward_to(x.clone(), &p), &p);
-            assert_eq!(cut.into_data(), whole, "{name}");
         }
     }
 
