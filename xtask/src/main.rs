@@ -7,6 +7,9 @@
 //!   ratio in docs/benchmarks.md is measured on one machine at one time.
 //! - `fixtures [DIR]`: CIFAR-format data without downloading anything: the generated shapes as
 //!   `cifar-10-batches-bin/` (learnable), and a random-pixel CIFAR-100 `.tar.gz` archive.
+//! - `goldens`: regenerates every committed reference fixture from PyTorch, torchvision and
+//!   pycocotools, in a virtual environment it creates with pip (`target/golden-venv`; or the
+//!   Python in `AFAN_TORCH_PYTHON`). CI never runs this: it only reads the committed files.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -18,8 +21,11 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
         Some("fixtures") => fixtures(args.get(1).map(PathBuf::from)),
+        Some("goldens") => goldens(),
         _ => {
-            eprintln!("usage: cargo xtask <test | bench [afan bench args] | fixtures DIR>");
+            eprintln!(
+                "usage: cargo xtask <test | bench [afan bench args] | fixtures DIR | goldens>"
+            );
             std::process::exit(2);
         }
     }
@@ -96,5 +102,75 @@ fn fixtures(dir: Option<PathBuf>) -> Result<()> {
     let noise = dir.join("random");
     let fx = afan_data::write_cifar_archive(&noise, afan_data::CifarKind::Cifar100, 4, 0)?;
     println!("{}", fx.path.display());
+    Ok(())
+}
+
+/// The scripts that write committed fixtures (the others under xtask/reference are modules,
+/// benchmarks and manual checks).
+const GOLDEN_SCRIPTS: [&str; 11] = [
+    "golden_cifar.py",
+    "golden_cifar_attacks.py",
+    "golden_torchvision.py",
+    "pth_fixtures.py",
+    "golden_mobilenet_v2.py",
+    "mobilenet_v2_keys.py",
+    "golden_deeplab.py",
+    "roi_align.py",
+    "seg_metrics.py",
+    "coco_eval_fixtures.py",
+    "voc_map_fixtures.py",
+];
+
+fn run(program: &Path, args: &[&str]) -> Result<()> {
+    eprintln!("+ {} {}", program.display(), args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("cannot run {}", program.display()))?;
+    if !status.success() {
+        bail!("{} {} failed ({status})", program.display(), args.join(" "));
+    }
+    Ok(())
+}
+
+fn goldens() -> Result<()> {
+    let python = match std::env::var("AFAN_TORCH_PYTHON") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => {
+            let venv = root().join("target/golden-venv");
+            let python = venv.join("bin/python");
+            if !python.exists() {
+                run(
+                    Path::new("python3"),
+                    &["-m", "venv", venv.to_str().unwrap()],
+                )?;
+            }
+            // CPU wheels are enough (and much smaller) for float64 references.
+            run(
+                &python,
+                &[
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--extra-index-url",
+                    "https://download.pytorch.org/whl/cpu",
+                    "torch",
+                    "torchvision",
+                    "safetensors",
+                    "numpy",
+                    "scikit-image",
+                    "pycocotools",
+                ],
+            )?;
+            python
+        }
+    };
+    for script in GOLDEN_SCRIPTS {
+        let path = root().join("xtask/reference").join(script);
+        run(&python, &[path.to_str().unwrap()])?;
+    }
+    eprintln!("regenerated; `git diff --stat tests/ crates/` shows what changed");
     Ok(())
 }
