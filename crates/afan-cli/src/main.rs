@@ -5,6 +5,7 @@ mod checkpoint;
 mod config;
 mod convert;
 mod data;
+mod detect;
 mod device;
 mod eval_detections;
 mod evaluate;
@@ -248,15 +249,16 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Train(a) => train(*a),
-        Command::Eval(a) => evaluate::run(a),
-        Command::Bench(a) => bench::run(a),
-        Command::Infer(a) => infer::run(a),
-        Command::Convert(a) => convert::run(a),
-        Command::EvalDetections(a) => eval_detections::run(a),
-    };
+    let result = detect::intercept(std::env::args_os().collect()).unwrap_or_else(|| {
+        match Cli::parse().command {
+            Command::Train(a) => train(*a),
+            Command::Eval(a) => evaluate::run(a),
+            Command::Bench(a) => bench::run(a),
+            Command::Infer(a) => infer::run(a),
+            Command::Convert(a) => convert::run(a),
+            Command::EvalDetections(a) => eval_detections::run(a),
+        }
+    });
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
