@@ -131,8 +131,17 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 
 /// All entries of a checkpoint archive by name.
 pub fn read_archive(path: &Path) -> Result<HashMap<String, Vec<u8>>> {
-    let file = std::fs::File::open(path)
+    let mut file = std::fs::File::open(path)
         .with_context(|| format!("cannot open checkpoint {}", path.display()))?;
+    // tar's own errors on other files span lines and quote the content; check the magic first.
+    let mut head = [0u8; 262];
+    if file.read_exact(&mut head).is_err() || &head[257..262] != b"ustar" {
+        bail!(
+            "{} is not an afan checkpoint (not a tar archive)",
+            path.display()
+        );
+    }
+    std::io::Seek::rewind(&mut file)?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let entries = archive.entries().with_context(|| {
         format!(
