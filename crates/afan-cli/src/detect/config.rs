@@ -172,16 +172,17 @@ impl DetectConfig {
             scales: vec![1.0, 2.0],
             ratios: vec![0.5, 1.0, 2.0],
         };
-        d.rpn.mid_channels = 128;
+        d.rpn.mid_channels = 64;
         d.rpn.batch_per_image = 64;
         d.rpn.pre_nms_train = 200;
         d.rpn.post_nms_train = 64;
         d.rpn.pre_nms_test = 200;
         d.rpn.post_nms_test = 32;
-        d.roi.batch_per_image = 32;
-        d.roi.pool.output_size = [4, 4];
+        // `layer4` runs on every sampled region and dominates the step: few regions, 2x2 pools.
+        d.roi.batch_per_image = 16;
+        d.roi.pool.output_size = [2, 2];
         d.frozen_stages = 0;
-        c.batch_size = 8;
+        c.batch_size = 4;
         c.iterations = 300;
         c.optim.lr = 0.02;
         c.schedule = DetScheduleConfig {
@@ -285,5 +286,30 @@ mod tests {
         assert!(format!("{e:#}").contains("itrations"), "{e:#}");
         let e = DetectConfig::load(None, DetectConfig::default(), &[]).unwrap_err();
         assert!(format!("{e:#}").contains("--data"), "{e:#}");
+    }
+
+    #[test]
+    fn presets_load_and_are_what_their_names_say() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let data = ["data=\"VOCdevkit\"".to_string()];
+        for (name, dataset, lr, sets) in [
+            ("voc07", DetDataset::Voc, 0.008, 1),
+            ("voc0712", DetDataset::Voc, 0.008, 2),
+            ("coco", DetDataset::Coco, 0.01, 1),
+        ] {
+            for method in [Method::Baseline, Method::Afan] {
+                let m = format!("{method:?}").to_lowercase();
+                let p = dir.join(format!("{name}-faster-rcnn-r50-{m}.toml"));
+                let c = DetectConfig::load(Some(&p), DetectConfig::default(), &data).unwrap();
+                assert_eq!(
+                    (c.dataset, c.method, c.optim.lr),
+                    (dataset, method, lr),
+                    "{p:?}"
+                );
+                assert_eq!((c.train_sets.len(), c.batch_size), (sets, 8), "{p:?}");
+                assert_eq!(c.detector.backbone, "resnet50");
+                assert_eq!(c.afan, DetectionAfanConfig::default());
+            }
+        }
     }
 }
