@@ -142,28 +142,40 @@ impl DetectConfig {
     /// COCO 2017: 800/1333 resize, COCO anchors, lr 0.01 for 8 images; Detectron's 1x schedule
     /// (90k iterations of 16 images) at 8 images: 180k iterations, steps at 120k and 160k.
     pub fn coco() -> Self {
-        let mut c = Self::default();
-        c.dataset = DetDataset::Coco;
-        c.train_sets = vec!["train2017".into()];
-        c.test_set = "val2017".into();
-        c.detector = FasterRcnnConfig::coco();
-        c.detector.backbone = "resnet50".into();
-        c.optim.lr = 0.01;
-        c.iterations = 180_000;
-        c.schedule.steps = vec![120_000, 160_000];
-        c.resize = Some(ResizeConfig::COCO);
-        c.eval_every = 20_000;
-        c
+        let base = Self::default();
+        Self {
+            dataset: DetDataset::Coco,
+            train_sets: vec!["train2017".into()],
+            test_set: "val2017".into(),
+            detector: FasterRcnnConfig {
+                backbone: "resnet50".into(),
+                ..FasterRcnnConfig::coco()
+            },
+            optim: OptimConfig {
+                lr: 0.01,
+                ..base.optim.clone()
+            },
+            iterations: 180_000,
+            schedule: DetScheduleConfig {
+                steps: vec![120_000, 160_000],
+                ..base.schedule.clone()
+            },
+            resize: Some(ResizeConfig::COCO),
+            eval_every: 20_000,
+            ..base
+        }
     }
 
     /// What `afan train --task detect` runs with no data: a ResNet-18 detector on 64x64
     /// `shapes-det` images, sized to learn within minutes on a laptop CPU. Anchors of 16 and 32
     /// pixels match the 12-32 pixel shapes; no pretrained weights, so no stage is frozen.
     pub fn quickstart() -> Self {
-        let mut c = Self::default();
-        c.dataset = DetDataset::Synthetic;
-        c.train_sets = vec![];
-        c.test_set = "test".into();
+        let mut c = Self {
+            dataset: DetDataset::Synthetic,
+            train_sets: vec![],
+            test_set: "test".into(),
+            ..Self::default()
+        };
         let d = &mut c.detector;
         d.backbone = "resnet18".into();
         d.num_classes = afan_data::detection::SHAPES_DET_CLASSES.len();
