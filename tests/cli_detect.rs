@@ -197,6 +197,17 @@ fn train_resume_eval_infer_on_a_voc_layout() {
         l1.is_finite() && l1 < 0.9 * l0,
         "loss did not fall: {l0} -> {l1}"
     );
+    // The resumed run is the uninterrupted one: same batches, samples, optimizer state.
+    let whole = dir.path().join("whole");
+    let mut straight: Vec<&str> = common.to_vec();
+    straight.extend(["--out", s(&whole), "--quiet"]);
+    ok(&straight);
+    let w = metrics(&whole);
+    assert_eq!(w.len(), 2);
+    for (a, b) in rows.iter().zip(&w) {
+        assert_eq!(a["train_loss"], b["train_loss"], "resumed vs uninterrupted");
+        assert_eq!(a["map07"], b["map07"], "resumed vs uninterrupted");
+    }
 
     // Evaluation: VOC mAP in [0, 100] and a result file that eval-detections scores the same.
     let ckpt = run.join("last.ckpt");
@@ -226,7 +237,8 @@ fn train_resume_eval_infer_on_a_voc_layout() {
     ]);
     assert!(text.contains("VOC mAP@0.5:"), "{text}");
     let gt = eval["ground_truth"].as_str().unwrap();
-    if eval["detections"].as_u64().unwrap() > 0 {
+    assert!(eval["detections"].as_u64().unwrap() > 0, "{eval}");
+    {
         let coco: Value = serde_json::from_str(&ok(&[
             "eval-detections",
             "--gt",
