@@ -336,3 +336,132 @@ fn bad_detection_input_gets_one_error_line() {
     let e = fails(&["eval", "--task", "detect", "--checkpoint", s(&config)]);
     assert!(e.contains("tiny.toml"), "{e}");
 }
+
+/// `shapes-det` as COCO 2017 (`annotations/instances_<split>.json`, `<split>/*.jpg`) with the
+/// category ids 1, 2, 3, 5 (COCO's ids have gaps; labels are contiguous inside).
+fn write_coco(root: &Path, train: usize, test: usize) {
+    let ids = [1u64, 2, 3, 5];
+    let (a, b) = shapes_det(train, test, 4);
+    std::fs::create_dir_all(root.join("annotations")).unwrap();
+    for (split, samples) in [("train2017", a), ("val2017", b)] {
+        std::fs::create_dir_all(root.join(split)).unwrap();
+        let (mut images, mut anns) = (vec![], vec![]);
+        for (i, smp) in samples.iter().enumerate() {
+            let name = format!("{:012}.jpg", i + 1);
+            let (w, h) = (smp.width, smp.height);
+            let mut rgb = vec![0u8; 3 * w * h];
+            for (p, px) in rgb.chunks_mut(3).enumerate() {
+                for (c, v) in px.iter_mut().enumerate() {
+                    *v = (smp.pixels[c * w * h + p] * 255.0).round() as u8;
+                }
+            }
+            image::save_buffer(
+                root.join(split).join(&name),
+                &rgb,
+                w as u32,
+                h as u32,
+                image::ExtendedColorType::Rgb8,
+            )
+            .unwrap();
+            images
+                .push(serde_json::json!({"id": i + 1, "file_name": name, "width": w, "height": h}));
+            for (bx, &l) in smp.boxes.iter().zip(&smp.labels) {
+                anns.push(serde_json::json!({
+                    "id": anns.len() + 1, "image_id": i + 1, "category_id": ids[l],
+                    "bbox": bx.to_xywh(), "area": bx.area(), "iscrowd": 0
+                }));
+            }
+        }
+        let cats: Vec<Value> = ids
+            .iter()
+            .zip(["circle", "square", "triangle", "cross"])
+            .map(|(id, n)| serde_json::json!({"id": id, "name": n}))
+            .collect();
+        let doc = serde_json::json!({"images": images, "annotations": anns, "categories": cats});
+        std::fs::write(
+            root.join(format!("annotations/instances_{split}.json")),
+            doc.to_string(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn coco_layout_trains_and_reports_the_twelve_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let coco = dir.path().join("coco");
+    write_coco(&coco, 2, 2);
+    let config = dir.path().join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let run = dir.path().join("run");
+    ok(&[
+        "train",
+        "--task",
+        "detect",
+        "--config",
+        s(&config),
+        "--dataset",
+        "coco",
+        "--data",
+        s(&coco),
+        "--set",
+        "train_sets=[\"train2017\"]",
+        "--set",
+        "test_set=val2017",
+        "--set",
+        "detector.num_classes=4",
+        "--iterations",
+        "2",
+        "--set",
+        "eval_every=2",
+        "--out",
+        s(&run),
+        "--quiet",
+    ]);
+    let results = dir.path().join("dets.json");
+    let eval: Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--task",
+        "detect",
+        "--checkpoint",
+        s(&run.join("best.ckpt")),
+        "--results",
+        s(&results),
+        "--quiet",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(
+        eval["map07"].is_null(),
+        "COCO data reports no VOC mAP: {eval}"
+    );
+    let stats = eval["coco"].as_array().unwrap();
+    assert_eq!(stats.len(), 12);
+    assert!(
+        stats
+            .iter()
+            .all(|v| (-1.0..=1.0).contains(&v.as_f64().unwrap())),
+        "{eval}"
+    );
+    // The result file speaks the instances file's category ids.
+    let dets: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    assert!(
+        dets.iter()
+            .all(|d| [1, 2, 3, 5].contains(&d["category_id"].as_u64().unwrap())),
+        "{dets:?}"
+    );
+    let gt = coco.join("annotations/instances_val2017.json");
+    if !dets.is_empty() {
+        let again: Value = serde_json::from_str(&ok(&[
+            "eval-detections",
+            "--gt",
+            s(&gt),
+            "--dt",
+            s(&results),
+            "--json",
+        ]))
+        .unwrap();
+        assert_eq!(again["stats"], eval["coco"]);
+    }
+}
