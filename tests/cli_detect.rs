@@ -300,6 +300,10 @@ fn bad_detection_input_gets_one_error_line() {
         s(&dir.path().join("r1")),
     ]);
     assert!(e.contains("nowhere") && e.contains("VOCdevkit"), "{e}");
+    assert!(
+        !dir.path().join("r1").exists(),
+        "bad input left a run directory"
+    );
 
     let devkit = dir.path().join("VOCdevkit");
     write_devkit(&devkit, 2, 1);

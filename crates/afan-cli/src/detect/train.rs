@@ -78,8 +78,6 @@ pub fn run(
     device: Device,
     quiet: bool,
 ) -> Result<DetSummary> {
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("cannot create run directory {}", out.display()))?;
     let last_path = out.join(LAST);
     if !resume && last_path.exists() {
         bail!(
@@ -88,8 +86,11 @@ pub fn run(
             last_path.display()
         );
     }
+    // Data first: bad input leaves no empty run directory behind.
     let train = train_set(&config)?;
     let test = test_set(&config)?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create run directory {}", out.display()))?;
     let classes = class_names(&config)?;
     if classes.len() != config.detector.num_classes {
         bail!(
