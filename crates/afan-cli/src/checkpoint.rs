@@ -10,6 +10,7 @@ use crate::config::TrainConfig;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Bytes;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -46,6 +47,20 @@ const VERSION: u32 = 1;
 
 /// Writes a checkpoint atomically to `path`.
 pub fn save(path: &Path, state: &TrainerState, model: &[u8], optim: Option<&[u8]>) -> Result<()> {
+    let state = serde_json::to_vec_pretty(&TrainerState {
+        version: VERSION,
+        ..state.clone()
+    })?;
+    let mut entries = vec![("state.json", state.as_slice()), ("model.bpk", model)];
+    if let Some(o) = optim {
+        entries.push(("optim.bpk", o));
+    }
+    write_archive(path, &entries)
+}
+
+/// Writes named entries as a tar archive, atomically: to a temporary file in the same folder,
+/// flushed to disk, then renamed over `path`. Shared by every kind of checkpoint.
+pub fn write_archive(path: &Path, entries: &[(&str, &[u8])]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
@@ -56,14 +71,8 @@ pub fn save(path: &Path, state: &TrainerState, model: &[u8], optim: Option<&[u8]
     let write = || -> Result<()> {
         let file = std::fs::File::create(&tmp)?;
         let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
-        let state = serde_json::to_vec_pretty(&TrainerState {
-            version: VERSION,
-            ..state.clone()
-        })?;
-        append(&mut tar, "state.json", &state)?;
-        append(&mut tar, "model.bpk", model)?;
-        if let Some(o) = optim {
-            append(&mut tar, "optim.bpk", o)?;
+        for (name, data) in entries {
+            append(&mut tar, name, data)?;
         }
         let mut writer = tar.into_inner()?;
         writer.flush()?;
@@ -92,31 +101,12 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) -> Resul
 
 /// Reads a checkpoint, checking that it is one.
 pub fn load(path: &Path) -> Result<Checkpoint> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot open checkpoint {}", path.display()))?;
-    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
-    let (mut state, mut model, mut optim) = (None, None, None);
-    let entries = archive.entries().with_context(|| {
-        format!(
-            "{} is not an afan checkpoint (not a tar archive)",
-            path.display()
-        )
-    })?;
-    for entry in entries {
-        let mut entry = entry
-            .with_context(|| format!("checkpoint {} is truncated or corrupt", path.display()))?;
-        let name = entry.path()?.to_string_lossy().into_owned();
-        let mut data = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut data).with_context(|| {
-            format!("checkpoint {} is truncated (entry {name})", path.display())
-        })?;
-        match name.as_str() {
-            "state.json" => state = Some(data),
-            "model.bpk" => model = Some(data),
-            "optim.bpk" => optim = Some(data),
-            _ => {}
-        }
-    }
+    let mut entries = read_archive(path)?;
+    let (state, model, optim) = (
+        entries.remove("state.json"),
+        entries.remove("model.bpk"),
+        entries.remove("optim.bpk"),
+    );
     let (Some(state), Some(model)) = (state, model) else {
         bail!(
             "{} is not an afan checkpoint (expected state.json and model.bpk inside)",
@@ -137,4 +127,38 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
         model: Bytes::from_bytes_vec(model),
         optim: optim.map(Bytes::from_bytes_vec),
     })
+}
+
+/// All entries of a checkpoint archive by name.
+pub fn read_archive(path: &Path) -> Result<HashMap<String, Vec<u8>>> {
+    let mut file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open checkpoint {}", path.display()))?;
+    // tar's own errors on other files span lines and quote the content; check the magic first.
+    let mut head = [0u8; 262];
+    if file.read_exact(&mut head).is_err() || &head[257..262] != b"ustar" {
+        bail!(
+            "{} is not an afan checkpoint (not a tar archive)",
+            path.display()
+        );
+    }
+    std::io::Seek::rewind(&mut file)?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let entries = archive.entries().with_context(|| {
+        format!(
+            "{} is not an afan checkpoint (not a tar archive)",
+            path.display()
+        )
+    })?;
+    let mut out = HashMap::new();
+    for entry in entries {
+        let mut entry = entry
+            .with_context(|| format!("checkpoint {} is truncated or corrupt", path.display()))?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        let mut data = Vec::with_capacity(entry.size() as usize);
+        entry.read_to_end(&mut data).with_context(|| {
+            format!("checkpoint {} is truncated (entry {name})", path.display())
+        })?;
+        out.insert(name, data);
+    }
+    Ok(out)
 }

@@ -105,8 +105,9 @@ pub fn load_weights(
 /// `afan eval` arguments.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
-    /// classify, or segment (then --checkpoint is a segmentation run directory).
-    #[arg(long, value_parser = ["classify", "segment"], default_value = "classify")]
+    /// classify, segment (then --checkpoint is a segmentation run directory) or detect
+    /// (`afan eval --task detect --help` lists its flags).
+    #[arg(long, value_parser = ["classify", "segment", "detect"], default_value = "classify")]
     pub task: String,
     /// Checkpoint to evaluate (`RUN/best.ckpt` or `RUN/last.ckpt`).
     #[arg(long, required_unless_present = "weights", conflicts_with = "weights")]

@@ -18,8 +18,9 @@ const IMAGENET_CLASSES: &str = include_str!("../../../assets/imagenet_classes.tx
 /// `afan infer` arguments.
 #[derive(clap::Args, Debug)]
 pub struct InferArgs {
-    /// classify (top-k classes) or segment (a palette mask; --checkpoint is the run directory).
-    #[arg(long, value_parser = ["classify", "segment"], default_value = "classify")]
+    /// classify (top-k classes), segment (a palette mask; --checkpoint is the run directory) or
+    /// detect (boxes; `afan infer --task detect --help` lists its flags).
+    #[arg(long, value_parser = ["classify", "segment", "detect"], default_value = "classify")]
     pub task: String,
     /// Weights: an afan checkpoint, or a PyTorch/safetensors state dict (then --model is needed).
     #[arg(long, required_unless_present = "checkpoint")]

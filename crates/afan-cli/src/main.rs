@@ -5,6 +5,7 @@ mod checkpoint;
 mod config;
 mod convert;
 mod data;
+mod detect;
 mod device;
 mod eval_detections;
 mod evaluate;
@@ -64,8 +65,9 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct TrainArgs {
-    /// classify (CIFAR-style classifiers) or segment (DeepLabV3+; see configs/voc2012-*).
-    #[arg(long, value_parser = ["classify", "segment"], default_value = "classify")]
+    /// classify, segment (DeepLabV3+; configs/voc2012-*) or detect (Faster R-CNN;
+    /// configs/voc07-*; `afan train --task detect --help` lists its own flags).
+    #[arg(long, value_parser = ["classify", "segment", "detect"], default_value = "classify")]
     task: String,
     /// TOML configuration (see configs/); fields it leaves out keep the release defaults.
     #[arg(long)]
@@ -269,16 +271,18 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Train(a) => train(*a),
-        Command::Eval(a) if a.task == "segment" => evaluate::run_segment(a),
-        Command::Eval(a) => evaluate::run(a),
-        Command::Bench(a) => bench::run(a),
-        Command::Infer(a) => infer::run(a),
-        Command::Convert(a) => convert::run(a),
-        Command::EvalDetections(a) => eval_detections::run(a),
-    };
+    // `--task detect` has its own argument set; everything else goes through clap here.
+    let result = detect::intercept(std::env::args_os().collect()).unwrap_or_else(|| {
+        match Cli::parse().command {
+            Command::Train(a) => train(*a),
+            Command::Eval(a) if a.task == "segment" => evaluate::run_segment(a),
+            Command::Eval(a) => evaluate::run(a),
+            Command::Bench(a) => bench::run(a),
+            Command::Infer(a) => infer::run(a),
+            Command::Convert(a) => convert::run(a),
+            Command::EvalDetections(a) => eval_detections::run(a),
+        }
+    });
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);

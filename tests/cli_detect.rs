@@ -1,0 +1,471 @@
+//! `afan train|eval|infer --task detect` end to end on generated `shapes-det` images written as a
+//! VOCdevkit: training lowers the loss, checkpoints resume, evaluation prints VOC mAP and writes a
+//! result file that `afan eval-detections` scores, inference draws, and bad input gets one
+//! `error:` line.
+
+use afan_data::detection::shapes_det;
+use afan_data::detection::voc::VOC_CLASSES;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn afan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_afan"))
+        .args(args)
+        .output()
+        .expect("the afan binary runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = afan(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail with exactly one `error:` line (no panic); returns it.
+fn fails(args: &[&str]) -> String {
+    let out = afan(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("training "))
+        .collect();
+    assert!(
+        out.status.code() == Some(1) && errors.len() == 1 && errors[0].starts_with("error: "),
+        "{args:?} should fail with one error line:\n{stderr}"
+    );
+    errors[0].to_string()
+}
+
+/// `shapes-det` images as `VOC2007` (JPEG images, XML annotations with 1-based pixel corners,
+/// shape k named after VOC class k); `trainval` holds `train` images, `test` the rest.
+fn write_devkit(devkit: &Path, train: usize, test: usize) {
+    let root = devkit.join("VOC2007");
+    for d in ["Annotations", "JPEGImages", "ImageSets/Main"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let (a, b) = shapes_det(train, test, 3);
+    for (split, samples, offset) in [("trainval", a, 0), ("test", b, train)] {
+        let mut list = String::new();
+        for (i, s) in samples.iter().enumerate() {
+            let id = format!("{:06}", offset + i);
+            let (w, h) = (s.width, s.height);
+            let mut rgb = vec![0u8; 3 * w * h];
+            for (p, px) in rgb.chunks_mut(3).enumerate() {
+                for (c, v) in px.iter_mut().enumerate() {
+                    *v = (s.pixels[c * w * h + p] * 255.0).round() as u8;
+                }
+            }
+            let path = root.join("JPEGImages").join(format!("{id}.jpg"));
+            image::save_buffer(
+                &path,
+                &rgb,
+                w as u32,
+                h as u32,
+                image::ExtendedColorType::Rgb8,
+            )
+            .unwrap();
+            let mut xml = format!(
+                "<annotation><folder>VOC2007</folder><filename>{id}.jpg</filename>\
+                 <size><width>{w}</width><height>{h}</height><depth>3</depth></size>"
+            );
+            for (bx, &l) in s.boxes.iter().zip(&s.labels) {
+                write!(
+                    xml,
+                    "<object><name>{}</name><difficult>0</difficult><bndbox><xmin>{}</xmin>\
+                     <ymin>{}</ymin><xmax>{}</xmax><ymax>{}</ymax></bndbox></object>",
+                    VOC_CLASSES[l],
+                    bx.x1 + 1.0,
+                    bx.y1 + 1.0,
+                    bx.x2,
+                    bx.y2
+                )
+                .unwrap();
+            }
+            xml.push_str("</annotation>");
+            std::fs::write(root.join("Annotations").join(format!("{id}.xml")), xml).unwrap();
+            list.push_str(&format!("{id}\n"));
+        }
+        std::fs::write(root.join(format!("ImageSets/Main/{split}.txt")), list).unwrap();
+    }
+}
+
+/// A ResNet-18 detector small enough for seconds per step in a debug build; the images keep
+/// their 64x64 size.
+const TINY: &str = r#"
+dataset = "voc"
+method = "baseline"
+batch_size = 2
+iterations = 6
+eval_every = 3
+hflip = false
+resize = { min_size = 64, max_size = 64 }
+[optim]
+lr = 0.02
+[schedule]
+steps = [1000]
+warmup_iters = 0
+[detector]
+backbone = "resnet18"
+frozen_stages = 0
+[detector.rpn]
+mid_channels = 32
+batch_per_image = 32
+pre_nms_train = 100
+post_nms_train = 32
+pre_nms_test = 100
+post_nms_test = 16
+[detector.rpn.anchors]
+base_size = 16
+scales = [1.0, 2.0]
+ratios = [0.5, 1.0, 2.0]
+[detector.roi]
+batch_per_image = 16
+[detector.roi.pool]
+output_size = [2, 2]
+"#;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn metrics(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn train_resume_eval_infer_on_a_voc_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let devkit = dir.path().join("VOCdevkit");
+    // Two training images: every step sees the same batch, so six steps must lower the loss.
+    write_devkit(&devkit, 2, 3);
+    let config = dir.path().join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let run = dir.path().join("run");
+    let common = [
+        "train",
+        "--task",
+        "detect",
+        "--config",
+        s(&config),
+        "--data",
+        s(&devkit),
+    ];
+
+    // Three iterations, then resumed to six.
+    let mut first: Vec<&str> = common.to_vec();
+    first.extend(["--iterations", "3", "--out", s(&run), "--quiet"]);
+    ok(&first);
+    assert!(run.join("last.ckpt").is_file() && run.join("best.ckpt").is_file());
+    let again = fails(&first);
+    assert!(again.contains("already holds a run"), "{again}");
+    let summary: Value = serde_json::from_str(&ok(&[
+        "train",
+        "--task",
+        "detect",
+        "--resume",
+        "--out",
+        s(&run),
+        "--iterations",
+        "6",
+        "--quiet",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(summary["iterations"], 6);
+    let rows = metrics(&run);
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["iteration"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [3, 6]
+    );
+    let (l0, l1) = (
+        rows[0]["train_loss"].as_f64().unwrap(),
+        rows[1]["train_loss"].as_f64().unwrap(),
+    );
+    assert!(
+        l1.is_finite() && l1 < 0.9 * l0,
+        "loss did not fall: {l0} -> {l1}"
+    );
+    // The resumed run is the uninterrupted one: same batches, samples, optimizer state.
+    let whole = dir.path().join("whole");
+    let mut straight: Vec<&str> = common.to_vec();
+    straight.extend(["--out", s(&whole), "--quiet"]);
+    ok(&straight);
+    let w = metrics(&whole);
+    assert_eq!(w.len(), 2);
+    for (a, b) in rows.iter().zip(&w) {
+        assert_eq!(a["train_loss"], b["train_loss"], "resumed vs uninterrupted");
+        assert_eq!(a["map07"], b["map07"], "resumed vs uninterrupted");
+    }
+
+    // Evaluation: VOC mAP in [0, 100] and a result file that eval-detections scores the same.
+    let ckpt = run.join("last.ckpt");
+    let results = dir.path().join("dets.json");
+    let eval: Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--task",
+        "detect",
+        "--checkpoint",
+        s(&ckpt),
+        "--results",
+        s(&results),
+        "--quiet",
+        "--json",
+    ]))
+    .unwrap();
+    let map = eval["map07"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&map), "{eval}");
+    assert_eq!(eval["images"], 3);
+    let text = ok(&[
+        "eval",
+        "--task",
+        "detect",
+        "--checkpoint",
+        s(&ckpt),
+        "--quiet",
+    ]);
+    assert!(text.contains("VOC mAP@0.5:"), "{text}");
+    let gt = eval["ground_truth"].as_str().unwrap();
+    assert!(eval["detections"].as_u64().unwrap() > 0, "{eval}");
+    {
+        let coco: Value = serde_json::from_str(&ok(&[
+            "eval-detections",
+            "--gt",
+            gt,
+            "--dt",
+            s(&results),
+            "--json",
+        ]))
+        .unwrap();
+        for i in 0..12 {
+            let (a, b) = (
+                coco["stats"][i].as_f64().unwrap(),
+                eval["coco"][i].as_f64().unwrap(),
+            );
+            assert!((a - b).abs() < 1e-9, "stat {i}: {a} vs {b}");
+        }
+    }
+
+    // Inference on a test image, drawn.
+    let image = devkit.join("VOC2007/JPEGImages/000002.jpg");
+    let drawn = dir.path().join("drawn.png");
+    let out: Value = serde_json::from_str(&ok(&[
+        "infer",
+        "--task",
+        "detect",
+        "--checkpoint",
+        s(&ckpt),
+        "--image",
+        s(&image),
+        "--draw",
+        s(&drawn),
+        "--json",
+    ]))
+    .unwrap();
+    for b in out["boxes"].as_array().unwrap() {
+        let x2 = b["x2"].as_f64().unwrap();
+        assert!(b["x1"].as_f64().unwrap() < x2 && x2 <= 64.0 + 1e-3, "{b}");
+        assert!(VOC_CLASSES.contains(&b["label"].as_str().unwrap()), "{b}");
+    }
+    let png = image::open(&drawn).unwrap();
+    assert_eq!((png.width(), png.height()), (64, 64));
+}
+
+#[test]
+fn bad_detection_input_gets_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let missing = dir.path().join("nowhere");
+    let e = fails(&[
+        "train",
+        "--task",
+        "detect",
+        "--config",
+        s(&config),
+        "--data",
+        s(&missing),
+        "--out",
+        s(&dir.path().join("r1")),
+    ]);
+    assert!(e.contains("nowhere") && e.contains("VOCdevkit"), "{e}");
+    assert!(
+        !dir.path().join("r1").exists(),
+        "bad input left a run directory"
+    );
+
+    let devkit = dir.path().join("VOCdevkit");
+    write_devkit(&devkit, 2, 1);
+    let xml = devkit.join("VOC2007/Annotations/000001.xml");
+    std::fs::write(&xml, "<annotation><size><width>64</width>").unwrap();
+    let e = fails(&[
+        "train",
+        "--task",
+        "detect",
+        "--config",
+        s(&config),
+        "--data",
+        s(&devkit),
+        "--out",
+        s(&dir.path().join("r2")),
+    ]);
+    assert!(
+        e.contains("000001.xml") && e.contains("not a VOC annotation"),
+        "{e}"
+    );
+
+    let e = fails(&[
+        "train",
+        "--task",
+        "detect",
+        "--config",
+        s(&config),
+        "--data",
+        s(&devkit),
+        "--set",
+        "detector.backbone=resnet19",
+    ]);
+    assert!(e.contains("resnet19"), "{e}");
+    let e = fails(&["eval", "--task", "detect", "--checkpoint", s(&config)]);
+    assert!(e.contains("tiny.toml"), "{e}");
+}
+
+/// `shapes-det` as COCO 2017 (`annotations/instances_<split>.json`, `<split>/*.jpg`) with the
+/// category ids 1, 2, 3, 5 (COCO's ids have gaps; labels are contiguous inside).
+fn write_coco(root: &Path, train: usize, test: usize) {
+    let ids = [1u64, 2, 3, 5];
+    let (a, b) = shapes_det(train, test, 4);
+    std::fs::create_dir_all(root.join("annotations")).unwrap();
+    for (split, samples) in [("train2017", a), ("val2017", b)] {
+        std::fs::create_dir_all(root.join(split)).unwrap();
+        let (mut images, mut anns) = (vec![], vec![]);
+        for (i, smp) in samples.iter().enumerate() {
+            let name = format!("{:012}.jpg", i + 1);
+            let (w, h) = (smp.width, smp.height);
+            let mut rgb = vec![0u8; 3 * w * h];
+            for (p, px) in rgb.chunks_mut(3).enumerate() {
+                for (c, v) in px.iter_mut().enumerate() {
+                    *v = (smp.pixels[c * w * h + p] * 255.0).round() as u8;
+                }
+            }
+            image::save_buffer(
+                root.join(split).join(&name),
+                &rgb,
+                w as u32,
+                h as u32,
+                image::ExtendedColorType::Rgb8,
+            )
+            .unwrap();
+            images
+                .push(serde_json::json!({"id": i + 1, "file_name": name, "width": w, "height": h}));
+            for (bx, &l) in smp.boxes.iter().zip(&smp.labels) {
+                anns.push(serde_json::json!({
+                    "id": anns.len() + 1, "image_id": i + 1, "category_id": ids[l],
+                    "bbox": bx.to_xywh(), "area": bx.area(), "iscrowd": 0
+                }));
+            }
+        }
+        let cats: Vec<Value> = ids
+            .iter()
+            .zip(["circle", "square", "triangle", "cross"])
+            .map(|(id, n)| serde_json::json!({"id": id, "name": n}))
+            .collect();
+        let doc = serde_json::json!({"images": images, "annotations": anns, "categories": cats});
+        std::fs::write(
+            root.join(format!("annotations/instances_{split}.json")),
+            doc.to_string(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn coco_layout_trains_and_reports_the_twelve_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let coco = dir.path().join("coco");
+    write_coco(&coco, 2, 2);
+    let config = dir.path().join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    let run = dir.path().join("run");
+    ok(&[
+        "train",
+        "--task",
+        "detect",
+        "--config",
+        s(&config),
+        "--dataset",
+        "coco",
+        "--data",
+        s(&coco),
+        "--set",
+        "train_sets=[\"train2017\"]",
+        "--set",
+        "test_set=val2017",
+        "--set",
+        "detector.num_classes=4",
+        "--iterations",
+        "2",
+        "--set",
+        "eval_every=2",
+        "--out",
+        s(&run),
+        "--quiet",
+    ]);
+    let results = dir.path().join("dets.json");
+    let eval: Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--task",
+        "detect",
+        "--checkpoint",
+        s(&run.join("best.ckpt")),
+        "--results",
+        s(&results),
+        "--quiet",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(
+        eval["map07"].is_null(),
+        "COCO data reports no VOC mAP: {eval}"
+    );
+    let stats = eval["coco"].as_array().unwrap();
+    assert_eq!(stats.len(), 12);
+    assert!(
+        stats
+            .iter()
+            .all(|v| (-1.0..=1.0).contains(&v.as_f64().unwrap())),
+        "{eval}"
+    );
+    // The result file speaks the instances file's category ids.
+    let dets: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    assert!(
+        dets.iter()
+            .all(|d| [1, 2, 3, 5].contains(&d["category_id"].as_u64().unwrap())),
+        "{dets:?}"
+    );
+    let gt = coco.join("annotations/instances_val2017.json");
+    if !dets.is_empty() {
+        let again: Value = serde_json::from_str(&ok(&[
+            "eval-detections",
+            "--gt",
+            s(&gt),
+            "--dt",
+            s(&results),
+            "--json",
+        ]))
+        .unwrap();
+        assert_eq!(again["stats"], eval["coco"]);
+    }
+}
