@@ -46,6 +46,16 @@ const VERSION: u32 = 1;
 
 /// Writes a checkpoint atomically to `path`.
 pub fn save(path: &Path, state: &TrainerState, model: &[u8], optim: Option<&[u8]>) -> Result<()> {
+    let state = serde_json::to_vec_pretty(&TrainerState {
+        version: VERSION,
+        ..state.clone()
+    })?;
+    save_raw(path, &state, model, optim)
+}
+
+/// Writes a checkpoint with any trainer state (`state.json`, already serialized) atomically to
+/// `path`: other tasks (segmentation) share the file layout and the crash safety.
+pub fn save_raw(path: &Path, state: &[u8], model: &[u8], optim: Option<&[u8]>) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
@@ -56,11 +66,7 @@ pub fn save(path: &Path, state: &TrainerState, model: &[u8], optim: Option<&[u8]
     let write = || -> Result<()> {
         let file = std::fs::File::create(&tmp)?;
         let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
-        let state = serde_json::to_vec_pretty(&TrainerState {
-            version: VERSION,
-            ..state.clone()
-        })?;
-        append(&mut tar, "state.json", &state)?;
+        append(&mut tar, "state.json", state)?;
         append(&mut tar, "model.bpk", model)?;
         if let Some(o) = optim {
             append(&mut tar, "optim.bpk", o)?;
@@ -92,6 +98,35 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) -> Resul
 
 /// Reads a checkpoint, checking that it is one.
 pub fn load(path: &Path) -> Result<Checkpoint> {
+    let raw = load_raw(path)?;
+    let state: TrainerState = serde_json::from_slice(&raw.state)
+        .with_context(|| format!("checkpoint {}: state.json is malformed", path.display()))?;
+    if state.version != VERSION {
+        bail!(
+            "checkpoint {} has format version {}, this afan reads version {VERSION}",
+            path.display(),
+            state.version
+        );
+    }
+    Ok(Checkpoint {
+        state,
+        model: raw.model,
+        optim: raw.optim,
+    })
+}
+
+/// A checkpoint whose `state.json` the caller parses.
+pub struct RawCheckpoint {
+    /// The bytes of `state.json`.
+    pub state: Vec<u8>,
+    /// Model record (burnpack).
+    pub model: Bytes,
+    /// Optimizer record (burnpack), if saved.
+    pub optim: Option<Bytes>,
+}
+
+/// Reads the parts of a checkpoint, checking that it is one.
+pub fn load_raw(path: &Path) -> Result<RawCheckpoint> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open checkpoint {}", path.display()))?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
@@ -123,16 +158,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             path.display()
         );
     };
-    let state: TrainerState = serde_json::from_slice(&state)
-        .with_context(|| format!("checkpoint {}: state.json is malformed", path.display()))?;
-    if state.version != VERSION {
-        bail!(
-            "checkpoint {} has format version {}, this afan reads version {VERSION}",
-            path.display(),
-            state.version
-        );
-    }
-    Ok(Checkpoint {
+    Ok(RawCheckpoint {
         state,
         model: Bytes::from_bytes_vec(model),
         optim: optim.map(Bytes::from_bytes_vec),
