@@ -28,7 +28,7 @@ impl ModuleVisitor for ReleaseDict {
             return; // what the release lacks
         }
         let shape = param.lazy_shape().to_vec();
-        let values = param.val().into_data().to_vec::<f32>().unwrap();
+        let values = param.val().into_data().try_to_vec::<f32>().unwrap();
         self.dict.insert(key, values, shape, "float32");
     }
 }
@@ -60,8 +60,7 @@ fn resnet_release_checkpoint_without_fc_loads_strictly() {
     device.seed(2);
     // The plain strict import names the missing fc: the failure this loader exists for.
     let e = load_state_dict(resnet50(&device), "deeplabv3plus", &dict, release_key)
-        .err()
-        .expect("plain strict import wants backbone.fc")
+        .expect_err("plain strict import wants backbone.fc")
         .to_string();
     assert!(e.contains("backbone.fc.weight"), "{e}");
 
@@ -88,8 +87,7 @@ fn resnet_release_checkpoint_without_fc_loads_strictly() {
     }
     let e = resnet50(&device)
         .load_release(&partial)
-        .err()
-        .expect("a missing conv is an error")
+        .expect_err("a missing conv is an error")
         .to_string();
     assert!(e.contains("backbone.layer1.0.conv1.weight"), "{e}");
 }
