@@ -199,6 +199,9 @@ fn train(args: TrainArgs) -> Result<()> {
             print_config: args.print_config,
         });
     }
+    if args.stop_after.is_some() {
+        anyhow::bail!("--stop-after applies to --task segment only");
+    }
     let overrides = args.overrides();
     let config = if args.resume {
         let out = args
