@@ -1,28 +1,50 @@
-//! `afan train/eval/infer --task segment` end to end on a tiny VOC 2012 folder written here in
-//! the devkit layout (JPEG images, palette PNG masks, split lists).
+//! `afan train/eval/infer --task segment` end to end on tiny VOC 2012 and Cityscapes folders
+//! written here in their official layouts. The mIoU `afan eval` reports is checked against a
+//! confusion matrix the test builds itself from `afan infer`'s masks and the ground truth the
+//! test generated (not read back through the loaders under test).
 
 use afan_data::seg::{read_mask, write_palette_png};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[path = "support/cli.rs"]
 mod cli;
-use cli::afan;
+use cli::{afan, fail, succeed};
 
-/// Six 40x36 images: a bright square (class 15, person) on a dark background, border 255.
+const W: u32 = 40;
+const H: u32 = 36;
+
+/// `f(x, y)` over a `W x H` image in row-major order.
+fn pixels(f: impl Fn(u32, u32) -> u8) -> Vec<u8> {
+    (0..H)
+        .flat_map(|y| (0..W).map(move |x| (x, y)))
+        .map(|(x, y)| f(x, y))
+        .collect()
+}
+
+/// VOC image `i`: a bright square (class 15, person) on a dark background (0), top row 255.
+fn voc_label(i: u32, x: u32, y: u32) -> u8 {
+    let x0 = 4 + 3 * i;
+    if (x0..x0 + 16).contains(&x) && (8..24).contains(&y) {
+        15
+    } else if y == 0 {
+        255
+    } else {
+        0
+    }
+}
+
+/// Six 40x36 images of `voc_label`; four train, two val.
 fn write_voc(root: &Path) {
     let voc = root.join("VOCdevkit/VOC2012");
     for dir in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] {
         fs::create_dir_all(voc.join(dir)).unwrap();
     }
-    let (w, h) = (40u32, 36u32);
     let mut ids = Vec::new();
     for i in 0..6u32 {
         let id = format!("2007_00000{i}");
-        let x0 = 4 + 3 * i;
-        let inside = |x: u32, y: u32| (x0..x0 + 16).contains(&x) && (8..24).contains(&y);
-        image::RgbImage::from_fn(w, h, |x, y| {
-            if inside(x, y) {
+        image::RgbImage::from_fn(W, H, |x, y| {
+            if voc_label(i, x, y) == 15 {
                 image::Rgb([220, 200, 180])
             } else {
                 image::Rgb([30, 40, 50])
@@ -30,23 +52,12 @@ fn write_voc(root: &Path) {
         })
         .save(voc.join(format!("JPEGImages/{id}.jpg")))
         .unwrap();
-        let mask: Vec<u8> = (0..h)
-            .flat_map(|y| (0..w).map(move |x| (x, y)))
-            .map(|(x, y)| {
-                if inside(x, y) {
-                    15
-                } else if y == 0 {
-                    255
-                } else {
-                    0
-                }
-            })
-            .collect();
+        let mask = pixels(|x, y| voc_label(i, x, y));
         write_palette_png(
             &voc.join(format!("SegmentationClass/{id}.png")),
             &mask,
-            40,
-            36,
+            W as usize,
+            H as usize,
         )
         .unwrap();
         ids.push(id);
@@ -73,67 +84,240 @@ const SMALL: [&str; 14] = [
     "afan.backbone.split=\"features.6\"",
 ];
 
+/// Cityscapes label id of pixel `(x, y)` of image `i`: sky (23) above, road (7) below, a car (26)
+/// sliding across, the top row unlabeled (0, ignored).
+fn city_label(i: u32, x: u32, y: u32) -> u8 {
+    let x0 = 3 + 4 * i;
+    if y == 0 {
+        0
+    } else if (x0..x0 + 14).contains(&x) && (10..26).contains(&y) {
+        26
+    } else if y >= 22 {
+        7
+    } else {
+        23
+    }
+}
+
+/// The train ids of the label ids `city_label` uses, from cityscapesScripts' `labels.py`.
+fn city_train_id(id: u8) -> u8 {
+    match id {
+        7 => 0,
+        23 => 10,
+        26 => 13,
+        _ => 255,
+    }
+}
+
+/// Three train images (city `aachen`) and two val images (city `frankfurt`) in the official
+/// layout; returns the val images with their ground truth in train ids.
+fn write_cityscapes(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut val = Vec::new();
+    for i in 0..5u32 {
+        let (split, city) = if i < 3 {
+            ("train", "aachen")
+        } else {
+            ("val", "frankfurt")
+        };
+        let stem = format!("{city}_000000_00000{i}");
+        let img_dir = root.join("leftImg8bit").join(split).join(city);
+        let gt_dir = root.join("gtFine").join(split).join(city);
+        fs::create_dir_all(&img_dir).unwrap();
+        fs::create_dir_all(&gt_dir).unwrap();
+        let image = img_dir.join(format!("{stem}_leftImg8bit.png"));
+        image::RgbImage::from_fn(W, H, |x, y| match city_label(i, x, y) {
+            26 => image::Rgb([200, 30, 30]),
+            23 => image::Rgb([120, 170, 240]),
+            7 => image::Rgb([90, 90, 90]),
+            _ => image::Rgb([0, 0, 0]),
+        })
+        .save(&image)
+        .unwrap();
+        image::GrayImage::from_raw(W, H, pixels(|x, y| city_label(i, x, y)))
+            .unwrap()
+            .save(gt_dir.join(format!("{stem}_gtFine_labelIds.png")))
+            .unwrap();
+        if split == "val" {
+            val.push((image, pixels(|x, y| city_train_id(city_label(i, x, y)))));
+        }
+    }
+    val
+}
+
+/// The mean IoU over the classes present in the predictions or the ground truth (255 ignored),
+/// from a confusion matrix built here.
+fn independent_miou(pairs: &[(Vec<u8>, Vec<u8>)], classes: usize) -> f64 {
+    let mut m = vec![vec![0u64; classes]; classes];
+    for (pred, gt) in pairs {
+        assert_eq!(pred.len(), gt.len());
+        for (&p, &g) in pred.iter().zip(gt) {
+            if g != 255 {
+                m[usize::from(g)][usize::from(p)] += 1;
+            }
+        }
+    }
+    let ious: Vec<f64> = (0..classes)
+        .filter_map(|c| {
+            let row: u64 = m[c].iter().sum();
+            let col: u64 = m.iter().map(|r| r[c]).sum();
+            let union = row + col - m[c][c];
+            (union > 0).then(|| m[c][c] as f64 / union as f64)
+        })
+        .collect();
+    ious.iter().sum::<f64>() / ious.len() as f64
+}
+
+/// Trains into `run` from `data` with `extra` flags, evaluates it, infers every `val` image and
+/// checks the reported mIoU against `independent_miou`; returns the training summary.
+fn train_eval_infer(
+    data: &Path,
+    run: &Path,
+    extra: &[&str],
+    val: &[(PathBuf, Vec<u8>)],
+    classes: usize,
+) -> serde_json::Value {
+    let mut args = vec!["train", "--task", "segment", "--quiet", "--json"];
+    args.extend([
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    args.extend(SMALL);
+    args.extend(extra);
+    let summary: serde_json::Value = serde_json::from_str(&succeed(&args).0).unwrap();
+    assert_eq!(summary["iterations"], 3);
+    assert_eq!(
+        summary["scores"]["class_iou"].as_array().unwrap().len(),
+        classes
+    );
+    let run = run.to_str().unwrap();
+    let (out, _) = succeed(&["eval", "--task", "segment", "--checkpoint", run, "--json"]);
+    let scores: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // The same model on the same split scores what training reported last.
+    assert_eq!(scores["mean_iou"], summary["scores"]["mean_iou"]);
+
+    let mut pairs = Vec::new();
+    for (k, (image, gt)) in val.iter().enumerate() {
+        let mask = Path::new(run).join(format!("pred{k}.png"));
+        let (img, out) = (image.to_str().unwrap(), mask.to_str().unwrap());
+        succeed(&[
+            "infer",
+            "--task",
+            "segment",
+            "--checkpoint",
+            run,
+            "--image",
+            img,
+            "--out",
+            out,
+        ]);
+        let (labels, w, h) = read_mask(&mask).unwrap();
+        assert_eq!((w, h), (W as usize, H as usize));
+        assert!(labels.iter().all(|&l| usize::from(l) < classes));
+        pairs.push((labels, gt.clone()));
+    }
+    let expected = independent_miou(&pairs, classes);
+    let reported = scores["mean_iou"].as_f64().unwrap();
+    assert!(
+        (reported - expected).abs() < 1e-9,
+        "eval reports mIoU {reported}, the inferred masks score {expected}"
+    );
+    summary
+}
+
 #[test]
 fn voc_train_eval_infer() {
     let dir = tempfile::tempdir().unwrap();
     write_voc(dir.path());
-    let data = dir.path().to_str().unwrap();
-    let run = dir.path().join("run");
-    let mut args = vec![
-        "train", "--task", "segment", "--data", data, "--quiet", "--json",
+    let jpeg = |i: u32| {
+        dir.path()
+            .join(format!("VOCdevkit/VOC2012/JPEGImages/2007_00000{i}.jpg"))
+    };
+    let val: Vec<_> = (4..6)
+        .map(|i| (jpeg(i), pixels(|x, y| voc_label(i, x, y))))
+        .collect();
+    train_eval_infer(dir.path(), &dir.path().join("run"), &[], &val, 21);
+}
+
+/// Cityscapes from the CLI, baseline and A-FAN: 19 train ids, label ids mapped, unlabeled
+/// pixels ignored.
+#[test]
+fn cityscapes_baseline_and_afan_train_eval_infer() {
+    let dir = tempfile::tempdir().unwrap();
+    let val = write_cityscapes(dir.path());
+    for method in ["baseline", "afan"] {
+        let run = dir.path().join(method);
+        let mut flags = vec!["--method", method];
+        flags.extend(CITYSCAPES);
+        train_eval_infer(dir.path(), &run, &flags, &val, 19);
+    }
+}
+
+const CITYSCAPES: [&str; 4] = [
+    "--set",
+    "data.dataset=\"cityscapes\"",
+    "--set",
+    "model.num_classes=19",
+];
+
+/// An A-FAN run stopped after 2 of 4 iterations and resumed from its `last.ckpt` ends where the
+/// uninterrupted run ends: the same loss at every evaluation (full precision), the same first and
+/// last losses and scores, the same predicted mask. (Separate processes: the backend's random
+/// generator is process-wide, so in-process tests running in parallel would disturb it.)
+#[test]
+fn resumed_run_equals_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let val = write_cityscapes(dir.path());
+    let train = |out: &Path, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["train", "--task", "segment", "--quiet", "--json"];
+        args.extend(["--data", dir.path().to_str().unwrap()]);
+        args.extend(["--out", out.to_str().unwrap()]);
+        args.extend(SMALL);
+        args.extend(CITYSCAPES);
+        args.extend(["--set", "iterations=4", "--set", "eval_every=2"]);
+        args.extend(extra);
+        serde_json::from_str(&succeed(&args).0).unwrap()
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let full = train(&a, &[]);
+    let half = train(&b, &["--stop-after", "2"]);
+    assert_eq!(half["iterations"], 2);
+    assert!(b.join("last.ckpt").is_file());
+    let b_str = b.to_str().unwrap();
+    let resume = [
+        "train", "--task", "segment", "--quiet", "--json", "--resume",
     ];
-    args.extend(["--out", run.to_str().unwrap()]);
-    args.extend(SMALL);
-    let out = afan(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(summary["iterations"], 3);
-    assert_eq!(summary["scores"]["class_iou"].as_array().unwrap().len(), 21);
-
-    let out = afan(&[
-        "eval",
-        "--task",
-        "segment",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let scores: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    // The same model on the same split scores what training reported last.
-    assert_eq!(scores["mean_iou"], summary["scores"]["mean_iou"]);
-
-    let image = dir
-        .path()
-        .join("VOCdevkit/VOC2012/JPEGImages/2007_000005.jpg");
-    let mask = dir.path().join("mask.png");
-    let out = afan(&[
-        "infer",
-        "--task",
-        "segment",
-        "--checkpoint",
-        run.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-        "--out",
-        mask.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (labels, w, h) = read_mask(&mask).unwrap();
-    assert_eq!((w, h), (40, 36));
-    assert!(labels.iter().all(|&l| l < 21));
+    let (out, _) = succeed(&[&resume[..], &["--out", b_str]].concat());
+    let resumed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for key in ["iterations", "first_loss", "last_loss", "scores"] {
+        assert_eq!(full[key], resumed[key], "{key}");
+    }
+    let metrics = |d: &Path| fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics(&a), metrics(&b));
+    assert_eq!(metrics(&a).lines().count(), 2);
+    let masks: Vec<Vec<u8>> = [&a, &b]
+        .iter()
+        .map(|run| {
+            let mask = run.join("pred.png");
+            succeed(&[
+                "infer",
+                "--task",
+                "segment",
+                "--checkpoint",
+                run.to_str().unwrap(),
+                "--image",
+                val[0].0.to_str().unwrap(),
+                "--out",
+                mask.to_str().unwrap(),
+            ]);
+            read_mask(&mask).unwrap().0
+        })
+        .collect();
+    assert_eq!(masks[0], masks[1]);
+    // A finished run has nothing to resume: one clear error.
+    let err = fail(&[&resume[..], &["--out", b_str]].concat());
+    assert!(err.contains("already run 4 of the 4"), "{err}");
 }
 
 #[test]

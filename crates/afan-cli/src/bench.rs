@@ -50,6 +50,13 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// classify, or segment (DeepLabV3+ baseline vs A-FAN; `--size` is the crop; see
+    /// docs/segmentation.md).
+    #[arg(long, value_parser = ["classify", "segment"], default_value = "classify")]
+    pub task: String,
+    /// Internal: the one segmentation configuration a child process times.
+    #[arg(long, hide = true)]
+    pub seg_child: Option<String>,
 }
 
 /// The figures `afan bench` reports.
@@ -103,6 +110,9 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Runs `afan bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
+    if args.task == "segment" {
+        return crate::segment::bench::run(&args);
+    }
     let base = parse_device(&args.device)?;
     let device = base.clone().autodiff();
     let kind: ClassifierKind = args.model.parse()?;

@@ -51,7 +51,13 @@ pub fn save(path: &Path, state: &TrainerState, model: &[u8], optim: Option<&[u8]
         version: VERSION,
         ..state.clone()
     })?;
-    let mut entries = vec![("state.json", state.as_slice()), ("model.bpk", model)];
+    save_raw(path, &state, model, optim)
+}
+
+/// Writes a checkpoint with any trainer state (`state.json`, already serialized) atomically to
+/// `path`: other tasks (segmentation) share the file layout and the crash safety.
+pub fn save_raw(path: &Path, state: &[u8], model: &[u8], optim: Option<&[u8]>) -> Result<()> {
+    let mut entries = vec![("state.json", state), ("model.bpk", model)];
     if let Some(o) = optim {
         entries.push(("optim.bpk", o));
     }
@@ -101,6 +107,35 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) -> Resul
 
 /// Reads a checkpoint, checking that it is one.
 pub fn load(path: &Path) -> Result<Checkpoint> {
+    let raw = load_raw(path)?;
+    let state: TrainerState = serde_json::from_slice(&raw.state)
+        .with_context(|| format!("checkpoint {}: state.json is malformed", path.display()))?;
+    if state.version != VERSION {
+        bail!(
+            "checkpoint {} has format version {}, this afan reads version {VERSION}",
+            path.display(),
+            state.version
+        );
+    }
+    Ok(Checkpoint {
+        state,
+        model: raw.model,
+        optim: raw.optim,
+    })
+}
+
+/// A checkpoint whose `state.json` the caller parses.
+pub struct RawCheckpoint {
+    /// The bytes of `state.json`.
+    pub state: Vec<u8>,
+    /// Model record (burnpack).
+    pub model: Bytes,
+    /// Optimizer record (burnpack), if saved.
+    pub optim: Option<Bytes>,
+}
+
+/// Reads the parts of a checkpoint, checking that it is one.
+pub fn load_raw(path: &Path) -> Result<RawCheckpoint> {
     let mut entries = read_archive(path)?;
     let (state, model, optim) = (
         entries.remove("state.json"),
@@ -113,16 +148,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             path.display()
         );
     };
-    let state: TrainerState = serde_json::from_slice(&state)
-        .with_context(|| format!("checkpoint {}: state.json is malformed", path.display()))?;
-    if state.version != VERSION {
-        bail!(
-            "checkpoint {} has format version {}, this afan reads version {VERSION}",
-            path.display(),
-            state.version
-        );
-    }
-    Ok(Checkpoint {
+    Ok(RawCheckpoint {
         state,
         model: Bytes::from_bytes_vec(model),
         optim: optim.map(Bytes::from_bytes_vec),

@@ -117,6 +117,10 @@ struct TrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long, requires = "out")]
     resume: bool,
+    /// Segmentation: stop after this many iterations, checkpointed as an interruption would
+    /// leave it (a time-boxed job); continue with --resume.
+    #[arg(long, requires = "out")]
+    stop_after: Option<usize>,
     /// Backend device: cpu (= flex), wgpu, cuda[:N].
     #[arg(long, env = "BURN_DEVICE", default_value = "cpu")]
     device: String,
@@ -189,11 +193,16 @@ fn train(args: TrainArgs) -> Result<()> {
             split: args.split,
             set: args.set,
             out: args.out,
+            resume: args.resume,
+            stop_after: args.stop_after,
             device: args.device,
             quiet: args.quiet,
             json: args.json,
             print_config: args.print_config,
         });
+    }
+    if args.stop_after.is_some() {
+        anyhow::bail!("--stop-after applies to --task segment only");
     }
     let overrides = args.overrides();
     let config = if args.resume {

@@ -2,8 +2,10 @@
 //! `main.rs`, which only forwards its parsed flags here.
 
 use super::config::SegTrainConfig;
+use super::eval::CONFIG_FILE;
+use super::train::RunOptions;
 use crate::device::parse_device;
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 
 /// The `afan train` flags that apply to segmentation.
@@ -26,6 +28,10 @@ pub struct TrainRequest {
     pub set: Vec<String>,
     /// `--out`.
     pub out: Option<PathBuf>,
+    /// `--resume`: continue the run in `--out` with its own `config.toml`.
+    pub resume: bool,
+    /// `--stop-after`.
+    pub stop_after: Option<usize>,
     /// `--device`.
     pub device: String,
     /// `--quiet`.
@@ -70,7 +76,17 @@ pub fn train(req: TrainRequest) -> Result<()> {
     } else {
         SegTrainConfig::default()
     };
-    let config = SegTrainConfig::load(req.config.as_deref(), base, &req.overrides())?;
+    let config = match (&req.out, req.resume) {
+        (Some(out), true) => {
+            if req.config.is_some() {
+                bail!("--resume continues with the run's own {CONFIG_FILE}; drop --config");
+            }
+            let path = out.join(CONFIG_FILE);
+            SegTrainConfig::load(Some(&path), SegTrainConfig::default(), &req.overrides())
+                .with_context(|| format!("cannot resume from {}", out.display()))?
+        }
+        _ => SegTrainConfig::load(req.config.as_deref(), base, &req.overrides())?,
+    };
     if req.print_config {
         print!("{}", config.to_toml()?);
         return Ok(());
@@ -90,7 +106,12 @@ pub fn train(req: TrainRequest) -> Result<()> {
         config.iterations,
         out.display()
     );
-    let summary = super::train::run(&config, out, &device, req.quiet)?;
+    let opts = RunOptions {
+        quiet: req.quiet,
+        resume: req.resume,
+        stop_after: req.stop_after,
+    };
+    let summary = super::train::run(&config, out, &device, opts)?;
     if req.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {

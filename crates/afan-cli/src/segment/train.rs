@@ -4,16 +4,13 @@
 use super::config::SegTrainConfig;
 use super::data::{NORMALIZE, context, open_splits, to_tensors};
 use super::eval::{CONFIG_FILE, MODEL_FILE, evaluate};
-use super::loss::seg_cross_entropy;
-use super::objective::seg_afan_objective;
-use crate::config::{Method, OptimConfig};
-use crate::step::sgd;
-use afan_core::{SplitModel, attack_copy, materialize};
+use super::resume::{self, SegState};
+use super::step::{seg_points, seg_sgd, seg_step};
+use afan_core::materialize;
 use afan_data::seg::{SegScores, load_batch};
 use afan_models::StateDict;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -42,16 +39,30 @@ pub fn poly_lr(base: f64, it: usize, max: usize, power: f64) -> f64 {
     base * (1.0 - it as f64 / max as f64).max(0.0).powf(power)
 }
 
-/// Trains from scratch into `out` on `device` (without autodiff) and returns the summary.
+/// How to run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// No progress lines.
+    pub quiet: bool,
+    /// Continue from `out/last.ckpt` instead of starting afresh.
+    pub resume: bool,
+    /// Stop after this many iterations (checkpointed) as an interruption would: a time-boxed
+    /// run, and how the tests show that resuming reproduces the uninterrupted run.
+    pub stop_after: Option<usize>,
+}
+
+/// Trains into `out` on `device` (without autodiff), from scratch or resumed, and returns the
+/// summary.
 pub fn run(
     config: &SegTrainConfig,
     out: PathBuf,
     device: &Device,
-    quiet: bool,
+    opts: RunOptions,
 ) -> Result<SegSummary> {
     std::fs::create_dir_all(&out)
         .with_context(|| format!("cannot create run directory {}", out.display()))?;
     std::fs::write(out.join(CONFIG_FILE), config.to_toml()?)?;
+    let metrics = out.join("metrics.jsonl");
     let splits = open_splits(&config.data, config.seed)?;
     if splits.train.num_classes != config.model.num_classes {
         bail!(
@@ -71,29 +82,49 @@ pub fn run(
             .with_context(|| format!("cannot use {} as the backbone", path.display()))?;
     }
     let mut model = materialize(model);
-    let points = match config.method {
-        Method::Baseline | Method::PixelPgd => None,
-        Method::Afan => Some((
-            model.split_point(&config.afan.backbone.split)?,
-            model.split_point(&config.afan.decoder_split)?,
-        )),
+    let points = seg_points(&model, config)?;
+    let mut optim = seg_sgd(config);
+    let (start, mut losses, mut scores) = if opts.resume {
+        let (state, m, o) = resume::load(&out, config, model, optim)?;
+        (model, optim) = (m, o);
+        resume::truncate_metrics(&metrics, state.iteration)?;
+        if !opts.quiet {
+            eprintln!(
+                "resuming {} after iteration {}",
+                out.display(),
+                state.iteration
+            );
+        }
+        (state.iteration, state.losses, state.scores)
+    } else {
+        let _ = std::fs::remove_file(&metrics);
+        (0, Vec::with_capacity(config.iterations), None)
     };
-    let mut optim = sgd(&OptimConfig {
-        lr: config.lr,
-        momentum: config.momentum,
-        dampening: 0.0,
-        weight_decay: config.weight_decay,
-        nesterov: false,
-    });
+    let end = opts
+        .stop_after
+        .map_or(config.iterations, |s| s.min(config.iterations));
+    if start >= end {
+        bail!(
+            "{} has already run {start} of the {} iterations asked for",
+            out.display(),
+            config.iterations
+        );
+    }
     let b = config.batch_size;
     // The release's loader drops the last incomplete batch and reshuffles every pass.
     let per_pass = (splits.train.len() / b).max(1);
     let mut order: Vec<usize> = Vec::new();
-    let mut losses = Vec::with_capacity(config.iterations);
-    let mut scores = None;
-    let start = Instant::now();
-    for it in 0..config.iterations {
-        if it % per_pass == 0 {
+    let clock = Instant::now();
+    for it in start..end {
+        // Dropout and any random attack start draw from the backend's generator: seed it per
+        // iteration so a resumed iteration draws what the uninterrupted one would have.
+        train_device.seed(
+            config
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(it as u64 + 1),
+        );
+        if it % per_pass == 0 || it == start {
             order = (0..splits.train.len()).cycle().take(per_pass * b).collect();
             let pass = (it / per_pass) as u64;
             order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
@@ -110,49 +141,52 @@ pub fn run(
             NORMALIZE,
         );
         let (x, y) = to_tensors(context(batch, "training")?, &train_device);
-        let loss = match &points {
-            None => seg_cross_entropy(model.forward(x), y),
-            Some((se, sd)) => {
-                let attacker = attack_copy(&model, config.afan.backbone.attack_bn);
-                seg_afan_objective(&model, &attacker, x, (se, sd), &config.afan, |o| {
-                    seg_cross_entropy(o.clone(), y.clone())
-                })
-                .loss
-            }
-        };
-        let value = f64::from(loss.clone().into_scalar::<f32>());
+        let lr = poly_lr(config.lr, it, config.iterations, config.poly_power);
+        let value;
+        (model, value) = seg_step(
+            model,
+            &mut optim,
+            (x, y),
+            &points,
+            &config.afan,
+            lr,
+            config.backbone_lr_mult,
+        );
         if !value.is_finite() {
             bail!("training loss became {value} at iteration {it}; try a lower lr");
         }
         losses.push(value);
-        let lr = poly_lr(config.lr, it, config.iterations, config.poly_power);
-        let mut grads = loss.backward();
-        let head = GradientsParams::from_module(&mut grads, &model.head);
-        let backbone = GradientsParams::from_grads(grads, &model);
-        model = optim.step(lr * config.backbone_lr_mult, model, backbone);
-        model = optim.step(lr, model, head);
-        let last = it + 1 == config.iterations;
+        let last = it + 1 == end;
         if last || (config.eval_every > 0 && (it + 1) % config.eval_every == 0) {
             let valid = model.valid();
             save_model(&valid, &out)?;
             let s = evaluate(&valid, &splits.val, config.data.val_crop, b, device)?;
             let line = serde_json::json!({"iteration": it + 1, "loss": value, "scores": s});
-            append_line(&out.join("metrics.jsonl"), &line.to_string())?;
-            if !quiet {
+            append_line(&metrics, &line.to_string())?;
+            scores = Some(s.clone());
+            let state = SegState {
+                version: 0,
+                task: String::new(),
+                iteration: it + 1,
+                losses: losses.clone(),
+                scores: scores.clone(),
+                config: config.clone(),
+            };
+            resume::save(&out, &state, &model, &optim)?;
+            if !opts.quiet {
                 eprintln!(
                     "iteration {}: loss {value:.4}, mIoU {:.2}%",
                     it + 1,
                     100.0 * s.mean_iou
                 );
             }
-            scores = Some(s);
         }
     }
-    let seconds_per_iteration = start.elapsed().as_secs_f64() / config.iterations as f64;
+    let seconds_per_iteration = clock.elapsed().as_secs_f64() / (end - start) as f64;
     let tenth = (losses.len() / 10).max(1);
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
     Ok(SegSummary {
-        iterations: config.iterations,
+        iterations: end,
         first_loss: mean(&losses[..tenth]),
         last_loss: mean(&losses[losses.len() - tenth..]),
         scores: scores.expect("the last iteration evaluates"),
@@ -213,7 +247,11 @@ mod tests {
         config.iterations = 40;
         config.eval_every = 0;
         let dir = tempfile::tempdir().unwrap();
-        let s = run(&config, dir.path().join("run"), &Device::default(), true).unwrap();
+        let quiet = RunOptions {
+            quiet: true,
+            ..RunOptions::default()
+        };
+        let s = run(&config, dir.path().join("run"), &Device::default(), quiet).unwrap();
         eprintln!("{s:?}");
         assert!(s.last_loss < 0.7 * s.first_loss, "{s:?}");
         assert!(s.scores.mean_iou > 0.35, "{s:?}");

@@ -18,6 +18,8 @@ pub mod pack;
 mod pretrained;
 
 #[cfg(test)]
+mod release_tests;
+#[cfg(test)]
 mod tests;
 
 pub use aspp::{ASPP_CHANNELS, Aspp};

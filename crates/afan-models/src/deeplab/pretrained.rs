@@ -4,7 +4,7 @@
 //! throw-away head and dropped; every other key must match exactly.
 
 use super::DeepLabV3Plus;
-use crate::import::{ImportError, load_state_dict};
+use crate::import::{ImportError, load_state_dict, load_state_dict_partial};
 use crate::mobilenet_v2::MobileNetV2;
 use crate::state_dict::StateDict;
 use burn::nn::LinearConfig;
@@ -12,7 +12,8 @@ use burn::nn::LinearConfig;
 /// The key of a parameter in a checkpoint of the release (VainF/DeepLabV3Plus-Pytorch
 /// `model_state`): `backbone.*` (torchvision names; MobileNetV2's `features.N` split into
 /// `low_level_features.N` for N < 4 and `high_level_features.N`) and `classifier.*` for the head.
-/// A ResNet model also has a (never used) `resnet.fc`, which such checkpoints lack.
+/// A ResNet model also has a (never used) `resnet.fc`, which such checkpoints lack:
+/// [`DeepLabV3Plus::load_release`] accepts its absence and nothing else.
 pub fn release_key(path: &str) -> String {
     if let Some(rest) = path.strip_prefix("mobilenet.") {
         let key = MobileNetV2::pytorch_key(rest);
@@ -70,7 +71,21 @@ pub fn resnet_key(path: &str) -> String {
         .replace("downsample.bn.", "downsample.1.")
 }
 
+/// The release key of the ResNet classification layer this crate's backbone keeps (its
+/// `ResNet` is shared with classification) but the release's `IntermediateLayerGetter` drops.
+const RELEASE_UNUSED_FC: &str = "backbone.fc.";
+
 impl DeepLabV3Plus {
+    /// Loads a whole release checkpoint (VainF/DeepLabV3Plus-Pytorch `model_state`, keys as
+    /// [`release_key`] names them) strictly: every key must be there and fit, and none may be
+    /// left over, except the ResNet `fc`, which the release never had (it keeps its
+    /// initialisation; DeepLabV3+ never runs it).
+    pub fn load_release(self, dict: &StateDict) -> Result<Self, ImportError> {
+        let (model, mut report) = load_state_dict_partial(self, "deeplabv3plus", dict, release_key);
+        report.missing.retain(|k| !k.starts_with(RELEASE_UNUSED_FC));
+        report.into_result().map(|()| model)
+    }
+
     /// Loads a torchvision ImageNet state dict into the backbone (dilation is kept: it changes no
     /// parameter). The ASPP and decoder keep their initialisation.
     pub fn load_backbone(mut self, dict: &StateDict) -> Result<Self, ImportError> {
