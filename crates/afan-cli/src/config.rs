@@ -180,37 +180,7 @@ impl TrainConfig {
     /// Reads a TOML file (or starts from `base` when `path` is `None`), applies `key=value`
     /// overrides, and validates.
     pub fn load(path: Option<&Path>, base: TrainConfig, overrides: &[String]) -> Result<Self> {
-        let mut tree = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("cannot read config file {}", p.display()))?;
-                let file: toml::Table = toml::from_str(&text)
-                    .with_context(|| format!("config file {} is not valid TOML", p.display()))?;
-                // Fields the file leaves out keep the base's values.
-                let mut base_tree = toml::Table::try_from(&base)?;
-                merge(&mut base_tree, file);
-                base_tree
-            }
-            None => toml::Table::try_from(&base)?,
-        };
-        for o in overrides {
-            apply_override(&mut tree, o)?;
-        }
-        let source = path
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "the command line".into());
-        // toml's messages span lines (`...\nin `optim``); one line reads better after `error:`.
-        let config: TrainConfig =
-            toml::Value::Table(tree)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    let msg = e
-                        .to_string()
-                        .split_whitespace()
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    anyhow::anyhow!("invalid configuration (from {source}): {msg}")
-                })?;
+        let config: TrainConfig = load_toml(path, &base, overrides, "configuration")?;
         config.validate()?;
         Ok(config)
     }
@@ -235,6 +205,39 @@ impl TrainConfig {
     pub fn to_toml(&self) -> Result<String> {
         Ok(toml::to_string_pretty(self)?)
     }
+}
+
+/// The configuration loading every task shares: `base` as a TOML tree, the file's fields merged
+/// over it (fields it leaves out keep the base's values), then the `key=value` overrides, then
+/// parsed into `T` — so a flag and a file field go through the same validation, and a misspelt
+/// field is named. `what` names the configuration in the one-line error.
+pub fn load_toml<T>(path: Option<&Path>, base: &T, overrides: &[String], what: &str) -> Result<T>
+where
+    T: Serialize + serde::de::DeserializeOwned,
+{
+    let mut tree = toml::Table::try_from(base)?;
+    if let Some(p) = path {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read config file {}", p.display()))?;
+        let file: toml::Table = toml::from_str(&text)
+            .with_context(|| format!("config file {} is not valid TOML", p.display()))?;
+        merge(&mut tree, file);
+    }
+    for o in overrides {
+        apply_override(&mut tree, o)?;
+    }
+    let source = path.map_or("the command line".into(), |p| p.display().to_string());
+    // toml's messages span lines (`...\nin `optim``); one line reads better after `error:`.
+    toml::Value::Table(tree)
+        .try_into()
+        .map_err(|e: toml::de::Error| {
+            let msg = e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            anyhow::anyhow!("invalid {what} (from {source}): {msg}")
+        })
 }
 
 pub(crate) fn merge(base: &mut toml::Table, over: toml::Table) {

@@ -1,7 +1,7 @@
 //! The detection training configuration: one serde struct whose defaults are the release's
 //! Pascal VOC 2007 recipe, with presets for COCO and for the embedded generated set.
 
-use crate::config::{Method, OptimConfig, SyntheticConfig, apply_override};
+use crate::config::{Method, OptimConfig, SyntheticConfig};
 use afan_data::detection::ResizeConfig;
 use afan_models::detection::anchors::AnchorConfig;
 use afan_models::{DetectionAfanConfig, FasterRcnnConfig};
@@ -209,28 +209,8 @@ impl DetectConfig {
 
     /// Reads a TOML file over `base`, applies `key=value` overrides, and validates.
     pub fn load(path: Option<&Path>, base: DetectConfig, overrides: &[String]) -> Result<Self> {
-        let mut tree = toml::Table::try_from(&base)?;
-        if let Some(p) = path {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read config file {}", p.display()))?;
-            let file: toml::Table = toml::from_str(&text)
-                .with_context(|| format!("config file {} is not valid TOML", p.display()))?;
-            crate::config::merge(&mut tree, file);
-        }
-        for o in overrides {
-            apply_override(&mut tree, o)?;
-        }
-        let source = path
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "the command line".into());
         let config: DetectConfig =
-            toml::Value::Table(tree)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    let text = e.to_string();
-                    let msg: Vec<&str> = text.split_whitespace().collect();
-                    anyhow::anyhow!("invalid configuration (from {source}): {}", msg.join(" "))
-                })?;
+            crate::config::load_toml(path, &base, overrides, "detection configuration")?;
         config.validate()?;
         Ok(config)
     }

@@ -3,7 +3,7 @@
 //! 16, batch 4, 30k iterations, SGD lr 0.01 (backbone x0.1), momentum 0.9, weight decay 1e-4,
 //! poly decay with power 0.9, 513 crops with random scale 0.5-2 and flips.
 
-use crate::config::{Method, apply_override, merge};
+use crate::config::Method;
 use afan_core::{AfanConfig, ExchangeMask, FeaturePgdConfig, LossPreset};
 use afan_data::seg::SegAugment;
 use afan_models::{DeepLabBackbone, DeepLabConfig};
@@ -193,32 +193,8 @@ impl SegTrainConfig {
 
     /// The file (if any) over `base`, then `key=value` overrides; unknown fields are errors.
     pub fn load(path: Option<&Path>, base: Self, overrides: &[String]) -> Result<Self> {
-        let mut tree = toml::Table::try_from(&base)?;
-        if let Some(p) = path {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read config file {}", p.display()))?;
-            let file: toml::Table = toml::from_str(&text)
-                .with_context(|| format!("config file {} is not valid TOML", p.display()))?;
-            merge(&mut tree, file);
-        }
-        for o in overrides {
-            apply_override(&mut tree, o)?;
-        }
-        let source = path.map_or("the command line".into(), |p| p.display().to_string());
-        // toml's messages span lines; one line reads better after `error:`.
-        let config: Self = toml::Value::Table(tree)
-            .try_into()
-            .map_err(|e: toml::de::Error| {
-                let lines: Vec<String> = e
-                    .to_string()
-                    .lines()
-                    .map(|l| l.trim().to_string())
-                    .collect();
-                anyhow::anyhow!(
-                    "invalid segmentation configuration (from {source}): {}",
-                    lines.join(" ")
-                )
-            })?;
+        let config: Self =
+            crate::config::load_toml(path, &base, overrides, "segmentation configuration")?;
         config.validate()?;
         Ok(config)
     }

@@ -26,7 +26,7 @@ pub use io::{read_mask, read_rgb, voc_palette, write_gray_png, write_palette_png
 pub use metrics::{ConfusionMatrix, SegScores, argmax_classes};
 pub use synthetic::{SHAPES_SEG_CLASSES, shapes_seg};
 pub use transform::{SegAugment, SegBatch, augment, load_batch, to_batch, val_transform};
-pub use voc::{VOC_CLASSES, load_voc};
+pub use voc::{load_voc, voc_seg_classes};
 
 /// The label of pixels that count for neither loss nor metrics (object borders in VOC, void in
 /// Cityscapes, padding added by a crop).

@@ -14,30 +14,13 @@ use std::path::{Path, PathBuf};
 use super::{LabelMap, SegDataset, SegEntry, require_file};
 use crate::error::DataError;
 
-/// The 21 VOC classes (background first), in label order.
-pub const VOC_CLASSES: [&str; 21] = [
-    "background",
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-];
+/// The 21 segmentation labels: background, then the 20 VOC object classes of the detection
+/// devkit in their order (label `k` is object class `k - 1`).
+pub fn voc_seg_classes() -> Vec<&'static str> {
+    std::iter::once("background")
+        .chain(crate::detection::voc::VOC_CLASSES)
+        .collect()
+}
 
 /// `root` may be `VOCdevkit/VOC2012`, `VOCdevkit` or the folder holding `VOCdevkit`.
 fn voc_root(root: &Path) -> Result<PathBuf, DataError> {
@@ -87,9 +70,10 @@ pub fn load_voc(root: &Path, split: &str, aug: bool) -> Result<SegDataset, DataE
             })
         })
         .collect::<Result<Vec<_>, DataError>>()?;
+    let classes = voc_seg_classes();
     Ok(SegDataset::files(
         entries,
-        LabelMap::identity(VOC_CLASSES.len()),
-        &VOC_CLASSES,
+        LabelMap::identity(classes.len()),
+        &classes,
     ))
 }
