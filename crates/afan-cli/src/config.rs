@@ -207,6 +207,41 @@ impl TrainConfig {
     }
 }
 
+/// `key=value` overrides from named command-line flags, which are shorthands for `--set`: each
+/// flag that was given becomes one assignment, strings and paths quoted as TOML strings.
+#[derive(Default)]
+pub struct Overrides(Vec<String>);
+
+impl Overrides {
+    /// `key = "v"` if given.
+    pub fn text(mut self, key: &str, v: Option<&str>) -> Self {
+        if let Some(v) = v {
+            self.0.push(format!("{key}={v:?}"));
+        }
+        self
+    }
+
+    /// `key = "path"` if given.
+    pub fn path(self, key: &str, v: Option<&Path>) -> Self {
+        let v = v.map(|p| p.display().to_string());
+        self.text(key, v.as_deref())
+    }
+
+    /// `key = v` (a number or boolean, written as Rust's `Debug` prints it) if given.
+    pub fn value<T: std::fmt::Debug>(mut self, key: &str, v: Option<T>) -> Self {
+        if let Some(v) = v {
+            self.0.push(format!("{key}={v:?}"));
+        }
+        self
+    }
+
+    /// The assignments, followed by the raw `--set` ones (which therefore win).
+    pub fn finish(mut self, set: &[String]) -> Vec<String> {
+        self.0.extend(set.iter().cloned());
+        self.0
+    }
+}
+
 /// The configuration loading every task shares: `base` as a TOML tree, the file's fields merged
 /// over it (fields it leaves out keep the base's values), then the `key=value` overrides, then
 /// parsed into `T` — so a flag and a file field go through the same validation, and a misspelt

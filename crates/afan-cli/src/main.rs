@@ -138,46 +138,20 @@ struct TrainArgs {
 impl TrainArgs {
     /// Named flags are shorthands for `--set`.
     fn overrides(&self) -> Vec<String> {
-        let mut o = Vec::new();
-        let quote = |s: &str| format!("{:?}", s);
-        if let Some(v) = &self.data {
-            o.push(format!("data={}", quote(&v.display().to_string())));
-        }
-        if let Some(v) = &self.dataset {
-            o.push(format!("dataset={}", quote(v)));
-        }
-        if let Some(v) = &self.model {
-            o.push(format!("model={}", quote(v)));
-        }
-        if let Some(v) = &self.method {
-            o.push(format!("method={}", quote(v)));
-        }
-        if let Some(v) = self.epochs {
-            o.push(format!("epochs={v}"));
-        }
-        if let Some(v) = self.batch_size {
-            o.push(format!("batch_size={v}"));
-        }
-        if let Some(v) = self.lr {
-            o.push(format!("optim.lr={v:?}"));
-        }
-        if let Some(v) = self.seed {
-            o.push(format!("seed={v}"));
-        }
-        if let Some(v) = &self.split {
-            o.push(format!("afan.split={}", quote(v)));
-        }
-        if let Some(v) = self.pgd_steps {
-            o.push(format!("afan.pgd.steps={v}"));
-        }
-        if let Some(v) = &self.weights {
-            o.push(format!("weights={}", quote(&v.display().to_string())));
-        }
-        if self.strict {
-            o.push("strict_weights=true".into());
-        }
-        o.extend(self.set.iter().cloned());
-        o
+        config::Overrides::default()
+            .path("data", self.data.as_deref())
+            .text("dataset", self.dataset.as_deref())
+            .text("model", self.model.as_deref())
+            .text("method", self.method.as_deref())
+            .value("epochs", self.epochs)
+            .value("batch_size", self.batch_size)
+            .value("optim.lr", self.lr)
+            .value("seed", self.seed)
+            .text("afan.split", self.split.as_deref())
+            .value("afan.pgd.steps", self.pgd_steps)
+            .path("weights", self.weights.as_deref())
+            .value("strict_weights", self.strict.then_some(true))
+            .finish(&self.set)
     }
 }
 

@@ -89,34 +89,16 @@ struct DetTrainArgs {
 
 impl DetTrainArgs {
     fn overrides(&self) -> Vec<String> {
-        let q = |s: &str| format!("{s:?}");
-        let mut o = Vec::new();
-        if let Some(v) = &self.data {
-            o.push(format!("data={}", q(&v.display().to_string())));
-        }
-        if let Some(v) = &self.dataset {
-            o.push(format!("dataset={}", q(v)));
-        }
-        if let Some(v) = &self.method {
-            o.push(format!("method={}", q(v)));
-        }
-        if let Some(v) = self.iterations {
-            o.push(format!("iterations={v}"));
-        }
-        if let Some(v) = self.batch_size {
-            o.push(format!("batch_size={v}"));
-        }
-        if let Some(v) = self.lr {
-            o.push(format!("optim.lr={v:?}"));
-        }
-        if let Some(v) = self.seed {
-            o.push(format!("seed={v}"));
-        }
-        if let Some(v) = &self.weights {
-            o.push(format!("weights={}", q(&v.display().to_string())));
-        }
-        o.extend(self.set.iter().cloned());
-        o
+        crate::config::Overrides::default()
+            .path("data", self.data.as_deref())
+            .text("dataset", self.dataset.as_deref())
+            .text("method", self.method.as_deref())
+            .value("iterations", self.iterations)
+            .value("batch_size", self.batch_size)
+            .value("optim.lr", self.lr)
+            .value("seed", self.seed)
+            .path("weights", self.weights.as_deref())
+            .finish(&self.set)
     }
 
     /// The preset the file and flags apply to: COCO's for `--dataset coco`, the quick start

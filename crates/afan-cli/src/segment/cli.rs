@@ -44,28 +44,14 @@ pub struct TrainRequest {
 
 impl TrainRequest {
     fn overrides(&self) -> Vec<String> {
-        let quote = |s: &str| format!("{s:?}");
-        let mut o = Vec::new();
-        if let Some(v) = &self.data {
-            o.push(format!("data.root={}", quote(&v.display().to_string())));
-        }
-        if let Some(v) = &self.method {
-            o.push(format!("method={}", quote(v)));
-        }
-        if let Some(v) = self.seed {
-            o.push(format!("seed={v}"));
-        }
-        if let Some(v) = self.lr {
-            o.push(format!("lr={v:?}"));
-        }
-        if let Some(v) = self.batch_size {
-            o.push(format!("batch_size={v}"));
-        }
-        if let Some(v) = &self.split {
-            o.push(format!("afan.backbone.split={}", quote(v)));
-        }
-        o.extend(self.set.iter().cloned());
-        o
+        crate::config::Overrides::default()
+            .path("data.root", self.data.as_deref())
+            .text("method", self.method.as_deref())
+            .value("seed", self.seed)
+            .value("lr", self.lr)
+            .value("batch_size", self.batch_size)
+            .text("afan.backbone.split", self.split.as_deref())
+            .finish(&self.set)
     }
 }
 
