@@ -200,6 +200,7 @@ fn train_eval_infer(
     let mut pairs = Vec::new();
     for (k, (image, gt)) in val.iter().enumerate() {
         let mask = Path::new(run).join(format!("pred{k}.png"));
+        let overlay = Path::new(run).join(format!("overlay{k}.png"));
         let (img, out) = (image.to_str().unwrap(), mask.to_str().unwrap());
         succeed(&[
             "infer",
@@ -211,9 +212,24 @@ fn train_eval_infer(
             img,
             "--out",
             out,
+            "--overlay",
+            overlay.to_str().unwrap(),
         ]);
         let (labels, w, h) = read_mask(&mask).unwrap();
         assert_eq!((w, h), (W as usize, H as usize));
+        // The overlay keeps background pixels and tints the others towards their class colour.
+        let (tinted, photo) = (
+            image::open(&overlay).unwrap().to_rgb8(),
+            image::open(image).unwrap().to_rgb8(),
+        );
+        assert_eq!(tinted.dimensions(), photo.dimensions());
+        for (i, (&l, (a, b))) in labels
+            .iter()
+            .zip(tinted.pixels().zip(photo.pixels()))
+            .enumerate()
+        {
+            assert_eq!(l == 0, a == b, "overlay pixel {i} (label {l})");
+        }
         assert!(labels.iter().all(|&l| usize::from(l) < classes));
         pairs.push((labels, gt.clone()));
     }

@@ -31,6 +31,9 @@ pub struct InferArgs {
     /// Output mask PNG (VOC palette), with --task segment.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also write the image tinted by the predicted classes, with --task segment.
+    #[arg(long)]
+    pub overlay: Option<PathBuf>,
     /// Architecture; default: the one the checkpoint names.
     #[arg(long)]
     pub model: Option<String>,
@@ -98,7 +101,7 @@ pub fn run(args: InferArgs) -> Result<()> {
         let ([image], Some(out)) = (args.image.as_slice(), &args.out) else {
             bail!("--task segment takes one --image and an --out mask path");
         };
-        crate::segment::infer::run(&weights, image, out, &device)?;
+        crate::segment::infer::run(&weights, image, out, args.overlay.as_deref(), &device)?;
         eprintln!("wrote {}", out.display());
         return Ok(());
     }

@@ -27,6 +27,38 @@ pub fn read_rgb(path: &Path) -> Result<(Vec<u8>, usize, usize), DataError> {
     Ok((rgb.into_raw(), w as usize, h as usize))
 }
 
+/// The image with each labelled pixel tinted by its class's VOC palette colour (`alpha` of the
+/// colour; background 0 and ignore 255 left as they are), written as an RGB PNG: a mask a person
+/// can check against the photograph.
+pub fn write_overlay_png(
+    path: &Path,
+    rgb: &[u8],
+    labels: &[u8],
+    width: usize,
+    height: usize,
+    alpha: f32,
+) -> Result<(), DataError> {
+    let palette = voc_palette();
+    let mut out = rgb.to_vec();
+    for (i, &l) in labels.iter().enumerate() {
+        if l == 0 || l == 255 {
+            continue;
+        }
+        for c in 0..3 {
+            let tint = palette[3 * l as usize + c] as f32;
+            let v = out[3 * i + c] as f32;
+            out[3 * i + c] = ((1.0 - alpha) * v + alpha * tint).round() as u8;
+        }
+    }
+    image::RgbImage::from_raw(width as u32, height as u32, out)
+        .expect("one RGB triple per label")
+        .save(path)
+        .map_err(|e| DataError::Io {
+            path: path.to_path_buf(),
+            error: std::io::Error::other(e.to_string()),
+        })
+}
+
 /// Reads an 8-bit palette or grayscale PNG as raw values; returns `(values, width, height)`.
 pub fn read_mask(path: &Path) -> Result<(Vec<u8>, usize, usize), DataError> {
     let file = File::open(path).map_err(|e| match e.kind() {

@@ -22,7 +22,9 @@ use std::path::PathBuf;
 use crate::error::DataError;
 
 pub use cityscapes::{CITYSCAPES_CLASSES, cityscapes_train_id, load_cityscapes};
-pub use io::{read_mask, read_rgb, voc_palette, write_gray_png, write_palette_png};
+pub use io::{
+    read_mask, read_rgb, voc_palette, write_gray_png, write_overlay_png, write_palette_png,
+};
 pub use metrics::{ConfusionMatrix, SegScores, argmax_classes};
 pub use synthetic::{SHAPES_SEG_CLASSES, shapes_seg};
 pub use transform::{SegAugment, SegBatch, augment, load_batch, to_batch, val_transform};
