@@ -184,7 +184,7 @@ pub enum DataError {
     #[error("inconsistent dataset: {0}")]
     Inconsistent(String),
 
-    /// An image file could not be decoded, or cannot be cropped as asked.
+    /// An image cannot be cropped as asked (decoding failures are `Decode`).
     #[error("{}: {reason}", path.display())]
     Image {
         /// The image file.

@@ -9,7 +9,7 @@
 //! `CenterCrop(size)` via [`ImageTransform`].
 
 use crate::error::DataError;
-use crate::image_input::ImageTransform;
+use crate::image_input::{ImageTransform, decode_image, to_chw};
 use crate::loader::{Batch, LoaderConfig, epoch_order, num_batches};
 use crate::seed::{rng_for, tag};
 use image::imageops::FilterType;
@@ -169,7 +169,7 @@ impl ImageFolder {
 /// bilinear resize to `size` and a horizontal flip with probability 1/2; `[3, size, size]` in
 /// [0, 1].
 fn random_resized_crop(path: &Path, size: u32, rng: &mut impl Rng) -> Result<Vec<f32>, DataError> {
-    let image = decode(path)?;
+    let image = decode_image(path)?;
     let (w, h) = image.dimensions();
     let (x, y, cw, ch) = crop_params(w, h, rng);
     let crop = image::imageops::crop_imm(&image, x, y, cw, ch).to_image();
@@ -177,14 +177,7 @@ fn random_resized_crop(path: &Path, size: u32, rng: &mut impl Rng) -> Result<Vec
     if rng.random::<bool>() {
         image::imageops::flip_horizontal_in_place(&mut out);
     }
-    let plane = (size * size) as usize;
-    let mut v = vec![0f32; 3 * plane];
-    for (i, p) in out.pixels().enumerate() {
-        for ch in 0..3 {
-            v[ch * plane + i] = p[ch] as f32 / 255.0;
-        }
-    }
-    Ok(v)
+    Ok(to_chw(&out))
 }
 
 /// The crop box `(x, y, w, h)`: ten tries at an area fraction in [0.08, 1] and a log-uniform aspect
@@ -215,19 +208,6 @@ pub fn crop_params(w: u32, h: u32, rng: &mut impl Rng) -> (u32, u32, u32, u32) {
         (w, h)
     };
     ((w - cw) / 2, (h - ch) / 2, cw, ch)
-}
-
-fn decode(path: &Path) -> Result<image::RgbImage, DataError> {
-    let bytes = std::fs::read(path).map_err(|error| DataError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    Ok(image::load_from_memory(&bytes)
-        .map_err(|e| DataError::Image {
-            path: path.to_path_buf(),
-            reason: format!("cannot decode the image ({e}); expected a JPEG or PNG file"),
-        })?
-        .to_rgb8())
 }
 
 #[cfg(test)]

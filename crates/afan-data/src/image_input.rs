@@ -50,15 +50,7 @@ impl ImageTransform {
 
     /// Reads `path` and returns `[3, crop, crop]` values in [0, 1], channel-major (RGB).
     pub fn load(&self, path: &Path) -> Result<Vec<f32>, DataError> {
-        let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-            path: path.to_path_buf(),
-            error: source,
-        })?;
-        let image = image::load_from_memory(&bytes).map_err(|e| DataError::Image {
-            path: path.to_path_buf(),
-            reason: format!("cannot decode the image ({e}); expected a JPEG or PNG file"),
-        })?;
-        self.apply(&image.to_rgb8(), path)
+        self.apply(&decode_image(path)?, path)
     }
 
     /// The transform of a decoded image; `path` only names it in errors.
@@ -81,18 +73,37 @@ impl ImageTransform {
             image::imageops::resize(image, w, h, FilterType::Triangle)
         };
         let (x0, y0) = self.crop_origin(w, h);
-        let c = self.crop as usize;
-        let mut out = vec![0f32; 3 * c * c];
-        for y in 0..c {
-            for x in 0..c {
-                let p = resized.get_pixel(x0 + x as u32, y0 + y as u32);
-                for ch in 0..3 {
-                    out[ch * c * c + y * c + x] = p[ch] as f32 / 255.0;
-                }
-            }
-        }
-        Ok(out)
+        let crop = image::imageops::crop_imm(&resized, x0, y0, self.crop, self.crop).to_image();
+        Ok(to_chw(&crop))
     }
+}
+
+/// Decodes a JPEG or PNG file to 8-bit RGB: the one decoder every loader uses, so a file that
+/// cannot be read or decoded gets the same message whatever task reads it.
+pub fn decode_image(path: &Path) -> Result<image::RgbImage, DataError> {
+    let bytes = std::fs::read(path).map_err(|error| DataError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    Ok(image::load_from_memory(&bytes)
+        .map_err(|e| DataError::Decode {
+            path: path.to_path_buf(),
+            what: "a JPEG/PNG image",
+            message: e.to_string(),
+        })?
+        .to_rgb8())
+}
+
+/// An RGB image as `[3, height, width]` values in [0, 1], channel-major, as the models take it.
+pub fn to_chw(image: &image::RgbImage) -> Vec<f32> {
+    let plane = (image.width() * image.height()) as usize;
+    let mut out = vec![0f32; 3 * plane];
+    for (i, p) in image.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = p[c] as f32 / 255.0;
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -45,21 +45,9 @@ pub trait DetectionSource: Sync {
 
 /// Decodes an image file (JPEG or PNG) into `[3, h, w]` floats in `[0, 1]`.
 pub fn decode_rgb(path: &Path) -> Result<(Vec<f32>, usize, usize), DataError> {
-    let img = image::ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
-        .decode()
-        .map_err(|e| DataError::malformed(path, format!("not a readable JPEG/PNG image: {e}")))?
-        .to_rgb8();
+    let img = crate::image_input::decode_image(path)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut pixels = vec![0f32; 3 * h * w];
-    for (i, p) in img.pixels().enumerate() {
-        for c in 0..3 {
-            pixels[c * h * w + i] = p.0[c] as f32 / 255.0;
-        }
-    }
-    Ok((pixels, h, w))
+    Ok((crate::image_input::to_chw(&img), h, w))
 }
 
 /// A record's image, decoded, checked against the size its annotation states

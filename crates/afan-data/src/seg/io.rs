@@ -17,12 +17,7 @@ pub fn read_rgb(path: &Path) -> Result<(Vec<u8>, usize, usize), DataError> {
             hint: "listed in the split but not on disk".into(),
         });
     }
-    let img = image::open(path).map_err(|e| DataError::Decode {
-        path: path.to_path_buf(),
-        what: "a JPEG/PNG image",
-        message: e.to_string(),
-    })?;
-    let rgb = img.to_rgb8();
+    let rgb = crate::image_input::decode_image(path)?;
     let (w, h) = rgb.dimensions();
     Ok((rgb.into_raw(), w as usize, h as usize))
 }
