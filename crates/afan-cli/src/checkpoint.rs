@@ -188,3 +188,20 @@ pub fn read_archive(path: &Path) -> Result<HashMap<String, Vec<u8>>> {
     }
     Ok(out)
 }
+
+/// Applies a saved model record to `model` (any task's), naming the file when it is unreadable or
+/// does not fit the model built from the configuration.
+pub fn load_record<M: burn::module::Module>(model: M, bytes: Bytes, path: &Path) -> Result<M> {
+    let record = burn::store::ModuleRecord::from_bytes(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "checkpoint {}: model record unreadable: {e}",
+            path.display()
+        )
+    })?;
+    model.try_load_record(record).map_err(|e| {
+        anyhow::anyhow!(
+            "checkpoint {} does not fit the configured model: {e}",
+            path.display()
+        )
+    })
+}

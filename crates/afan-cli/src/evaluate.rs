@@ -10,7 +10,6 @@ use afan_data::{LoaderConfig, topk_correct};
 use afan_models::{Classifier, ClassifierKind};
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::store::ModuleRecord;
 use burn::tensor::Device;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -78,27 +77,6 @@ pub fn evaluate(
         top5: pct(top5),
         loss: if n == 0 { 0.0 } else { loss_sum / n as f64 },
         samples: n,
-    })
-}
-
-/// Applies a model record, naming the checkpoint when it does not fit.
-pub fn load_weights(
-    model: Classifier,
-    bytes: burn::tensor::Bytes,
-    path: &std::path::Path,
-) -> Result<Classifier> {
-    let record = ModuleRecord::from_bytes(bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "checkpoint {}: model record unreadable: {e}",
-            path.display()
-        )
-    })?;
-    model.try_load_record(record).map_err(|e| {
-        anyhow::anyhow!(
-            "checkpoint {} does not fit model {}: {e}",
-            path.display(),
-            "this model"
-        )
     })
 }
 

@@ -4,7 +4,7 @@
 use crate::checkpoint::{self, TrainerState};
 use crate::config::{Method, TrainConfig};
 use crate::data::{load_splits, to_tensors};
-use crate::evaluate::{evaluate, load_weights};
+use crate::evaluate::evaluate;
 use crate::metrics::{self, EpochMetrics};
 use crate::schedule::learning_rate;
 use crate::step::{Objective, sgd, training_loss};
@@ -94,7 +94,7 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
                 num_classes
             );
         }
-        model = load_weights(model, ckpt.model.clone(), &last_path)?;
+        model = checkpoint::load_record(model, ckpt.model.clone(), &last_path)?;
         if let Some(o) = ckpt.optim {
             optim = optim.from_bytes(o).map_err(|e| {
                 anyhow::anyhow!("{}: optimizer state unreadable: {e}", last_path.display())

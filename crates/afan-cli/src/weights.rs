@@ -6,8 +6,7 @@
 //! fit as initialised and say so, key by key.
 
 use crate::checkpoint;
-use crate::evaluate::load_weights;
-use afan_models::{Classifier, ClassifierKind, StateDict};
+use afan_models::{Classifier, ClassifierKind, ImportReport, StateDict};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
@@ -72,7 +71,7 @@ impl WeightsFile {
                         c.state.model
                     );
                 }
-                Ok((load_weights(model, c.model, path)?, None))
+                Ok((checkpoint::load_record(model, c.model, path)?, None))
             }
             Self::StateDict(dict) => {
                 let wrapper = dict
@@ -90,23 +89,25 @@ impl WeightsFile {
                     return Ok((model, None));
                 }
                 let (model, report) = model.load_pytorch_partial(&dict);
-                if report.loaded.is_empty() {
-                    bail!(
-                        "no tensor of {}{wrapper} fits {kind}: {}",
-                        path.display(),
-                        report.problems()
-                    );
-                }
-                let note = (!report.is_complete()).then(|| {
-                    format!(
-                        "loaded {} tensors of {}{wrapper}; kept initialised or ignored: {}",
-                        report.loaded.len(),
-                        path.display(),
-                        report.problems()
-                    )
-                });
+                let source = format!("{}{wrapper}", path.display());
+                let note = partial_note(&report, &source, &kind.to_string())?;
                 Ok((model, note))
             }
         }
     }
+}
+
+/// The account of a lenient load: an error when nothing fitted (almost surely the wrong file or
+/// architecture), a one-line note naming what stayed initialised when the load was partial.
+pub fn partial_note(report: &ImportReport, source: &str, target: &str) -> Result<Option<String>> {
+    if report.loaded.is_empty() {
+        bail!("no tensor of {source} fits {target}: {}", report.problems());
+    }
+    Ok((!report.is_complete()).then(|| {
+        format!(
+            "loaded {} tensors of {source}; kept initialised or ignored: {}",
+            report.loaded.len(),
+            report.problems()
+        )
+    }))
 }

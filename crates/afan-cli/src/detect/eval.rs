@@ -2,7 +2,7 @@
 //! result file; the `afan eval --task detect` command.
 
 use super::data::{TestSet, test_set};
-use super::model::{build, images, load, load_model};
+use super::model::{build, images, load};
 use crate::train::progress_bar;
 use afan_data::detection::batch::{aspect_grouped_batches, load_batch};
 use afan_data::detection::coco::{CocoResult, write_results};
@@ -150,7 +150,11 @@ pub fn run(args: DetEvalArgs) -> Result<()> {
         config.data = Some(d);
     }
     let test = test_set(&config)?;
-    let model = load_model(build_plain(&config, &device)?, ckpt.model, &args.checkpoint)?;
+    let model = crate::checkpoint::load_record(
+        build_plain(&config, &device)?,
+        ckpt.model,
+        &args.checkpoint,
+    )?;
     let loader = eval_loader(&config);
     let dets = detect_all(&model, &test, &loader, &device, args.quiet)?;
     let eval = score(&test, &dets)?;

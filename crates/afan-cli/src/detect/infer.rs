@@ -1,7 +1,7 @@
 //! `afan infer --task detect`: boxes of one image as text or JSON, and an annotated PNG.
 
 use super::eval::eval_loader;
-use super::model::{build, images, load, load_model};
+use super::model::{build, images, load};
 use afan_data::detection::sample::decode_rgb;
 use afan_data::detection::transforms::resize;
 use afan_data::detection::{DetectionSample, batch::collate};
@@ -58,7 +58,8 @@ pub fn run(args: DetInferArgs) -> Result<()> {
     let ckpt = load(&args.checkpoint)?;
     let mut config = ckpt.state.config.clone();
     config.weights = None;
-    let model = load_model(build(&config, &device)?, ckpt.model, &args.checkpoint)?;
+    let model =
+        crate::checkpoint::load_record(build(&config, &device)?, ckpt.model, &args.checkpoint)?;
     let (pixels, height, width) = decode_rgb(&args.image)?;
     let original = DetectionSample {
         pixels,

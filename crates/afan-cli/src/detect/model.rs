@@ -8,7 +8,6 @@ use afan_models::resnet::ResNet;
 use afan_models::{FasterRcnn, InputNorm, PytorchImport, StateDict};
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -81,40 +80,13 @@ pub fn build(config: &DetectConfig, device: &Device) -> Result<FasterRcnn> {
     let depth = d.validate()?;
     let dict = StateDict::from_file(path)?;
     let (backbone, report) = ResNet::new(depth, 1000, device).load_pytorch_partial(&dict);
-    if report.loaded.is_empty() {
-        bail!(
-            "no tensor of {} fits a {}: {}",
-            path.display(),
-            d.backbone,
-            report.problems()
-        );
-    }
-    if !report.is_complete() {
-        eprintln!(
-            "warning: loaded {} tensors of {}; kept initialised or ignored: {}",
-            report.loaded.len(),
-            path.display(),
-            report.problems()
-        );
+    let target = format!("a {}", d.backbone);
+    if let Some(note) = crate::weights::partial_note(&report, &path.display().to_string(), &target)?
+    {
+        eprintln!("warning: {note}");
     }
     eprintln!("backbone weights from {}", path.display());
     Ok(d.init_with_backbone(backbone, device)?)
-}
-
-/// Applies a model record, naming the checkpoint when it does not fit.
-pub fn load_model(model: FasterRcnn, bytes: Bytes, path: &Path) -> Result<FasterRcnn> {
-    let record = ModuleRecord::from_bytes(bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "checkpoint {}: model record unreadable: {e}",
-            path.display()
-        )
-    })?;
-    model.try_load_record(record).map_err(|e| {
-        anyhow::anyhow!(
-            "checkpoint {} does not fit its detector: {e}",
-            path.display()
-        )
-    })
 }
 
 /// The model as bytes.

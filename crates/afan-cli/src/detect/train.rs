@@ -108,7 +108,7 @@ pub fn run(
     if resume {
         let ckpt = model::load(&last_path)
             .with_context(|| format!("cannot resume: no usable checkpoint in {}", out.display()))?;
-        net = model::load_model(net, ckpt.model, &last_path)?;
+        net = crate::checkpoint::load_record(net, ckpt.model, &last_path)?;
         if let Some(o) = ckpt.optim {
             optim = optim.from_bytes(o).map_err(|e| {
                 anyhow::anyhow!("{}: optimizer state unreadable: {e}", last_path.display())

@@ -6,7 +6,6 @@ use afan_data::seg::{ConfusionMatrix, SegDataset, SegScores, load_batch};
 use afan_models::DeepLabV3Plus;
 use anyhow::{Context, Result};
 use burn::module::Module;
-use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device, Tensor};
 use std::path::Path;
 
@@ -74,18 +73,11 @@ pub fn load_run(path: &Path, device: &Device) -> Result<(SegTrainConfig, DeepLab
     let model_path = dir.join(MODEL_FILE);
     let bytes = std::fs::read(&model_path)
         .with_context(|| format!("cannot read the model {}", model_path.display()))?;
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| anyhow::anyhow!("{}: model record unreadable: {e}", model_path.display()))?;
-    let model = config
-        .model
-        .init(device)
-        .try_load_record(record)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{} does not fit the configured model: {e}",
-                model_path.display()
-            )
-        })?;
+    let model = crate::checkpoint::load_record(
+        config.model.init(device),
+        Bytes::from_bytes_vec(bytes),
+        &model_path,
+    )?;
     Ok((config, model))
 }
 

@@ -9,7 +9,6 @@ use afan_models::DeepLabV3Plus;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
-use burn::store::ModuleRecord;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -92,11 +91,7 @@ pub fn load(
             config.model
         );
     }
-    let record = ModuleRecord::from_bytes(raw.model)
-        .map_err(|e| anyhow::anyhow!("{}: model record unreadable: {e}", path.display()))?;
-    let model = model.try_load_record(record).map_err(|e| {
-        anyhow::anyhow!("{} does not fit the configured model: {e}", path.display())
-    })?;
+    let model = crate::checkpoint::load_record(model, raw.model, &path)?;
     let Some(o) = raw.optim else {
         bail!("{} holds no optimizer state", path.display());
     };
