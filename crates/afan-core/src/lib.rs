@@ -22,7 +22,7 @@ pub mod strength;
 pub use config::{AfanConfig, AttackBatchNorm};
 pub use loss::{LossPreset, LossWeights, cross_entropy};
 pub use moments::{ExchangeMask, MomentStats, moment_exchange};
-pub use objective::{AfanOutput, afan_objective, attack_copy, materialize};
+pub use objective::{AfanOutput, afan_objective, attack_copy, augmented_losses, materialize};
 pub use pgd::{FeaturePgdConfig, PgdOutcome, Projection, feature_pgd};
 pub use pixel::{PixelPgdConfig, pixel_pgd};
 pub use split::{SplitError, SplitModel, SplitPoint};

@@ -67,11 +67,36 @@ where
     M: SplitModel,
     L: Fn(&M::Output) -> Tensor<1>,
 {
+    let (point_losses, clean_output, pgd) =
+        augmented_losses(model, attacker, input, point, config, loss_fn);
+    AfanOutput {
+        loss: config.loss_weights().combine(&point_losses, &[]),
+        clean_output,
+        point_losses,
+        pgd,
+    }
+}
+
+/// The part of [`afan_objective`] tasks with extra points build on (segmentation adds a decoder
+/// point, detection a RoI point): attack the feature at `point`, take the strength points, exchange
+/// moments where the mask says, and return each point's loss (point 0 clean), the clean output and
+/// the attack — leaving the weighting to the caller.
+pub fn augmented_losses<M, L>(
+    model: &M,
+    attacker: &M,
+    input: M::Input,
+    point: &SplitPoint,
+    config: &AfanConfig,
+    loss_fn: L,
+) -> (Vec<Tensor<1>>, M::Output, crate::PgdOutcome)
+where
+    M: SplitModel,
+    L: Fn(&M::Output) -> Tensor<1>,
+{
     let feature = model.forward_to(input, point);
     let pgd = feature_pgd(feature.clone(), &config.pgd, |f| {
         loss_fn(&attacker.forward_from(f, point))
     });
-    let weights = config.loss_weights();
     let points = strength_points(feature.clone(), pgd.adversarial.clone(), config.strengths);
 
     let mut clean_output = None;
@@ -88,13 +113,8 @@ where
             clean_output = Some(output);
         }
     }
-    let loss = weights.combine(&point_losses, &[]);
-    AfanOutput {
-        loss,
-        clean_output: clean_output.expect("validated configs have at least two points"),
-        point_losses,
-        pgd,
-    }
+    let clean = clean_output.expect("validated configs have at least two points");
+    (point_losses, clean, pgd)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use super::config::SegAfanConfig;
 use afan_core::{
-    AfanOutput, SplitModel, SplitPoint, feature_pgd, moment_exchange, strength_points,
+    AfanOutput, SplitModel, SplitPoint, augmented_losses, feature_pgd, strength_points,
 };
 use burn::tensor::Tensor;
 
@@ -25,25 +25,8 @@ where
     L: Fn(&M::Output) -> Tensor<1>,
 {
     let cfg = &config.backbone;
-    let feature = model.forward_to(input.clone(), se);
-    let pgd = feature_pgd(feature.clone(), &cfg.pgd, |f| {
-        loss_fn(&attacker.forward_from(f, se))
-    });
-    let points = strength_points(feature.clone(), pgd.adversarial.clone(), cfg.strengths);
-    let mut clean_output = None;
-    let mut point_losses = Vec::with_capacity(points.len());
-    for (i, f) in points.into_iter().enumerate() {
-        let f = if cfg.mask.applies_to(i) {
-            moment_exchange(feature.clone(), f, cfg.stats, cfg.moment_epsilon)
-        } else {
-            f
-        };
-        let output = model.forward_from(f, se);
-        point_losses.push(loss_fn(&output));
-        if i == 0 {
-            clean_output = Some(output);
-        }
-    }
+    let (mut point_losses, clean_output, pgd) =
+        augmented_losses(model, attacker, input.clone(), se, cfg, &loss_fn);
 
     let decoder = model.forward_to(input, sd);
     let decoder_pgd = feature_pgd(decoder.clone(), &config.decoder_pgd, |f| {
@@ -60,7 +43,7 @@ where
     point_losses.push(head_loss);
     AfanOutput {
         loss,
-        clean_output: clean_output.expect("validated configs have at least two points"),
+        clean_output,
         point_losses,
         pgd,
     }
