@@ -78,9 +78,7 @@ impl ClassData {
     ) -> Box<dyn Iterator<Item = Result<Batch>> + 'a> {
         match self {
             ClassData::Memory(d) => Box::new(afan_data::batches(d, config, epoch).map(Ok)),
-            ClassData::Folder(f, t) => Box::new(
-                (0..f.num_batches(config)).map(move |i| Ok(f.batch(config, *t, epoch, i)?)),
-            ),
+            ClassData::Folder(f, t) => Box::new(f.epoch(config, *t, epoch).map(|b| Ok(b?))),
         }
     }
 }

@@ -131,6 +131,33 @@ impl ImageFolder {
         let order = epoch_order(self.len(), config, epoch);
         let start = index * config.batch_size;
         let ids = &order[start..(start + config.batch_size).min(order.len())];
+        self.batch_of(ids, config, transform, epoch)
+    }
+
+    /// Every batch of epoch `epoch`, in order. The epoch's order (a shuffle of the whole split)
+    /// is drawn once here, not once per batch.
+    pub fn epoch(
+        &self,
+        config: &LoaderConfig,
+        transform: FolderTransform,
+        epoch: usize,
+    ) -> impl Iterator<Item = Result<Batch, DataError>> + '_ {
+        let order = epoch_order(self.len(), config, epoch);
+        let (config, n) = (config.clone(), self.num_batches(config));
+        (0..n).map(move |i| {
+            let ids = &order[i * config.batch_size..((i + 1) * config.batch_size).min(order.len())];
+            self.batch_of(ids, &config, transform, epoch)
+        })
+    }
+
+    /// The images `ids`, decoded, cropped (randomly when `config.augment`) and flipped.
+    fn batch_of(
+        &self,
+        ids: &[usize],
+        config: &LoaderConfig,
+        transform: FolderTransform,
+        epoch: usize,
+    ) -> Result<Batch, DataError> {
         let c = transform.crop as usize;
         let images: Vec<Vec<f32>> = ids
             .par_iter()

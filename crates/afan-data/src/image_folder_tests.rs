@@ -108,3 +108,16 @@ fn bad_folders_and_images_name_the_path() {
         .unwrap_err();
     assert!(err.to_string().contains("broken.jpg"), "{err}");
 }
+
+#[test]
+fn an_epoch_yields_the_batches_drawn_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = ImageFolder::open(&folder(dir.path())).unwrap();
+    let config = LoaderConfig::train(4, 5);
+    let t = FolderTransform { crop: 8, resize: 8 };
+    let all: Vec<Batch> = f.epoch(&config, t, 3).collect::<Result<_, _>>().unwrap();
+    assert_eq!(all.len(), f.num_batches(&config));
+    for (i, b) in all.iter().enumerate() {
+        assert_eq!(b, &f.batch(&config, t, 3, i).unwrap());
+    }
+}
