@@ -221,11 +221,14 @@ fn exchange_mask_changes_the_trained_point() {
     let attacker = attack_copy(&model, AttackBatchNorm::Train);
     let x = Tensor::<2>::from_floats([[0.1, -0.2, 0.3], [0.4, 0.0, -0.6]], &dev);
     let point = model.split_point("head").unwrap();
+    // A visible attack (50/255 per step): with the release's 0.5/255 the two points can differ
+    // by less than f32 noise for some random inits of this tiny model, and the test flaked.
+    let mut mixed = AfanConfig::default();
+    mixed.pgd.step_size = 50.0;
     let plain = AfanConfig {
         mask: "0".parse().unwrap(),
-        ..AfanConfig::default()
+        ..mixed.clone()
     };
-    let mixed = AfanConfig::default();
     let a = afan_objective(&model, &attacker, x.clone(), &point, &plain, |o| {
         o.clone().sum()
     });
