@@ -14,6 +14,8 @@ mod metrics;
 mod schedule;
 mod segment;
 mod step;
+#[cfg(test)]
+mod test_lock;
 mod train;
 mod weights;
 

@@ -79,6 +79,7 @@ mod tests {
     }
 
     fn objective(step_se: f64, step_sd: f64, mask: &str) -> (AfanOutput<Tensor<4>>, f64) {
+        let _rng = crate::test_lock::device_rng();
         let (model, x, y) = setup();
         let mut config = SegAfanConfig::default();
         config.backbone.split = "features.6".into();

@@ -236,6 +236,7 @@ mod tests {
     /// this run reached 0.54 when written).
     #[test]
     fn afan_deeplab_learns_shapes() {
+        let _rng = crate::test_lock::device_rng();
         let mut config = SegTrainConfig::quickstart();
         assert_eq!(config.data.dataset, SegDatasetName::Shapes);
         assert_eq!(
