@@ -280,3 +280,49 @@ fn pixel_pgd_adversarial_training_runs_and_stays_in_its_ball() {
     let linf = line["pgd_linf"].as_f64().expect("attack norms recorded");
     assert!(linf > 1.0 / 255.0 && linf <= 8.0 / 255.0 + 1e-6, "{line}");
 }
+
+/// The data-parallel and mixed-precision hooks of `afan train`, end to end on the CPU: two
+/// replicas of the CPU device run A-FAN, bf16 runs, and the combinations that cannot work are
+/// refused by name. (That they compute the right thing and learn: parallel.rs and precision.rs.)
+#[test]
+fn data_parallel_and_bf16_training_run_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shapes_as_cifar(tmp.path(), 64, 32);
+    let out = tmp.path().join("dp");
+    let args = train_args(s(&data), s(&out), "1", &["--device", "cpu,cpu"]);
+    let (stdout, stderr) = cli::succeed(&args);
+    assert!(stderr.contains("data-parallel over 2 devices"), "{stderr}");
+    assert_eq!(json(&stdout)["epochs"], 1);
+    let line: Value = serde_json::from_str(
+        fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    assert!(line["train_loss"].as_f64().unwrap().is_finite(), "{line}");
+    assert!(line["pgd_linf"].as_f64().unwrap() > 0.0, "{line}");
+
+    let out = tmp.path().join("bf16");
+    let args = train_args(s(&data), s(&out), "1", &["--precision", "bf16"]);
+    assert_eq!(json(&ok(&args))["epochs"], 1);
+    let cfg = fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(cfg.contains("precision = \"bf16\""), "{cfg}");
+
+    let out = tmp.path().join("refused");
+    let e = fails(&train_args(
+        s(&data),
+        s(&out),
+        "1",
+        &["--device", "cpu,cpu", "--precision", "f16"],
+    ));
+    assert!(e.contains("several devices"), "{e}");
+    let e = fails(&train_args(
+        s(&data),
+        s(&out),
+        "1",
+        &["--device", "cpu,cpu,cpu"],
+    ));
+    assert!(e.contains("multiple of 3"), "{e}");
+    let e = fails(&train_args(s(&data), s(&out), "1", &["--precision", "f8"]));
+    assert!(e.contains("precision") && e.contains("f8"), "{e}");
+}

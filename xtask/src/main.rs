@@ -10,6 +10,10 @@
 //! - `goldens`: regenerates every committed reference fixture from PyTorch, torchvision and
 //!   pycocotools, in a virtual environment it creates with pip (`target/golden-venv`; or the
 //!   Python in `AFAN_TORCH_PYTHON`). CI never runs this: it only reads the committed files.
+//! - `cuda-offline (--urls | --bundle DIR | --extracted DIR | --status)`: installs a pre-fetched
+//!   LLVM bundle where the `cuda` feature's build script looks, for machines without internet.
+
+mod cuda_offline;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -22,9 +26,10 @@ fn main() -> Result<()> {
         Some("bench") => bench(&args[1..]),
         Some("fixtures") => fixtures(args.get(1).map(PathBuf::from)),
         Some("goldens") => goldens(),
+        Some("cuda-offline") => cuda_offline::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | bench [afan bench args] | fixtures DIR | goldens>"
+                "usage: cargo xtask <test | bench [afan bench args] | fixtures DIR | goldens | cuda-offline --urls|--bundle DIR|--extracted DIR|--status>"
             );
             std::process::exit(2);
         }

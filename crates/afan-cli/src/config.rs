@@ -134,6 +134,9 @@ pub struct TrainConfig {
     /// Refuse initial weights that do not fit completely. Off by default, so a pretrained
     /// backbone can meet a classifier for another class count (what does not load is reported).
     pub strict_weights: bool,
+    /// Arithmetic of the training passes: `f32` (the release), or `f16` / `bf16` mixed precision
+    /// (f32 master weights, half-precision passes; f16 with dynamic loss scaling).
+    pub precision: crate::precision::Precision,
 }
 
 impl Default for TrainConfig {
@@ -156,6 +159,7 @@ impl Default for TrainConfig {
             pixel: PixelPgdConfig::default(),
             weights: None,
             strict_weights: false,
+            precision: crate::precision::Precision::F32,
         }
     }
 }

@@ -11,6 +11,8 @@ mod eval_detections;
 mod evaluate;
 mod infer;
 mod metrics;
+mod parallel;
+mod precision;
 mod schedule;
 mod segment;
 mod step;
@@ -110,6 +112,9 @@ struct TrainArgs {
     /// Refuse initial weights that do not load completely.
     #[arg(long)]
     strict: bool,
+    /// Training arithmetic: f32, f16 or bf16 (mixed precision; classification).
+    #[arg(long)]
+    precision: Option<String>,
     /// Any other field: `--set optim.weight_decay=1e-4` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -123,7 +128,8 @@ struct TrainArgs {
     /// leave it (a time-boxed job); continue with --resume.
     #[arg(long, requires = "out")]
     stop_after: Option<usize>,
-    /// Backend device: cpu (= flex), wgpu, cuda[:N].
+    /// Backend device: cpu (= flex), wgpu, cuda[:N]; a comma-separated list (`cuda:0,cuda:1`)
+    /// trains a classifier data-parallel, the batch split evenly over the devices.
     #[arg(long, env = "BURN_DEVICE", default_value = "cpu")]
     device: String,
     /// No progress bars.
@@ -153,6 +159,7 @@ impl TrainArgs {
             .value("afan.pgd.steps", self.pgd_steps)
             .path("weights", self.weights.as_deref())
             .value("strict_weights", self.strict.then_some(true))
+            .text("precision", self.precision.as_deref())
             .finish(&self.set)
     }
 }
@@ -217,7 +224,36 @@ fn train(args: TrainArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| train::default_run_dir(&config));
-    let device = device::parse_device(&args.device)?;
+    let (mut devices, sync) = device::parse_devices(&args.device)?;
+    let replicas = if devices.len() > 1 {
+        if config.batch_size % devices.len() != 0 {
+            anyhow::bail!(
+                "batch_size {} does not split evenly over {} devices; use a multiple of {}",
+                config.batch_size,
+                devices.len(),
+                devices.len()
+            );
+        }
+        eprintln!(
+            "data-parallel over {} devices ({:?}): {} images per device per step",
+            devices.len(),
+            sync,
+            config.batch_size / devices.len()
+        );
+        Some(parallel::Replicas::new(devices.clone(), sync)?)
+    } else {
+        None
+    };
+    let device = devices.swap_remove(0);
+    if config.precision != precision::Precision::F32 {
+        if replicas.is_some() {
+            anyhow::bail!(
+                "precision = {:?} with several devices is not implemented; train mixed precision on one device, or data-parallel in f32",
+                config.precision
+            );
+        }
+        precision::check_support(&device, config.precision)?;
+    }
     eprintln!(
         "training {} ({:?}) on {} for {} epochs -> {}",
         config.model,
@@ -232,6 +268,7 @@ fn train(args: TrainArgs) -> Result<()> {
             out,
             resume: args.resume,
             device,
+            replicas,
             quiet: args.quiet,
         },
     )?;

@@ -6,6 +6,7 @@ use crate::config::{Method, TrainConfig};
 use crate::data::{load_splits, to_tensors};
 use crate::evaluate::evaluate;
 use crate::metrics::{self, EpochMetrics};
+use crate::precision::{LossScaler, Precision, half_step};
 use crate::schedule::learning_rate;
 use crate::step::{Objective, sgd, training_loss};
 use afan_core::SplitModel;
@@ -51,8 +52,10 @@ pub struct RunOptions {
     pub out: PathBuf,
     /// Continue from `out/last.ckpt`.
     pub resume: bool,
-    /// Device (without autodiff).
+    /// Device (without autodiff); the first one of a data-parallel run.
     pub device: Device,
+    /// Data-parallel replicas (two or more devices), or none.
+    pub replicas: Option<crate::parallel::Replicas>,
     /// Hide progress bars.
     pub quiet: bool,
 }
@@ -150,6 +153,8 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
     let eval_split = format!("{:?}", splits.eval_split).to_lowercase();
     let mut last_top1 = 0.0;
     let mut history = metrics::read(&out.join(METRICS), start_epoch)?;
+    // Not checkpointed: a resumed f16 run starts again from 2^16 and backs off within steps.
+    let mut scaler = LossScaler::new(config.precision);
 
     for epoch in start_epoch..config.epochs {
         let epoch_start = Instant::now();
@@ -177,16 +182,24 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
                 }
                 (None, _) => Objective::Baseline,
             };
-            let (loss, logits, report) = training_loss(&model, x, y, &objective);
-            let extra = report.map(|r| {
+            let mut apply = true;
+            let out = match (&opts.replicas, config.precision) {
+                (Some(r), _) => crate::parallel::classification_step(r, &model, x, y, &objective)?,
+                (None, Precision::F32) => single_step(&model, x, y, &objective),
+                (None, p) => {
+                    let (out, ok) = half_step(&model, x, y, &objective, p, &mut scaler);
+                    apply = ok;
+                    out
+                }
+            };
+            let extra = out.report.map(|r| {
                 (
                     r.pgd.mean_l2() as f64,
                     r.pgd.mean_linf() as f64,
                     r.point_losses,
                 )
             });
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let loss_value = loss.into_scalar::<f64>();
+            let loss_value = out.loss;
             if !loss_value.is_finite() {
                 bar.abandon();
                 bail!(
@@ -200,8 +213,13 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
                     }
                 );
             }
-            model = optim.step(lr, model, grads);
-            let logits = crate::data::to_host(logits);
+            // A skipped step (an f16 overflow, the loss scale halved) keeps the weights.
+            model = if apply {
+                optim.step(lr, out.model, out.grads)
+            } else {
+                out.model
+            };
+            let logits = out.logits;
             acc.add(
                 loss_value,
                 topk_correct(&logits, num_classes, &labels, 1),
@@ -275,6 +293,24 @@ pub fn run(config: TrainConfig, opts: RunOptions) -> Result<TrainSummary> {
         eval_split,
         run_dir: out.clone(),
     })
+}
+
+/// The step on one device, in the shape of a data-parallel one.
+fn single_step(
+    model: &afan_models::Classifier,
+    x: burn::tensor::Tensor<4>,
+    y: burn::tensor::Tensor<1, burn::tensor::Int>,
+    objective: &Objective,
+) -> crate::parallel::ParallelStep {
+    let (loss, logits, report) = training_loss(model, x, y, objective);
+    let grads = GradientsParams::from_grads(loss.backward(), model);
+    crate::parallel::ParallelStep {
+        model: model.clone(),
+        grads,
+        loss: loss.into_scalar::<f64>(),
+        logits: crate::data::to_host(logits),
+        report,
+    }
 }
 
 fn progress(steps: usize, epoch: usize, epochs: usize, quiet: bool) -> ProgressBar {

@@ -79,7 +79,8 @@ impl BlockA {
             x
         };
         let [b, _, h, w] = x.dims();
-        let zeros = Tensor::<4>::zeros([b, self.pad, h, w], &x.device());
+        // In the input's dtype: mixed-precision training runs this in f16/bf16.
+        let zeros = Tensor::<4>::zeros([b, self.pad, h, w], &x.device()).cast(x.dtype());
         Tensor::cat(vec![zeros.clone(), x, zeros], 1)
     }
 }
@@ -141,9 +142,10 @@ impl CifarResNet {
 
     fn stem(&self, x: Tensor<4>) -> Tensor<4> {
         let device = x.device();
-        let mean = Tensor::<1>::from_floats(CIFAR_MEAN, &device).reshape([1, 3, 1, 1]);
-        let std = Tensor::<1>::from_floats(CIFAR_STD, &device).reshape([1, 3, 1, 1]);
-        let x = (x - mean) / std;
+        let dtype = x.dtype();
+        let mean = Tensor::<1>::from_floats(CIFAR_MEAN, &device).cast(dtype);
+        let std = Tensor::<1>::from_floats(CIFAR_STD, &device).cast(dtype);
+        let x = (x - mean.reshape([1, 3, 1, 1])) / std.reshape([1, 3, 1, 1]);
         relu(self.bn1.forward(self.conv1.forward(x)))
     }
 

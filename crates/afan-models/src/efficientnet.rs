@@ -211,7 +211,8 @@ impl MBConv {
         }
         let keep = 1.0 - self.drop_prob;
         let b = y.dims()[0];
-        let mask = Tensor::<4>::random([b, 1, 1, 1], Distribution::Bernoulli(keep), &y.device());
+        let mask = Tensor::<4>::random([b, 1, 1, 1], Distribution::Bernoulli(keep), &y.device())
+            .cast(y.dtype());
         y * (mask / keep)
     }
 }

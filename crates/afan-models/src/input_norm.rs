@@ -27,9 +27,11 @@ impl InputNorm {
     /// `(x - mean) / std` per channel of an `[B, 3, H, W]` batch.
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         let device = x.device();
-        let mean = Tensor::<1>::from_floats(self.mean, &device).reshape([1, 3, 1, 1]);
-        let std = Tensor::<1>::from_floats(self.std, &device).reshape([1, 3, 1, 1]);
-        (x - mean) / std
+        // The constants take the input's dtype: mixed-precision training runs in f16/bf16.
+        let dtype = x.dtype();
+        let mean = Tensor::<1>::from_floats(self.mean, &device).cast(dtype);
+        let std = Tensor::<1>::from_floats(self.std, &device).cast(dtype);
+        (x - mean.reshape([1, 3, 1, 1])) / std.reshape([1, 3, 1, 1])
     }
 }
 

@@ -1,0 +1,202 @@
+//! Mixed-precision training (`precision = "f16" | "bf16"`): f32 master weights, the forward and
+//! backward passes in half precision, f32 gradients for the optimizer.
+//!
+//! Per step the master model is cast to the half type *inside the autodiff graph* (a cast of
+//! each parameter), so `backward` lands the gradients, cast back, on the f32 master
+//! parameters: no second copy of the weights is kept and no gradient is converted by hand. The
+//! loss is taken in f32. f16 (5 exponent bits) needs loss scaling against gradient underflow:
+//! the dynamic scheme of PyTorch's `GradScaler` with its defaults (scale 2^16, halved and the
+//! step skipped when a gradient is inf/NaN, doubled after 2000 good steps). bf16 has f32's
+//! exponent range and runs unscaled.
+//!
+//! Batch-norm running statistics: the half copy shares their storage with the master (Burn's
+//! `RunningState`), so they are updated in half precision and converted back to f32 after each
+//! step; PyTorch's autocast keeps them in f32 throughout. The attack passes of A-FAN and pixel
+//! PGD run in half precision unscaled: they use only the sign of the gradient.
+
+use crate::parallel::ParallelStep;
+use crate::step::{Objective, training_loss};
+use afan_models::Classifier;
+use anyhow::{Result, bail};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, FloatDType, Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// The arithmetic of the training passes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32 (the release).
+    #[default]
+    F32,
+    /// IEEE half precision with dynamic loss scaling.
+    F16,
+    /// bfloat16, unscaled.
+    Bf16,
+}
+
+impl Precision {
+    /// The half type of the passes; `None` for f32.
+    pub fn half(self) -> Option<FloatDType> {
+        match self {
+            Precision::F32 => None,
+            Precision::F16 => Some(FloatDType::F16),
+            Precision::Bf16 => Some(FloatDType::BF16),
+        }
+    }
+}
+
+/// Dynamic loss scaling with `torch.cuda.amp.GradScaler`'s defaults; a no-op scale of 1 for
+/// bf16 and f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossScaler {
+    /// The factor the loss is multiplied by before `backward`.
+    pub scale: f64,
+    good_steps: usize,
+    growth_interval: usize,
+    dynamic: bool,
+}
+
+impl LossScaler {
+    /// The scaler for `precision`.
+    pub fn new(precision: Precision) -> Self {
+        let dynamic = precision == Precision::F16;
+        Self {
+            scale: if dynamic { 65536.0 } else { 1.0 },
+            good_steps: 0,
+            growth_interval: 2000,
+            dynamic,
+        }
+    }
+
+    /// Records whether this step's gradients were finite; returns whether to apply them.
+    pub fn update(&mut self, finite: bool) -> bool {
+        if !self.dynamic {
+            return true;
+        }
+        if finite {
+            self.good_steps += 1;
+            if self.good_steps == self.growth_interval {
+                self.scale *= 2.0;
+                self.good_steps = 0;
+            }
+            true
+        } else {
+            self.scale *= 0.5;
+            self.good_steps = 0;
+            false
+        }
+    }
+}
+
+/// Refuses a precision the backend cannot compute (one convolution and one matmul in it), with
+/// one error naming the device instead of a panic deep in a kernel.
+pub fn check_support(device: &Device, precision: Precision) -> Result<()> {
+    let Some(dtype) = precision.half() else {
+        return Ok(());
+    };
+    let probe = || {
+        let x = Tensor::<4>::ones([1, 2, 3, 3], device).cast(dtype);
+        let w = Tensor::<4>::ones([2, 2, 1, 1], device).cast(dtype);
+        let options = burn::tensor::ops::ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+        let y = burn::tensor::module::conv2d(x, w, None, options);
+        let m = Tensor::<2>::ones([2, 2], device).cast(dtype);
+        let z = m.clone().matmul(m).sum() + y.sum();
+        z.cast(FloatDType::F32).into_scalar::<f32>()
+    };
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(probe));
+    std::panic::set_hook(hook);
+    match result {
+        // 3x3 positions x 2 channels x 2 + 4 x 2 = 44.
+        Ok(v) if (v - 44.0).abs() < 0.5 => Ok(()),
+        Ok(v) => bail!(
+            "precision {precision:?}: device {device:?} computed a wrong probe ({v} for 44); use precision = \"f32\""
+        ),
+        Err(_) => bail!(
+            "precision {precision:?} is not supported by device {device:?} (a {dtype:?} convolution failed); use precision = \"f32\" or another --device"
+        ),
+    }
+}
+
+/// One mixed-precision step. Returns the step (the model with f32 running statistics, f32
+/// gradients) and whether the optimizer should apply it (false after an f16 overflow).
+pub fn half_step(
+    model: &Classifier,
+    x: Tensor<4>,
+    y: Tensor<1, Int>,
+    objective: &Objective,
+    precision: Precision,
+    scaler: &mut LossScaler,
+) -> (ParallelStep, bool) {
+    let dtype = precision
+        .half()
+        .expect("half_step is for f16 and bf16 only");
+    // Fresh running-statistics storage, with any pending per-thread f32 update folded in (Burn
+    // keeps one per thread until read), so that casting the copy casts what its passes read.
+    let model = &model.valid().train();
+    let half = model.clone().map(&mut CastTo(dtype));
+    let (loss, logits, report) = training_loss(&half, x.cast(dtype), y, objective);
+    let loss = loss.cast(FloatDType::F32);
+    let grads =
+        GradientsParams::from_grads(loss.clone().mul_scalar(scaler.scale).backward(), model);
+    let mut unscale = Unscale {
+        grads,
+        factor: 1.0 / scaler.scale,
+        total: None,
+    };
+    model.visit(&mut unscale);
+    let finite = unscale
+        .total
+        .is_none_or(|t| t.into_scalar::<f64>().is_finite());
+    let apply = scaler.update(finite);
+    drop(half);
+    let model = model.valid().map(&mut CastTo(FloatDType::F32)).train();
+    let step = ParallelStep {
+        model,
+        grads: unscale.grads,
+        loss: loss.into_scalar::<f64>(),
+        logits: crate::data::to_host(logits.cast(FloatDType::F32)),
+        report,
+    };
+    (step, apply)
+}
+
+/// Casts every float tensor of a module: parameters through the graph, running statistics in
+/// their (shared) storage.
+struct CastTo(FloatDType);
+
+impl ModuleMapper for CastTo {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        Param::from_mapped_value(id, tensor.cast(self.0), mapper)
+    }
+}
+
+/// Divides each gradient by the loss scale and sums their magnitudes (inf/NaN if any is).
+struct Unscale {
+    grads: GradientsParams,
+    factor: f64,
+    total: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for Unscale {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let Some(g) = self.grads.remove::<D>(param.id) else {
+            return;
+        };
+        let g = g.mul_scalar(self.factor);
+        let size = g.clone().abs().sum();
+        self.total = Some(match self.total.take() {
+            Some(t) => t + size,
+            None => size,
+        });
+        self.grads.register(param.id, g);
+    }
+}
+
+#[cfg(test)]
+#[path = "precision_tests.rs"]
+mod tests;
