@@ -88,7 +88,8 @@ pub struct DetectConfig {
     /// The learning-rate schedule.
     pub schedule: DetScheduleConfig,
     /// Resize by the short side with a cap on the long side (VOC 600/1000, COCO 800/1333);
-    /// `None` keeps the images' own sizes.
+    /// `"none"` keeps the images' own sizes.
+    #[serde(with = "resize_or_none")]
     pub resize: Option<ResizeConfig>,
     /// Random horizontal flip (release: on).
     pub hflip: bool,
@@ -134,6 +135,41 @@ impl Default for DetectConfig {
                 test: 128,
             },
             weights: None,
+        }
+    }
+}
+
+/// `resize` as TOML can hold it. TOML has no null, so a plain `Option` would vanish from the
+/// written table and come back as the field's default (the VOC resize): the quick start's 64x64
+/// images trained at 600x600 through every `--set` and `--resume`. `None` is written `"none"`.
+mod resize_or_none {
+    use afan_data::detection::ResizeConfig;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    const NONE: &str = "none";
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Keep(String),
+        Resize(ResizeConfig),
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<ResizeConfig>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(r) => Repr::Resize(*r),
+            None => Repr::Keep(NONE.into()),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ResizeConfig>, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Resize(r) => Ok(Some(r)),
+            Repr::Keep(t) if t == NONE => Ok(None),
+            Repr::Keep(t) => Err(serde::de::Error::custom(format!(
+                "resize = {t:?}: expected \"{NONE}\" or {{ min_size = .., max_size = .. }}"
+            ))),
         }
     }
 }
@@ -278,6 +314,26 @@ mod tests {
         assert!(format!("{e:#}").contains("itrations"), "{e:#}");
         let e = DetectConfig::load(None, DetectConfig::default(), &[]).unwrap_err();
         assert!(format!("{e:#}").contains("--data"), "{e:#}");
+    }
+
+    #[test]
+    fn no_resize_survives_overrides_and_the_written_config() {
+        let quick =
+            DetectConfig::load(None, DetectConfig::quickstart(), &["seed=1".into()]).unwrap();
+        assert_eq!(quick.resize, None);
+        let text = quick.to_toml().unwrap();
+        assert!(text.contains("resize = \"none\""), "{text}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        let again = DetectConfig::load(Some(&path), DetectConfig::default(), &[]).unwrap();
+        assert_eq!(again, quick);
+        let voc = ["resize={min_size=600, max_size=1000}".to_string()];
+        let c = DetectConfig::load(None, DetectConfig::quickstart(), &voc).unwrap();
+        assert_eq!(c.resize, Some(ResizeConfig::VOC));
+        let e = DetectConfig::load(None, DetectConfig::quickstart(), &["resize=\"off\"".into()])
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("resize"), "{e:#}");
     }
 
     #[test]
