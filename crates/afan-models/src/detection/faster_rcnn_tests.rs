@@ -166,8 +166,15 @@ fn split_round_trip_is_exact_and_the_plan_is_shared() {
     let samples = plan.roi_samples().unwrap();
     let r: usize = samples.iter().map(|s| s.boxes.len()).sum();
     assert_eq!(f.dims(), [r, 256, 2, 2]);
-    let via = step.forward_from(f, &roi).values();
+    let via = step.forward_from(f.clone(), &roi).values();
     assert_eq!(via, [0.0, 0.0, full[2], full[3]]);
+    // A recorded pass keeps exactly the RoI features `forward_to(roi)` computes, once.
+    assert!(step.take_recorded_roi().is_none());
+    step.record_next_roi();
+    let p = step.split_point("layer2").unwrap();
+    step.forward_from(step.forward_to(x.clone(), &p), &p);
+    assert_eq!(values(step.take_recorded_roi().unwrap()), values(f));
+    assert!(step.take_recorded_roi().is_none());
     // Every pass reused the samples of the first.
     assert_eq!((plan.rpn_targets(), plan.roi_samples()), drawn);
     let e = step.split_point("layer4").unwrap_err().to_string();
