@@ -74,7 +74,7 @@ fn load_detector(ckpt: &Path) -> FasterRcnn {
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
 }
 
 /// Largest difference between a tensor and the state dict's `key`.
