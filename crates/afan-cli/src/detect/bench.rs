@@ -104,11 +104,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 /// The release's VOC recipe with a ResNet-18 backbone and `method` (no data needed: the
 /// benchmark brings its own images).
 fn bench_config(method: &str) -> Result<DetectConfig> {
-    let mut c = DetectConfig::default();
-    c.method = match method {
+    let method = match method {
         "baseline" => Method::Baseline,
         "afan" => Method::Afan,
         other => bail!("--det-child expects baseline or afan, got {other:?}"),
+    };
+    let mut c = DetectConfig {
+        method,
+        ..DetectConfig::default()
     };
     c.detector.backbone = "resnet18".into();
     c.detector.validate()?;
