@@ -241,6 +241,8 @@ fn bad_detection_input_gets_one_error_line() {
     assert!(e.contains("resnet19"), "{e}");
     let e = fails(&["eval", "--task", "detect", "--checkpoint", s(&config)]);
     assert!(e.contains("tiny.toml"), "{e}");
+    let e = fails(&["bench", "--task", "detect", "--det-image", "600by800"]);
+    assert!(e.contains("--det-image") && e.contains("600by800"), "{e}");
 }
 
 #[test]
