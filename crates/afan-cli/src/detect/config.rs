@@ -89,7 +89,7 @@ pub struct DetectConfig {
     pub schedule: DetScheduleConfig,
     /// Resize by the short side with a cap on the long side (VOC 600/1000, COCO 800/1333);
     /// `"none"` keeps the images' own sizes.
-    #[serde(with = "resize_or_none")]
+    #[serde(with = "afan_models::detection::optional")]
     pub resize: Option<ResizeConfig>,
     /// Random horizontal flip (release: on).
     pub hflip: bool,
@@ -135,41 +135,6 @@ impl Default for DetectConfig {
                 test: 128,
             },
             weights: None,
-        }
-    }
-}
-
-/// `resize` as TOML can hold it. TOML has no null, so a plain `Option` would vanish from the
-/// written table and come back as the field's default (the VOC resize): the quick start's 64x64
-/// images trained at 600x600 through every `--set` and `--resume`. `None` is written `"none"`.
-mod resize_or_none {
-    use afan_data::detection::ResizeConfig;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    const NONE: &str = "none";
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(untagged)]
-    enum Repr {
-        Keep(String),
-        Resize(ResizeConfig),
-    }
-
-    pub fn serialize<S: Serializer>(v: &Option<ResizeConfig>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(r) => Repr::Resize(*r),
-            None => Repr::Keep(NONE.into()),
-        }
-        .serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ResizeConfig>, D::Error> {
-        match Repr::deserialize(d)? {
-            Repr::Resize(r) => Ok(Some(r)),
-            Repr::Keep(t) if t == NONE => Ok(None),
-            Repr::Keep(t) => Err(serde::de::Error::custom(format!(
-                "resize = {t:?}: expected \"{NONE}\" or {{ min_size = .., max_size = .. }}"
-            ))),
         }
     }
 }
@@ -337,6 +302,16 @@ mod tests {
         let e = DetectConfig::load(None, DetectConfig::quickstart(), &["resize=\"off\"".into()])
             .unwrap_err();
         assert!(format!("{e:#}").contains("resize"), "{e:#}");
+        // The A-FAN RoI point (on by default) can be switched off the same way.
+        let set = [
+            "afan.head=\"none\"".to_string(),
+            "afan.backbone.weights={points=[0.2, 0.2, 0.2, 0.2, 0.2], head=[]}".to_string(),
+        ];
+        let no_head = DetectConfig::load(None, DetectConfig::quickstart(), &set).unwrap();
+        assert_eq!(no_head.afan.head, None);
+        std::fs::write(&path, no_head.to_toml().unwrap()).unwrap();
+        let again = DetectConfig::load(Some(&path), DetectConfig::default(), &[]).unwrap();
+        assert_eq!(again.afan.head, None);
     }
 
     #[test]

@@ -35,8 +35,9 @@ impl Default for HeadAttackConfig {
 pub struct DetectionAfanConfig {
     /// The backbone point (`layer1`..`layer3`), its attack, strength points, mask and weights.
     pub backbone: AfanConfig,
-    /// The head point; `None` trains on the backbone points only (then the weights need no
-    /// head entry).
+    /// The head point; `None` (`head = "none"` in TOML) trains on the backbone points only
+    /// (then the weights need no head entry).
+    #[serde(with = "super::optional")]
     pub head: Option<HeadAttackConfig>,
 }
 
