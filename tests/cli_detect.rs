@@ -3,33 +3,23 @@
 //! result file that `afan eval-detections` scores, inference draws, and bad input gets one
 //! `error:` line.
 
-use afan_data::detection::shapes_det;
 use afan_data::detection::voc::VOC_CLASSES;
 use serde_json::Value;
-use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn afan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_afan"))
-        .args(args)
-        .output()
-        .expect("the afan binary runs")
-}
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/detect_data.rs"]
+mod detect_data;
+use detect_data::{TINY, write_coco, write_devkit};
 
 fn ok(args: &[&str]) -> String {
-    let out = afan(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    cli::succeed(args).0
 }
 
 /// Runs a command that must fail with exactly one `error:` line (no panic); returns it.
 fn fails(args: &[&str]) -> String {
-    let out = afan(args);
+    let out = cli::afan(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let errors: Vec<&str> = stderr
         .lines()
@@ -41,94 +31,6 @@ fn fails(args: &[&str]) -> String {
     );
     errors[0].to_string()
 }
-
-/// `shapes-det` images as `VOC2007` (JPEG images, XML annotations with 1-based pixel corners,
-/// shape k named after VOC class k); `trainval` holds `train` images, `test` the rest.
-fn write_devkit(devkit: &Path, train: usize, test: usize) {
-    let root = devkit.join("VOC2007");
-    for d in ["Annotations", "JPEGImages", "ImageSets/Main"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    let (a, b) = shapes_det(train, test, 3);
-    for (split, samples, offset) in [("trainval", a, 0), ("test", b, train)] {
-        let mut list = String::new();
-        for (i, s) in samples.iter().enumerate() {
-            let id = format!("{:06}", offset + i);
-            let (w, h) = (s.width, s.height);
-            let mut rgb = vec![0u8; 3 * w * h];
-            for (p, px) in rgb.chunks_mut(3).enumerate() {
-                for (c, v) in px.iter_mut().enumerate() {
-                    *v = (s.pixels[c * w * h + p] * 255.0).round() as u8;
-                }
-            }
-            let path = root.join("JPEGImages").join(format!("{id}.jpg"));
-            image::save_buffer(
-                &path,
-                &rgb,
-                w as u32,
-                h as u32,
-                image::ExtendedColorType::Rgb8,
-            )
-            .unwrap();
-            let mut xml = format!(
-                "<annotation><folder>VOC2007</folder><filename>{id}.jpg</filename>\
-                 <size><width>{w}</width><height>{h}</height><depth>3</depth></size>"
-            );
-            for (bx, &l) in s.boxes.iter().zip(&s.labels) {
-                write!(
-                    xml,
-                    "<object><name>{}</name><difficult>0</difficult><bndbox><xmin>{}</xmin>\
-                     <ymin>{}</ymin><xmax>{}</xmax><ymax>{}</ymax></bndbox></object>",
-                    VOC_CLASSES[l],
-                    bx.x1 + 1.0,
-                    bx.y1 + 1.0,
-                    bx.x2,
-                    bx.y2
-                )
-                .unwrap();
-            }
-            xml.push_str("</annotation>");
-            std::fs::write(root.join("Annotations").join(format!("{id}.xml")), xml).unwrap();
-            list.push_str(&format!("{id}\n"));
-        }
-        std::fs::write(root.join(format!("ImageSets/Main/{split}.txt")), list).unwrap();
-    }
-}
-
-/// A ResNet-18 detector small enough for seconds per step in a debug build; the images keep
-/// their 64x64 size.
-const TINY: &str = r#"
-dataset = "voc"
-method = "baseline"
-batch_size = 2
-iterations = 6
-eval_every = 3
-hflip = false
-resize = { min_size = 64, max_size = 64 }
-[optim]
-lr = 0.02
-[schedule]
-steps = [1000]
-warmup_iters = 0
-[detector]
-backbone = "resnet18"
-frozen_stages = 0
-[detector.rpn]
-mid_channels = 32
-batch_per_image = 32
-pre_nms_train = 100
-post_nms_train = 32
-pre_nms_test = 100
-post_nms_test = 16
-[detector.rpn.anchors]
-base_size = 16
-scales = [1.0, 2.0]
-ratios = [0.5, 1.0, 2.0]
-[detector.roi]
-batch_per_image = 16
-[detector.roi.pool]
-output_size = [2, 2]
-"#;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -339,62 +241,15 @@ fn bad_detection_input_gets_one_error_line() {
     assert!(e.contains("resnet19"), "{e}");
     let e = fails(&["eval", "--task", "detect", "--checkpoint", s(&config)]);
     assert!(e.contains("tiny.toml"), "{e}");
-}
-
-/// `shapes-det` as COCO 2017 (`annotations/instances_<split>.json`, `<split>/*.jpg`) with the
-/// category ids 1, 2, 3, 5 (COCO's ids have gaps; labels are contiguous inside).
-fn write_coco(root: &Path, train: usize, test: usize) {
-    let ids = [1u64, 2, 3, 5];
-    let (a, b) = shapes_det(train, test, 4);
-    std::fs::create_dir_all(root.join("annotations")).unwrap();
-    for (split, samples) in [("train2017", a), ("val2017", b)] {
-        std::fs::create_dir_all(root.join(split)).unwrap();
-        let (mut images, mut anns) = (vec![], vec![]);
-        for (i, smp) in samples.iter().enumerate() {
-            let name = format!("{:012}.jpg", i + 1);
-            let (w, h) = (smp.width, smp.height);
-            let mut rgb = vec![0u8; 3 * w * h];
-            for (p, px) in rgb.chunks_mut(3).enumerate() {
-                for (c, v) in px.iter_mut().enumerate() {
-                    *v = (smp.pixels[c * w * h + p] * 255.0).round() as u8;
-                }
-            }
-            image::save_buffer(
-                root.join(split).join(&name),
-                &rgb,
-                w as u32,
-                h as u32,
-                image::ExtendedColorType::Rgb8,
-            )
-            .unwrap();
-            images
-                .push(serde_json::json!({"id": i + 1, "file_name": name, "width": w, "height": h}));
-            for (bx, &l) in smp.boxes.iter().zip(&smp.labels) {
-                anns.push(serde_json::json!({
-                    "id": anns.len() + 1, "image_id": i + 1, "category_id": ids[l],
-                    "bbox": bx.to_xywh(), "area": bx.area(), "iscrowd": 0
-                }));
-            }
-        }
-        let cats: Vec<Value> = ids
-            .iter()
-            .zip(["circle", "square", "triangle", "cross"])
-            .map(|(id, n)| serde_json::json!({"id": id, "name": n}))
-            .collect();
-        let doc = serde_json::json!({"images": images, "annotations": anns, "categories": cats});
-        std::fs::write(
-            root.join(format!("annotations/instances_{split}.json")),
-            doc.to_string(),
-        )
-        .unwrap();
-    }
+    let e = fails(&["bench", "--task", "detect", "--det-image", "600by800"]);
+    assert!(e.contains("--det-image") && e.contains("600by800"), "{e}");
 }
 
 #[test]
 fn coco_layout_trains_and_reports_the_twelve_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let coco = dir.path().join("coco");
-    write_coco(&coco, 2, 2);
+    write_coco(&coco, 2, 3);
     let config = dir.path().join("tiny.toml");
     std::fs::write(&config, TINY).unwrap();
     let run = dir.path().join("run");
@@ -455,17 +310,33 @@ fn coco_layout_trains_and_reports_the_twelve_numbers() {
             .all(|d| [1, 2, 3, 5].contains(&d["category_id"].as_u64().unwrap())),
         "{dets:?}"
     );
+    // Image 3 has no objects: it is evaluated (an untrained detector fires everywhere), its
+    // detections are false positives, and the figures are those of the whole result file, as
+    // COCOeval scores every image id of the ground truth.
+    assert_eq!(eval["images"], 3, "{eval}");
+    let on_empty = dets.iter().filter(|d| d["image_id"] == 3).count();
+    assert!(on_empty > 0, "no detections on the image without objects");
     let gt = coco.join("annotations/instances_val2017.json");
-    if !dets.is_empty() {
-        let again: Value = serde_json::from_str(&ok(&[
+    let coco_stats = |dt: &Path| -> Value {
+        let out: Value = serde_json::from_str(&ok(&[
             "eval-detections",
             "--gt",
             s(&gt),
             "--dt",
-            s(&results),
+            s(dt),
             "--json",
         ]))
         .unwrap();
-        assert_eq!(again["stats"], eval["coco"]);
-    }
+        out["stats"].clone()
+    };
+    assert_eq!(coco_stats(&results), eval["coco"]);
+    // Without them, precision can only rise: the recall-averaged AP is at least as high.
+    let kept: Vec<&Value> = dets.iter().filter(|d| d["image_id"] != 3).collect();
+    let fewer = dir.path().join("fewer.json");
+    std::fs::write(&fewer, serde_json::to_string(&kept).unwrap()).unwrap();
+    let (all, without) = (
+        eval["coco"][1].as_f64().unwrap(),
+        coco_stats(&fewer)[1].as_f64().unwrap(),
+    );
+    assert!(without >= all, "AP50 {all} with vs {without} without");
 }

@@ -50,13 +50,22 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// classify, or segment (DeepLabV3+ baseline vs A-FAN; `--size` is the crop; see
-    /// docs/segmentation.md).
-    #[arg(long, value_parser = ["classify", "segment"], default_value = "classify")]
+    /// classify, segment (DeepLabV3+ baseline vs A-FAN; `--size` is the crop; see
+    /// docs/segmentation.md), or
+    /// detect (Faster R-CNN C4 ResNet-18 at the VOC preset, baseline vs A-FAN; see
+    /// docs/benchmarks.md).
+    #[arg(long, value_parser = ["classify", "segment", "detect"], default_value = "classify")]
     pub task: String,
     /// Internal: the one segmentation configuration a child process times.
     #[arg(long, hide = true)]
     pub seg_child: Option<String>,
+    /// Detection: `HEIGHTxWIDTH` of the images (600x800 is a 500x375 VOC image at the VOC
+    /// preset's short side 600).
+    #[arg(long, default_value = "600x800")]
+    pub det_image: String,
+    /// Internal: the one detection method a child process times.
+    #[arg(long, hide = true)]
+    pub det_child: Option<String>,
 }
 
 /// The figures `afan bench` reports.
@@ -112,6 +121,9 @@ fn median(v: &mut [f64]) -> f64 {
 pub fn run(args: BenchArgs) -> Result<()> {
     if args.task == "segment" {
         return crate::segment::bench::run(&args);
+    }
+    if args.task == "detect" {
+        return crate::detect::bench::run(&args);
     }
     let base = parse_device(&args.device)?;
     let device = base.clone().autodiff();

@@ -115,13 +115,23 @@ fn coco_instances(config: &DetectConfig, split: &str) -> Result<CocoInstances> {
     Ok(CocoInstances::read(&path)?)
 }
 
-fn coco_set(config: &DetectConfig, split: &str) -> Result<(CocoInstances, DetectionDataset)> {
+/// A COCO split as a training set (images without objects left out) or, with `eval`, as an
+/// evaluation set (every image of the instances file, as COCOeval scores them).
+fn coco_set(
+    config: &DetectConfig,
+    split: &str,
+    eval: bool,
+) -> Result<(CocoInstances, DetectionDataset)> {
     let inst = coco_instances(config, split)?;
     let path = data_dir(config)?
         .join("annotations")
         .join(format!("instances_{split}.json"));
     let images = default_image_dir(&path).expect("instances_<split>.json names its split");
-    let set = inst.to_dataset(&path, &images)?;
+    let set = if eval {
+        inst.to_eval_dataset(&path, &images)?
+    } else {
+        inst.to_dataset(&path, &images)?
+    };
     Ok((inst, set))
 }
 
@@ -140,7 +150,7 @@ pub fn train_set(config: &DetectConfig) -> Result<Source> {
         DetDataset::Coco => {
             let mut all: Option<DetectionDataset> = None;
             for split in &config.train_sets {
-                let (_, set) = coco_set(config, split)?;
+                let (_, set) = coco_set(config, split, false)?;
                 all = Some(match all {
                     Some(a) => a.concat(set)?,
                     None => set,
@@ -172,7 +182,7 @@ pub fn test_set(config: &DetectConfig) -> Result<TestSet> {
             (Source::Disk(set.clone()), set.records, inst)
         }
         DetDataset::Coco => {
-            let (inst, set) = coco_set(config, &config.test_set)?;
+            let (inst, set) = coco_set(config, &config.test_set, true)?;
             (Source::Disk(set.clone()), set.records, inst)
         }
     };

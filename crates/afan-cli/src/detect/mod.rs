@@ -4,6 +4,7 @@
 //! detect ...` is recognised before the main parser runs and parsed here, so the two tasks share
 //! the binary without sharing (or overloading) flags.
 
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod eval;

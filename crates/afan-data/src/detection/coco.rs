@@ -175,6 +175,26 @@ impl CocoInstances {
     /// and (as in Detectron/torchvision training) images without any non-crowd
     /// object left out. `path` is the instances file, for messages.
     pub fn to_dataset(&self, path: &Path, image_dir: &Path) -> Result<DetectionDataset, DataError> {
+        self.records(path, image_dir, false)
+    }
+
+    /// An evaluation set: as [`Self::to_dataset`] but with every listed image, objects or
+    /// not, because COCOeval scores every image id of the ground truth and a detection on
+    /// an image without objects is a false positive there.
+    pub fn to_eval_dataset(
+        &self,
+        path: &Path,
+        image_dir: &Path,
+    ) -> Result<DetectionDataset, DataError> {
+        self.records(path, image_dir, true)
+    }
+
+    fn records(
+        &self,
+        path: &Path,
+        image_dir: &Path,
+        keep_empty: bool,
+    ) -> Result<DetectionDataset, DataError> {
         let ids = self.label_map();
         let label_of: HashMap<u64, usize> = ids.iter().enumerate().map(|(k, &c)| (c, k)).collect();
         let name_of: HashMap<u64, &str> = self
@@ -234,7 +254,7 @@ impl CocoInstances {
                     rec.difficult.push(false);
                 }
             }
-            if rec.boxes.is_empty() {
+            if rec.boxes.is_empty() && !keep_empty {
                 continue;
             }
             if !rec.image.is_file() {

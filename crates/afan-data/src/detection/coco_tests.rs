@@ -55,6 +55,16 @@ fn training_set_maps_categories_and_keeps_crowds_apart() {
     assert_eq!(r.crowd, vec![BoxXyxy::new(0.0, 0.0, 100.0, 80.0)]);
     // The zero-width box is skipped and counted.
     assert_eq!(ds.skipped_boxes, 1);
+    // The evaluation set keeps every listed image, in file order: COCOeval scores them all.
+    let eval = inst.to_eval_dataset(&path, &image_dir).unwrap();
+    let ids: Vec<u64> = eval.records.iter().map(|r| r.image_id).collect();
+    assert_eq!(ids, vec![42, 7, 9]);
+    assert!(eval.records[1].boxes.is_empty() && eval.records[1].crowd.is_empty());
+    assert_eq!(
+        eval.records[2].crowd,
+        vec![BoxXyxy::new(1.0, 1.0, 3.0, 3.0)]
+    );
+    assert_eq!(eval.records[0], ds.records[0]);
     // Evaluation keeps everything, with the file's own ids and areas.
     let gt = inst.ground_truth();
     assert_eq!(gt.image_ids, vec![42, 7, 9]);

@@ -35,8 +35,9 @@ impl Default for HeadAttackConfig {
 pub struct DetectionAfanConfig {
     /// The backbone point (`layer1`..`layer3`), its attack, strength points, mask and weights.
     pub backbone: AfanConfig,
-    /// The head point; `None` trains on the backbone points only (then the weights need no
-    /// head entry).
+    /// The head point; `None` (`head = "none"` in TOML) trains on the backbone points only
+    /// (then the weights need no head entry).
+    #[serde(with = "super::optional")]
     pub head: Option<HeadAttackConfig>,
 }
 
@@ -98,8 +99,9 @@ impl DetectionAfanConfig {
 /// configured, the adversarial RoI feature (L5) with only the RoI losses.
 ///
 /// `model` and `attacker` must share one [`super::step::StepPlan`], so every pass of the step
-/// sees the same samples. `point_losses` holds L0..L4 then L5. The head point re-runs the clean
-/// backbone up to the RoI features once more; the sampled RoIs are the plan's.
+/// sees the same samples. `point_losses` holds L0..L4 then L5. The head point starts from the
+/// pooled RoI features of the clean strength point (no second backbone pass); the sampled RoIs
+/// are the plan's.
 pub fn detection_afan_objective(
     model: &DetectorStep,
     attacker: &DetectorStep,
@@ -113,6 +115,12 @@ pub fn detection_afan_objective(
         .as_ref()
         .map(|h| model.split_point(&h.split).map(|p| (p, h)))
         .transpose()?;
+    if head.is_some() {
+        // The first pass of `model` in the backbone objective is strength point 0, the clean
+        // feature (the attack runs on `attacker`): its pooled regions are the RoI point's clean
+        // features.
+        model.record_next_roi();
+    }
     let mut out = afan_objective(
         model,
         attacker,
@@ -122,7 +130,9 @@ pub fn detection_afan_objective(
         DetectionLosses::total,
     );
     if let Some((head_point, head)) = head {
-        let feature = model.forward_to(input, &head_point);
+        let feature = model
+            .take_recorded_roi()
+            .unwrap_or_else(|| model.forward_to(input, &head_point));
         let pgd = feature_pgd(feature.clone(), &head.pgd, |f| {
             attacker.forward_from(f, &head_point).total()
         });

@@ -8,6 +8,7 @@ pub mod boxes;
 pub mod faster_rcnn;
 pub mod losses;
 pub mod nms;
+pub mod optional;
 pub mod roi_align;
 pub mod roi_heads;
 pub mod rpn;

@@ -24,7 +24,7 @@ use afan_core::{SplitModel, SplitPoint};
 use burn::tensor::Tensor;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// The ground truth of one image: boxes `[x1, y1, x2, y2]` in pixels and classes `1..=K`.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -178,6 +178,7 @@ struct PlanState {
     targets: Vec<DetectionTarget>,
     rpn: Option<Vec<RpnTargets>>,
     rois: Option<Vec<RoiSample>>,
+    recorded_roi: Option<Tensor<4>>,
 }
 
 /// What one training step samples, shared by the training and the attack passes of the step.
@@ -194,6 +195,7 @@ impl StepPlan {
             targets: Vec::new(),
             rpn: None,
             rois: None,
+            recorded_roi: None,
         }))
     }
 
@@ -229,6 +231,8 @@ pub struct DetectorStep<'a> {
     pub model: &'a FasterRcnn,
     /// The step's shared samples.
     pub plan: &'a StepPlan,
+    /// Keep the pooled regions of the next tail pass (see [`Self::record_next_roi`]).
+    record_roi: Cell<bool>,
 }
 
 const ROI: usize = 3;
@@ -236,7 +240,24 @@ const ROI: usize = 3;
 impl<'a> DetectorStep<'a> {
     /// Binds `model` to `plan`.
     pub fn new(model: &'a FasterRcnn, plan: &'a StepPlan) -> Self {
-        Self { model, plan }
+        Self {
+            model,
+            plan,
+            record_roi: Cell::new(false),
+        }
+    }
+
+    /// Keeps the pooled RoI features of this step's next pass through the RPN and pooling, for
+    /// [`Self::take_recorded_roi`]. A-FAN's clean strength point computes exactly the features
+    /// its RoI point starts from; keeping them saves a second pass (forward and backward) of the
+    /// backbone, the RPN and the pooling, with the same values and gradients.
+    pub fn record_next_roi(&self) {
+        self.record_roi.set(true);
+    }
+
+    /// The pooled features kept by [`Self::record_next_roi`], once.
+    pub fn take_recorded_roi(&self) -> Option<Tensor<4>> {
+        self.plan.0.borrow_mut().recorded_roi.take()
     }
 
     /// RPN losses and pooled regions from the `layer3` feature, drawing the plan if needed.
@@ -282,8 +303,11 @@ impl<'a> DetectorStep<'a> {
             .enumerate()
             .flat_map(|(i, r)| r.boxes.iter().map(move |b| (i, *b)))
             .collect();
-        drop(guard);
         let pooled = cfg.roi.pool.forward(feature, &rois);
+        if self.record_roi.replace(false) {
+            s.recorded_roi = Some(pooled.clone());
+        }
+        drop(guard);
         (objectness, rpn_box, pooled)
     }
 

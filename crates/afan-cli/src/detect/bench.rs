@@ -1,0 +1,171 @@
+//! `afan bench --task detect`: iteration time and peak memory of Faster R-CNN C4 training steps,
+//! baseline vs A-FAN, at the VOC preset (short side 600, long side at most 1000) with ResNet-18.
+//!
+//! As `afan bench --task segment`, each method runs in a fresh child process (this binary
+//! re-executed with `--det-child`) that reports its own `VmHWM`, because peak memory is a
+//! per-process high-water mark. Images are random; every image holds the same few random
+//! objects, so the RPN and RoI samples have foreground as in real training.
+
+use super::config::DetectConfig;
+use super::step::detection_loss;
+use crate::bench::BenchArgs;
+use crate::config::Method;
+use crate::device::parse_device;
+use crate::segment::bench::peak_rss_mib;
+use crate::step::sgd;
+use afan_models::detection::step::{DetectionInput, DetectionTarget};
+use anyhow::{Context, Result, bail};
+use burn::optim::GradientsParams;
+use burn::tensor::{Distribution, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// One method's figures, as a child prints them.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DetBenchRow {
+    /// `baseline` or `afan`.
+    pub method: String,
+    /// Median seconds of one training step (all passes, backward, SGD update).
+    pub step_s: f64,
+    /// Every timed step, seconds.
+    pub samples: Vec<f64>,
+    /// Peak resident set of the child process, MiB (`VmHWM`; absent where /proc is not).
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// `HEIGHTxWIDTH` of the benchmark images.
+fn image_size(text: &str) -> Result<[usize; 2]> {
+    let parsed = text
+        .split_once('x')
+        .and_then(|(h, w)| Some([h.parse().ok()?, w.parse().ok()?]));
+    match parsed {
+        Some([h, w]) if h >= 32 && w >= 32 => Ok([h, w]),
+        _ => bail!("--det-image {text:?}: expected HEIGHTxWIDTH of at least 32x32, e.g. 600x800"),
+    }
+}
+
+/// Runs `afan bench --task detect`.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let [h, w] = image_size(&args.det_image)?;
+    if let Some(method) = &args.det_child {
+        return child(args, method, [h, w]);
+    }
+    let exe = std::env::current_exe().context("cannot find the afan binary to re-run")?;
+    let mut rows = Vec::new();
+    for method in ["baseline", "afan"] {
+        let out = std::process::Command::new(&exe)
+            .args(["bench", "--task", "detect", "--det-child", method])
+            .args(["--batch", &args.batch.to_string()])
+            .args(["--det-image", &args.det_image])
+            .args(["--iters", &args.iters.to_string()])
+            .args(["--warmup", &args.warmup.to_string()])
+            .args(["--device", &args.device])
+            .output()
+            .context("cannot start the benchmark child process")?;
+        if !out.status.success() {
+            bail!(
+                "benchmark of {method} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let row: DetBenchRow = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("benchmark of {method} printed no result"))?;
+        rows.push(row);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "Faster R-CNN C4 ResNet-18 (VOC preset, 20 classes) training step, batch {} at {h}x{w} on {}, median of {} after {} warm-up; peak memory = VmHWM of a fresh child process per row",
+        args.batch, args.device, args.iters, args.warmup
+    );
+    println!(
+        "{:<9} {:>10} {:>9} {:>14} {:>9}",
+        "method", "step (s)", "x base", "peak RSS (MiB)", "x base"
+    );
+    let mem = |r: &DetBenchRow| r.peak_rss_mib.unwrap_or(f64::NAN);
+    for r in &rows {
+        println!(
+            "{:<9} {:>10.3} {:>9.2} {:>14.0} {:>9.2}",
+            r.method,
+            r.step_s,
+            r.step_s / rows[0].step_s,
+            mem(r),
+            mem(r) / mem(&rows[0])
+        );
+    }
+    Ok(())
+}
+
+/// The release's VOC recipe with a ResNet-18 backbone and `method` (no data needed: the
+/// benchmark brings its own images).
+fn bench_config(method: &str) -> Result<DetectConfig> {
+    let method = match method {
+        "baseline" => Method::Baseline,
+        "afan" => Method::Afan,
+        other => bail!("--det-child expects baseline or afan, got {other:?}"),
+    };
+    let mut c = DetectConfig {
+        method,
+        ..DetectConfig::default()
+    };
+    c.detector.backbone = "resnet18".into();
+    c.detector.validate()?;
+    c.afan.validate()?;
+    Ok(c)
+}
+
+/// Three objects of 64 to 400 pixels per image, the same in every image and step.
+fn targets(batch: usize, [h, w]: [usize; 2], classes: usize) -> Vec<DetectionTarget> {
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut one = DetectionTarget::default();
+    for _ in 0..3 {
+        let side = |rng: &mut StdRng, limit: usize| rng.random_range(64..=400.min(limit)) as f32;
+        let (bw, bh) = (side(&mut rng, w), side(&mut rng, h));
+        let x = rng.random_range(0.0..=(w as f32 - bw));
+        let y = rng.random_range(0.0..=(h as f32 - bh));
+        one.boxes.push([x, y, x + bw, y + bh]);
+        one.labels.push(rng.random_range(1..=classes));
+    }
+    vec![one; batch]
+}
+
+/// Times one method and prints its [`DetBenchRow`] as JSON.
+fn child(args: &BenchArgs, method: &str, [h, w]: [usize; 2]) -> Result<()> {
+    let config = bench_config(method)?;
+    let device = parse_device(&args.device)?.autodiff();
+    device.seed(0);
+    let mut model = super::model::build(&config, &device)?;
+    let mut optim = sgd(&config.optim);
+    let b = args.batch;
+    let k = config.detector.num_classes;
+    let images = Tensor::<4>::random([b, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
+    let input = DetectionInput::new(images, vec![[h, w]; b], targets(b, [h, w], k), k)?;
+    let afan = (config.method == Method::Afan).then_some(&config.afan);
+    let mut samples = Vec::new();
+    for i in 0..args.warmup + args.iters {
+        let t = Instant::now();
+        let step = detection_loss(&model, input.clone(), afan, i as u64)?;
+        let grads = GradientsParams::from_grads(step.loss.backward(), &model);
+        model = optim.step(config.optim.lr, model, grads);
+        // Reading a parameter back waits for the backend: the time is the whole step.
+        let _ = model.roi_head.cls_score.weight.val().into_data();
+        if i >= args.warmup {
+            samples.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let mut sorted = samples.clone();
+    sorted.sort_by(f64::total_cmp);
+    let row = DetBenchRow {
+        method: method.into(),
+        step_s: sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN),
+        samples,
+        peak_rss_mib: peak_rss_mib(),
+    };
+    println!("{}", serde_json::to_string(&row)?);
+    Ok(())
+}
