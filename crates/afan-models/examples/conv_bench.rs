@@ -44,7 +44,10 @@ fn time<R>(iters: usize, mut f: impl FnMut() -> R) -> f64 {
 }
 
 fn main() {
-    let iters: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let iters: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(5);
     let n = 128;
     // (in, out, size, stride, how many per ResNet-20 step)
     let shapes = [
@@ -57,7 +60,15 @@ fn main() {
     ];
     println!(
         "{:<22} {:>5} | {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
-        "conv (batch 128)", "count", "flex fwd", "flex dx", "flex dw", "afan fwd", "afan dx", "afan dw", "afan dx+dw"
+        "conv (batch 128)",
+        "count",
+        "flex fwd",
+        "flex dx",
+        "flex dw",
+        "afan fwd",
+        "afan dx",
+        "afan dw",
+        "afan dx+dw"
     );
     let mut totals = [0.0f64; 2];
     for (c, k, size, stride, count) in shapes {
@@ -71,7 +82,11 @@ fn main() {
             padding: [1, 1],
         };
         let [oh, ow] = g.out_hw();
-        let (xv, wv, dyv) = (data(n * c * size * size, 1), data(k * c * 9, 2), data(n * k * oh * ow, 3));
+        let (xv, wv, dyv) = (
+            data(n * c * size * size, 1),
+            data(k * c * 9, 2),
+            data(n * k * oh * ow, 3),
+        );
         let (x, w, dy) = (
             tensor(xv.clone(), [n, c, size, size]),
             tensor(wv.clone(), [k, c, 3, 3]),
@@ -79,9 +94,15 @@ fn main() {
         );
         let opts = ConvOptions::new([stride; 2], [1, 1], [1, 1], 1);
         let flex = [
-            time(iters, || Flex::conv2d(x.clone(), w.clone(), None, opts.clone())),
-            time(iters, || Flex::conv2d_x_backward(x.clone(), w.clone(), dy.clone(), opts.clone())),
-            time(iters, || Flex::conv2d_weight_backward(x.clone(), w.clone(), dy.clone(), opts.clone())),
+            time(iters, || {
+                Flex::conv2d(x.clone(), w.clone(), None, opts.clone())
+            }),
+            time(iters, || {
+                Flex::conv2d_x_backward(x.clone(), w.clone(), dy.clone(), opts.clone())
+            }),
+            time(iters, || {
+                Flex::conv2d_weight_backward(x.clone(), w.clone(), dy.clone(), opts.clone())
+            }),
         ];
         let afan = [
             time(iters, || conv2d_forward(&g, &xv, &wv)),
@@ -92,7 +113,13 @@ fn main() {
         let name = format!("{c}->{k} @{size} s{stride}");
         println!(
             "{name:<22} {count:>5} | {:>8.2}ms {:>8.2}ms {:>8.2}ms | {:>8.2}ms {:>8.2}ms {:>8.2}ms {:>8.2}ms",
-            flex[0] * 1e3, flex[1] * 1e3, flex[2] * 1e3, afan[0] * 1e3, afan[1] * 1e3, afan[2] * 1e3, afan[3] * 1e3
+            flex[0] * 1e3,
+            flex[1] * 1e3,
+            flex[2] * 1e3,
+            afan[0] * 1e3,
+            afan[1] * 1e3,
+            afan[2] * 1e3,
+            afan[3] * 1e3
         );
         // A training step: forward + both gradients (the stem needs no input gradient).
         let dx = if c == 3 { 0.0 } else { 1.0 };

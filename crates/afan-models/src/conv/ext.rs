@@ -179,7 +179,8 @@ impl<B: FastConvBackward, C: CheckpointStrategy> FastConv for Autodiff<B, C> {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let w_state = prep.checkpoint(&weight);
-                let out = B::afan_conv2d(x.into_primitive(), weight.into_primitive(), stride, padding);
+                let out =
+                    B::afan_conv2d(x.into_primitive(), weight.into_primitive(), stride, padding);
                 prep.finish((x_state, w_state, options(stride, padding)), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::afan_conv2d(

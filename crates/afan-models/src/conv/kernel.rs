@@ -156,8 +156,15 @@ fn col2im(g: &ConvGeom, dcol: &[f32], dx: &mut [f32]) {
             let dst = &mut dx[plane + iy * w..plane + (iy + 1) * w];
             let start = lo * sw + kj - pw;
             let grads = &src[oy * ow + lo..oy * ow + hi];
-            for (g, ix) in grads.iter().zip((start..).step_by(sw)) {
-                dst[ix] += g;
+            if sw == 1 {
+                // Slices of equal length: a vectorised add (the strided form below is not).
+                for (d, g) in dst[start..start + grads.len()].iter_mut().zip(grads) {
+                    *d += g;
+                }
+            } else {
+                for (g, ix) in grads.iter().zip((start..).step_by(sw)) {
+                    dst[ix] += g;
+                }
             }
         }
     });
@@ -218,11 +225,23 @@ pub fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
         .zip(x.par_chunks(g.in_len()))
         .for_each(|(y_n, x_n)| {
             if g.is_pointwise() {
-                matmul(y_n, dims, Mat::rows(w, patch), Mat::rows(x_n, pixels), false);
+                matmul(
+                    y_n,
+                    dims,
+                    Mat::rows(w, patch),
+                    Mat::rows(x_n, pixels),
+                    false,
+                );
             } else {
                 with_buffer(&COL, patch * pixels, |col| {
                     im2col(g, x_n, col);
-                    matmul(y_n, dims, Mat::rows(w, patch), Mat::rows(col, pixels), false);
+                    matmul(
+                        y_n,
+                        dims,
+                        Mat::rows(w, patch),
+                        Mat::rows(col, pixels),
+                        false,
+                    );
                 });
             }
         });
@@ -263,7 +282,9 @@ pub fn conv2d_backward(
             }
         }
     };
-    let images = x.par_chunks(g.in_len()).zip(dy.par_chunks(g.out_ch * pixels));
+    let images = x
+        .par_chunks(g.in_len())
+        .zip(dy.par_chunks(g.out_ch * pixels));
     let dw = if need_x {
         dx.par_chunks_mut(in_len)
             .zip(images)

@@ -18,13 +18,20 @@ fn close(a: Tensor<4>, b: Tensor<4>, what: &str) {
 #[test]
 fn ones_kernel_sums_neighbourhoods() {
     let dev = Device::flex();
-    let x = Tensor::<4>::from_data(TensorData::new((1..=9).map(|v| v as f32).collect(), [1, 1, 3, 3]), &dev);
+    let x = Tensor::<4>::from_data(
+        TensorData::new((1..=9).map(|v| v as f32).collect(), [1, 1, 3, 3]),
+        &dev,
+    );
     let w = Tensor::<4>::ones([1, 1, 3, 3], &dev);
     let y = fast_conv2d(x.clone(), w.clone(), [1, 1], [1, 1]);
     let expected = [12.0, 21.0, 16.0, 27.0, 45.0, 33.0, 24.0, 39.0, 28.0];
-    y.into_data().assert_eq(&TensorData::new(expected.to_vec(), [1, 1, 3, 3]), false);
+    y.into_data()
+        .assert_eq(&TensorData::new(expected.to_vec(), [1, 1, 3, 3]), false);
     let y = fast_conv2d(x, w, [2, 2], [1, 1]);
-    y.into_data().assert_eq(&TensorData::new(vec![12.0f32, 16.0, 24.0, 28.0], [1, 1, 2, 2]), false);
+    y.into_data().assert_eq(
+        &TensorData::new(vec![12.0f32, 16.0, 24.0, 28.0], [1, 1, 2, 2]),
+        false,
+    );
 }
 
 /// Input gradient of the same case under a loss of `sum(y)`: each input is counted once per
@@ -33,28 +40,35 @@ fn ones_kernel_sums_neighbourhoods() {
 #[test]
 fn ones_kernel_gradients_count_window_coverage() {
     let dev = Device::flex().autodiff();
-    let x = Tensor::<4>::from_data(TensorData::new((1..=9).map(|v| v as f32).collect(), [1, 1, 3, 3]), &dev)
-        .require_grad();
+    let x = Tensor::<4>::from_data(
+        TensorData::new((1..=9).map(|v| v as f32).collect(), [1, 1, 3, 3]),
+        &dev,
+    )
+    .require_grad();
     let w = Tensor::<4>::ones([1, 1, 3, 3], &dev).require_grad();
-    let grads = fast_conv2d(x.clone(), w.clone(), [1, 1], [1, 1]).sum().backward();
+    let grads = fast_conv2d(x.clone(), w.clone(), [1, 1], [1, 1])
+        .sum()
+        .backward();
     let dx = x.grad(&grads).unwrap();
     let dw = w.grad(&grads).unwrap();
     let coverage = [4.0, 6.0, 4.0, 6.0, 9.0, 6.0, 4.0, 6.0, 4.0];
-    dx.into_data().assert_eq(&TensorData::new(coverage.to_vec(), [1, 1, 3, 3]), false);
+    dx.into_data()
+        .assert_eq(&TensorData::new(coverage.to_vec(), [1, 1, 3, 3]), false);
     // Offset (0, 0) sees inputs at rows 0..2, cols 0..2 of the padded grid shifted: 1+2+4+5 = 12.
     let reach = [12.0, 21.0, 16.0, 27.0, 45.0, 33.0, 24.0, 39.0, 28.0];
-    dw.into_data().assert_eq(&TensorData::new(reach.to_vec(), [1, 1, 3, 3]), false);
+    dw.into_data()
+        .assert_eq(&TensorData::new(reach.to_vec(), [1, 1, 3, 3]), false);
 }
 
 /// (batch, in, out, size, kernel, stride, padding) — the ResNet shapes in miniature.
 const CASES: [(usize, usize, usize, usize, usize, usize, usize); 7] = [
-    (3, 4, 5, 8, 3, 1, 1),  // 3x3, same size
-    (3, 4, 6, 8, 3, 2, 1),  // 3x3 stride 2 (stage transitions)
-    (2, 3, 4, 7, 3, 2, 1),  // odd size, stride 2
-    (2, 5, 3, 6, 1, 1, 0),  // 1x1 (bottlenecks): no patch matrix
-    (2, 4, 6, 7, 1, 2, 0),  // 1x1 stride 2 (downsample)
-    (2, 3, 4, 9, 7, 2, 3),  // the torchvision stem
-    (1, 2, 3, 5, 3, 1, 0),  // no padding
+    (3, 4, 5, 8, 3, 1, 1), // 3x3, same size
+    (3, 4, 6, 8, 3, 2, 1), // 3x3 stride 2 (stage transitions)
+    (2, 3, 4, 7, 3, 2, 1), // odd size, stride 2
+    (2, 5, 3, 6, 1, 1, 0), // 1x1 (bottlenecks): no patch matrix
+    (2, 4, 6, 7, 1, 2, 0), // 1x1 stride 2 (downsample)
+    (2, 3, 4, 9, 7, 2, 3), // the torchvision stem
+    (1, 2, 3, 5, 3, 1, 0), // no padding
 ];
 
 #[test]
@@ -94,11 +108,27 @@ fn one_sided_gradients_match_burn() {
     let w = Tensor::<4>::random([4, 3, 3, 3], Distribution::Normal(0.0, 1.0), &dev);
     let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
     let (xg, wg) = (x.clone().require_grad(), w.clone().require_grad());
-    let g = fast_conv2d(x.clone(), wg.clone(), [1, 1], [1, 1]).powf_scalar(2.0).sum().backward();
-    let g_ref = conv2d(x.clone(), wg.clone(), None, options.clone()).powf_scalar(2.0).sum().backward();
-    close(wg.grad(&g).unwrap(), wg.grad(&g_ref).unwrap(), "weight only");
-    let g = fast_conv2d(xg.clone(), w.clone(), [1, 1], [1, 1]).powf_scalar(2.0).sum().backward();
-    let g_ref = conv2d(xg.clone(), w, None, options).powf_scalar(2.0).sum().backward();
+    let g = fast_conv2d(x.clone(), wg.clone(), [1, 1], [1, 1])
+        .powf_scalar(2.0)
+        .sum()
+        .backward();
+    let g_ref = conv2d(x.clone(), wg.clone(), None, options.clone())
+        .powf_scalar(2.0)
+        .sum()
+        .backward();
+    close(
+        wg.grad(&g).unwrap(),
+        wg.grad(&g_ref).unwrap(),
+        "weight only",
+    );
+    let g = fast_conv2d(xg.clone(), w.clone(), [1, 1], [1, 1])
+        .powf_scalar(2.0)
+        .sum()
+        .backward();
+    let g_ref = conv2d(xg.clone(), w, None, options)
+        .powf_scalar(2.0)
+        .sum()
+        .backward();
     close(xg.grad(&g).unwrap(), xg.grad(&g_ref).unwrap(), "input only");
 }
 
@@ -109,17 +139,27 @@ fn module_matches_burn_module() {
     let dev = Device::flex();
     let configs = [
         Conv2dConfig::new([4, 6], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)),
-        Conv2dConfig::new([4, 6], [3, 3]).with_stride([2, 2]).with_bias(false),
+        Conv2dConfig::new([4, 6], [3, 3])
+            .with_stride([2, 2])
+            .with_bias(false),
         Conv2dConfig::new([4, 6], [1, 1]),
-        Conv2dConfig::new([4, 6], [3, 3]).with_groups(2).with_padding(PaddingConfig2d::Same),
+        Conv2dConfig::new([4, 6], [3, 3])
+            .with_groups(2)
+            .with_padding(PaddingConfig2d::Same),
         Conv2dConfig::new([4, 6], [3, 3]).with_dilation([2, 2]),
-        Conv2dConfig::new([4, 6], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 0, 1, 0)),
+        Conv2dConfig::new([4, 6], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 0, 0, 1)),
     ];
     let x = Tensor::<4>::random([2, 4, 9, 9], Distribution::Normal(0.0, 1.0), &dev);
-    for config in configs {
+    // The first three run afan's kernels, the others Burn's convolution.
+    for (i, config) in configs.into_iter().enumerate() {
         let reference = config.init(&dev);
         let fast = Conv2d::from(reference.clone());
-        close(fast.forward(x.clone()), reference.forward(x.clone()), &format!("{config:?}"));
+        assert_eq!(fast.fast_padding(&x).is_some(), i < 3, "{config:?}");
+        close(
+            fast.forward(x.clone()),
+            reference.forward(x.clone()),
+            &format!("{config:?}"),
+        );
         assert_eq!(fast.num_params(), reference.num_params());
     }
 }
