@@ -3,12 +3,12 @@
 //! shortcut (stride-2 subsampling plus zero channels), and input normalization inside the model so
 //! that attacks and augmentations see pixels in 0..1.
 
+use crate::conv::Conv2d;
 use crate::import::PytorchImport;
 use crate::layers::{ConvInit, conv};
 use crate::norm::{BatchNorm2d, BatchNorm2dConfig};
 use afan_core::{SplitModel, SplitPoint};
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, s};
@@ -53,9 +53,9 @@ impl BlockA {
             0
         };
         Self {
-            conv1: conv(in_ch, out_ch, 3, stride, init, device),
+            conv1: conv(in_ch, out_ch, 3, stride, init, device).into(),
             bn1: BatchNorm2dConfig::new(out_ch).init(device),
-            conv2: conv(out_ch, out_ch, 3, 1, init, device),
+            conv2: conv(out_ch, out_ch, 3, 1, init, device).into(),
             bn2: BatchNorm2dConfig::new(out_ch).init(device),
             pad,
             stride,
@@ -116,7 +116,7 @@ impl CifarResNet {
             }
         }
         Self {
-            conv1: conv(3, 16, 3, 1, ConvInit::KaimingNormalFanIn, device),
+            conv1: conv(3, 16, 3, 1, ConvInit::KaimingNormalFanIn, device).into(),
             bn1: BatchNorm2dConfig::new(16).init(device),
             blocks,
             fc: LinearConfig::new(64, num_classes)

@@ -2,6 +2,7 @@
 //! points named after torchvision modules.
 
 pub mod cifar_resnet;
+pub mod conv;
 pub mod deeplab;
 pub mod detection;
 pub mod efficientnet;

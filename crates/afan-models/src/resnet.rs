@@ -17,11 +17,11 @@
 //! The model does not normalize its input: as with torchvision, callers subtract
 //! [`IMAGENET_MEAN`] and divide by [`IMAGENET_STD`] outside the model.
 
+use crate::conv::Conv2d;
 use crate::layers::{ConvInit, conv};
 use crate::norm::{BatchNorm2d, BatchNorm2dConfig};
 use afan_core::{SplitModel, SplitPoint};
 use burn::module::{Module, Param};
-use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
@@ -196,7 +196,8 @@ impl Downsample {
                 stride,
                 ConvInit::KaimingNormalFanOut,
                 device,
-            ),
+            )
+            .into(),
             bn: batch_norm(out_ch, false, device),
         }
     }
@@ -236,9 +237,9 @@ impl Block {
     fn basic(in_ch: usize, planes: usize, stride: usize, zero: bool, device: &Device) -> Self {
         let init = ConvInit::KaimingNormalFanOut;
         Self {
-            conv1: conv(in_ch, planes, 3, stride, init, device),
+            conv1: conv(in_ch, planes, 3, stride, init, device).into(),
             bn1: batch_norm(planes, false, device),
-            conv2: conv(planes, planes, 3, 1, init, device),
+            conv2: conv(planes, planes, 3, 1, init, device).into(),
             bn2: batch_norm(planes, zero, device),
             conv3: None,
             bn3: None,
@@ -251,11 +252,11 @@ impl Block {
         let init = ConvInit::KaimingNormalFanOut;
         let out_ch = 4 * planes;
         Self {
-            conv1: conv(in_ch, planes, 1, 1, init, device),
+            conv1: conv(in_ch, planes, 1, 1, init, device).into(),
             bn1: batch_norm(planes, false, device),
-            conv2: conv(planes, planes, 3, stride, init, device),
+            conv2: conv(planes, planes, 3, stride, init, device).into(),
             bn2: batch_norm(planes, false, device),
-            conv3: Some(conv(planes, out_ch, 1, 1, init, device)),
+            conv3: Some(conv(planes, out_ch, 1, 1, init, device).into()),
             bn3: Some(batch_norm(out_ch, zero, device)),
             downsample: (stride != 1 || in_ch != out_ch)
                 .then(|| Downsample::new(in_ch, out_ch, stride, device)),
@@ -372,7 +373,7 @@ impl ResNet {
         let layer2 = make_layer(128, n2, 2);
         let layer3 = make_layer(256, n3, 2);
         let layer4 = make_layer(512, n4, 2);
-        let conv1 = conv(3, 64, 7, 2, ConvInit::KaimingNormalFanOut, device);
+        let conv1 = conv(3, 64, 7, 2, ConvInit::KaimingNormalFanOut, device).into();
         let model = Self {
             conv1,
             bn1: batch_norm(64, false, device),

@@ -1,0 +1,194 @@
+//! The convolution of [`super::kernel`] as a Burn backend extension: a `Flex` implementation that
+//! runs the kernels, and an `Autodiff` implementation whose backward pass runs the fused
+//! input/weight-gradient kernel. Other backends never reach it: [`super::Conv2d`] routes them to
+//! Burn's `conv2d`.
+
+use super::kernel::{ConvGeom, conv2d_backward, conv2d_forward};
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Shape, TensorData};
+
+/// A bias-free, ungrouped, undilated 2-d convolution with symmetric zero padding.
+#[backend_extension(Flex, Autodiff)]
+pub trait FastConv: Backend {
+    /// `x [N, C, H, W]` convolved with `weight [K, C, kh, kw]`.
+    fn afan_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self>;
+}
+
+/// The backward pass of [`FastConv::afan_conv2d`] on a concrete backend.
+pub trait FastConvBackward: FastConv {
+    /// Gradients with respect to `x` and `weight`, each only if asked for.
+    fn afan_conv2d_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        need: [bool; 2],
+    ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>);
+}
+
+fn options(stride: [usize; 2], padding: [usize; 2]) -> ConvOptions<2> {
+    ConvOptions::new(stride, padding, [1, 1], 1)
+}
+
+/// The geometry and `f32` data of `x` and `weight`, or `None` where the kernels do not apply
+/// (another dtype, a layout that is not plain contiguous).
+fn f32_inputs<'a>(
+    x: &'a FlexTensor,
+    weight: &'a FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<(ConvGeom, &'a [f32], &'a [f32])> {
+    if x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+        return None;
+    }
+    let ([n, c, h, w], [k, wc, kh, kw]) = (dims4(x), dims4(weight));
+    if wc != c || options.groups != 1 || options.dilation != [1, 1] || options.is_asymmetric() {
+        return None;
+    }
+    let geom = ConvGeom {
+        batch: n,
+        in_ch: c,
+        in_hw: [h, w],
+        out_ch: k,
+        kernel: [kh, kw],
+        stride: options.stride,
+        padding: options.padding.map(|(p, _)| p),
+    };
+    (h + 2 * geom.padding[0] >= kh && w + 2 * geom.padding[1] >= kw).then_some(())?;
+    Some((geom, x.as_slice::<f32>()?, weight.as_slice::<f32>()?))
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let shape = t.shape();
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+fn flex_tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, Shape::from(shape)))
+}
+
+/// Plain contiguous storage, which the kernels index directly (views are copied once).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.is_contiguous() && t.layout().start_offset() == 0 {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+impl FastConv for Flex {
+    fn afan_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FlexTensor {
+        let options = options(stride, padding);
+        let (x, weight) = (contiguous(x), contiguous(weight));
+        match f32_inputs(&x, &weight, &options) {
+            Some((g, xs, ws)) => {
+                let [oh, ow] = g.out_hw();
+                flex_tensor(conv2d_forward(&g, xs, ws), [g.batch, g.out_ch, oh, ow])
+            }
+            None => Flex::conv2d(x, weight, None, options),
+        }
+    }
+}
+
+impl FastConvBackward for Flex {
+    fn afan_conv2d_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        options: ConvOptions<2>,
+        need: [bool; 2],
+    ) -> (Option<FlexTensor>, Option<FlexTensor>) {
+        let (x, weight, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
+        if grad.dtype() == DType::F32
+            && let Some((g, xs, ws)) = f32_inputs(&x, &weight, &options)
+            && let Some(dy) = grad.as_slice::<f32>()
+        {
+            let (dx, dw) = conv2d_backward(&g, xs, ws, dy, need);
+            let [n, c, h, w] = dims4(&x);
+            return (
+                dx.map(|dx| flex_tensor(dx, [n, c, h, w])),
+                dw.map(|dw| flex_tensor(dw, dims4(&weight))),
+            );
+        }
+        let dx = need[0].then(|| {
+            Flex::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone())
+        });
+        let dw = need[1].then(|| Flex::conv2d_weight_backward(x, weight, grad, options));
+        (dx, dw)
+    }
+}
+
+#[derive(Debug)]
+struct FastConvOp;
+
+impl<B: FastConvBackward> Backward<B, 2> for FastConvOp {
+    type State = (NodeId, NodeId, ConvOptions<2>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, w_state, options) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let w = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(w_state);
+        let need = [node_x.is_some(), node_w.is_some()];
+        let (dx, dw) = B::afan_conv2d_backward(x, w, grad, options, need);
+        if let (Some(node), Some(dx)) = (node_x, dx) {
+            grads.register::<B>(node.id, dx);
+        }
+        if let (Some(node), Some(dw)) = (node_w, dw) {
+            grads.register::<B>(node.id, dw);
+        }
+    }
+}
+
+impl<B: FastConvBackward, C: CheckpointStrategy> FastConv for Autodiff<B, C> {
+    fn afan_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let prep = FastConvOp
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful();
+        match prep {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let w_state = prep.checkpoint(&weight);
+                let out =
+                    B::afan_conv2d(x.into_primitive(), weight.into_primitive(), stride, padding);
+                prep.finish((x_state, w_state, options(stride, padding)), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::afan_conv2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                stride,
+                padding,
+            )),
+        }
+    }
+}
