@@ -57,6 +57,10 @@ impl ConvGeom {
     }
 }
 
+/// Groups of images whose weight gradients are summed separately (in parallel) and then in order;
+/// enough to keep a many-core pool busy, few enough that the partial sums stay small.
+const WEIGHT_GRAD_GROUPS: usize = 16;
+
 thread_local! {
     /// The patch matrix of the image this thread works on; resized, never zeroed (im2col writes
     /// every element).
@@ -282,25 +286,39 @@ pub fn conv2d_backward(
             }
         }
     };
+    // Fixed groups of images, a function of the batch size only: each group sums its images'
+    // weight gradients in image order and the groups are summed in group order, so the result
+    // does not depend on how rayon schedules the work (per-thread accumulators did, and a resumed
+    // run then differed from an uninterrupted one).
+    let n = x.len() / g.in_len().max(1);
+    let per = n.div_ceil(WEIGHT_GRAD_GROUPS).max(1);
+    let out_len = g.out_ch * pixels;
+    let group = |dx_g: &mut [f32], x_g: &[f32], dy_g: &[f32]| {
+        let mut dw = Vec::new();
+        for (i, (x_n, dy_n)) in x_g.chunks(g.in_len()).zip(dy_g.chunks(out_len)).enumerate() {
+            let dx_n = if need_x {
+                &mut dx_g[i * in_len..(i + 1) * in_len]
+            } else {
+                &mut [][..]
+            };
+            image(dx_n, x_n, dy_n, &mut dw);
+        }
+        dw
+    };
     let images = x
-        .par_chunks(g.in_len())
-        .zip(dy.par_chunks(g.out_ch * pixels));
-    let dw = if need_x {
-        dx.par_chunks_mut(in_len)
+        .par_chunks(g.in_len() * per)
+        .zip(dy.par_chunks(out_len * per));
+    let partial: Vec<Vec<f32>> = if need_x {
+        dx.par_chunks_mut(in_len * per)
             .zip(images)
-            .fold(Vec::new, |mut dw, (dx_n, (x_n, dy_n))| {
-                image(dx_n, x_n, dy_n, &mut dw);
-                dw
-            })
-            .reduce(Vec::new, add_into)
+            .map(|(dx_g, (x_g, dy_g))| group(dx_g, x_g, dy_g))
+            .collect()
     } else {
         images
-            .fold(Vec::new, |mut dw, (x_n, dy_n)| {
-                image(&mut [], x_n, dy_n, &mut dw);
-                dw
-            })
-            .reduce(Vec::new, add_into)
+            .map(|(x_g, dy_g)| group(&mut [][..], x_g, dy_g))
+            .collect()
     };
+    let dw = partial.into_iter().fold(Vec::new(), add_into);
     (need_x.then_some(dx), need_w.then(|| sized(dw, w_len)))
 }
 
@@ -319,7 +337,7 @@ fn input_grad_image(g: &ConvGeom, w: &[f32], dy_n: &[f32], dx_n: &mut [f32]) {
     }
 }
 
-/// Sums two per-thread accumulators; an empty one stands for zeros.
+/// Sums two partial weight gradients; an empty one stands for zeros.
 fn add_into(mut a: Vec<f32>, b: Vec<f32>) -> Vec<f32> {
     if a.is_empty() {
         return b;
