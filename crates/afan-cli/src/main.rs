@@ -226,7 +226,7 @@ fn train(args: TrainArgs) -> Result<()> {
         .unwrap_or_else(|| train::default_run_dir(&config));
     let (mut devices, sync) = device::parse_devices(&args.device)?;
     let replicas = if devices.len() > 1 {
-        if config.batch_size % devices.len() != 0 {
+        if !config.batch_size.is_multiple_of(devices.len()) {
             anyhow::bail!(
                 "batch_size {} does not split evenly over {} devices; use a multiple of {}",
                 config.batch_size,

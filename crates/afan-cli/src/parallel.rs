@@ -34,6 +34,9 @@ pub enum GradSync {
     FirstDevice,
 }
 
+/// The first replica, the averaged gradients, and each shard's loss and output.
+pub type RunOutput<M, T> = (M, GradientsParams, Vec<(f64, T)>);
+
 /// The devices of a data-parallel run (autodiff devices) and how they synchronise.
 pub struct Replicas {
     devices: Vec<Device>,
@@ -97,12 +100,7 @@ impl Replicas {
     /// each shard's loss, and returns the first replica (the weights to update: it is where
     /// the optimizer lives), the gradients averaged over replicas on the first device, and each
     /// shard's loss and output in shard order.
-    pub fn run<M, S, T, F>(
-        &self,
-        model: &M,
-        shards: Vec<S>,
-        step: F,
-    ) -> Result<(M, GradientsParams, Vec<(f64, T)>)>
+    pub fn run<M, S, T, F>(&self, model: &M, shards: Vec<S>, step: F) -> Result<RunOutput<M, T>>
     where
         M: Module,
         S: Send,
@@ -251,7 +249,7 @@ pub fn classification_step(
 /// Splits a batch into `n` equal contiguous shards.
 fn shard(x: Tensor<4>, y: Tensor<1, Int>, n: usize) -> Result<Vec<(Tensor<4>, Tensor<1, Int>)>> {
     let b = x.dims()[0];
-    if b % n != 0 {
+    if !b.is_multiple_of(n) {
         bail!("batch_size {b} does not split evenly over {n} devices; use a multiple of {n}");
     }
     let per = b / n;
