@@ -1,6 +1,7 @@
 //! `afan`: train, evaluate and benchmark A-FAN models.
 
 mod bench;
+mod bench_child;
 mod checkpoint;
 mod config;
 mod convert;

@@ -9,12 +9,12 @@
 use super::config::DetectConfig;
 use super::step::detection_loss;
 use crate::bench::BenchArgs;
+use crate::bench_child::{peak_rss_mib, run_row};
 use crate::config::Method;
 use crate::device::parse_device;
-use crate::segment::bench::peak_rss_mib;
 use crate::step::sgd;
 use afan_models::detection::step::{DetectionInput, DetectionTarget};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use burn::optim::GradientsParams;
 use burn::tensor::{Distribution, Tensor};
 use rand::rngs::StdRng;
@@ -53,27 +53,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(method) = &args.det_child {
         return child(args, method, [h, w]);
     }
-    let exe = std::env::current_exe().context("cannot find the afan binary to re-run")?;
-    let mut rows = Vec::new();
+    let mut rows: Vec<DetBenchRow> = Vec::new();
     for method in ["baseline", "afan"] {
-        let out = std::process::Command::new(&exe)
-            .args(["bench", "--task", "detect", "--det-child", method])
-            .args(["--batch", &args.batch.to_string()])
-            .args(["--det-image", &args.det_image])
-            .args(["--iters", &args.iters.to_string()])
-            .args(["--warmup", &args.warmup.to_string()])
-            .args(["--device", &args.device])
-            .output()
-            .context("cannot start the benchmark child process")?;
-        if !out.status.success() {
-            bail!(
-                "benchmark of {method} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let row: DetBenchRow = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("benchmark of {method} printed no result"))?;
-        rows.push(row);
+        let row_args = ["--det-child", method, "--det-image", &args.det_image];
+        rows.push(run_row(args, "detect", &row_args, method)?);
     }
     if args.json {
         println!("{}", serde_json::to_string(&rows)?);

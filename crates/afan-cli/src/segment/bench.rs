@@ -9,9 +9,10 @@
 use super::config::SegTrainConfig;
 use super::step::{seg_points, seg_sgd, seg_step};
 use crate::bench::BenchArgs;
+use crate::bench_child::{peak_rss_mib, run_row};
 use crate::device::parse_device;
 use afan_core::materialize;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use burn::tensor::{Distribution, Int, Tensor};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -52,28 +53,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(spec) = &args.seg_child {
         return child(args, spec);
     }
-    let exe = std::env::current_exe().context("cannot find the afan binary to re-run")?;
-    let mut rows = Vec::new();
+    let mut rows: Vec<SegBenchRow> = Vec::new();
     for (backbone, split, method) in CONFIGS {
         let spec = format!("{backbone},{split},{method}");
-        let out = std::process::Command::new(&exe)
-            .args(["bench", "--task", "segment", "--seg-child", &spec])
-            .args(["--batch", &args.batch.to_string()])
-            .args(["--size", &args.size.to_string()])
-            .args(["--iters", &args.iters.to_string()])
-            .args(["--warmup", &args.warmup.to_string()])
-            .args(["--device", &args.device])
-            .output()
-            .context("cannot start the benchmark child process")?;
-        if !out.status.success() {
-            bail!(
-                "benchmark of {spec} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let row: SegBenchRow = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("benchmark of {spec} printed no result"))?;
-        rows.push(row);
+        let size = args.size.to_string();
+        let row_args = ["--seg-child", spec.as_str(), "--size", size.as_str()];
+        rows.push(run_row(args, "segment", &row_args, &spec)?);
     }
     if args.json {
         println!("{}", serde_json::to_string(&rows)?);
@@ -154,12 +139,4 @@ fn child(args: &BenchArgs, spec: &str) -> Result<()> {
     };
     println!("{}", serde_json::to_string(&row)?);
     Ok(())
-}
-
-/// `VmHWM` of this process in MiB.
-pub(crate) fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }

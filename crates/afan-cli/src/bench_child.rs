@@ -1,0 +1,43 @@
+//! Runs one benchmark row in a fresh child process (this binary re-executed), because peak
+//! memory is a per-process high-water mark: measured in one process, the largest configuration
+//! would hide the others. Used by `afan bench --task segment` and `--task detect`.
+
+use crate::bench::BenchArgs;
+use anyhow::{Context, Result, bail};
+use serde::de::DeserializeOwned;
+
+/// Runs `afan bench --task TASK <row_args>` with the common flags of `args` and reads the row
+/// the child prints as JSON; `label` names the row in errors.
+pub(crate) fn run_row<R: DeserializeOwned>(
+    args: &BenchArgs,
+    task: &str,
+    row_args: &[&str],
+    label: &str,
+) -> Result<R> {
+    let exe = std::env::current_exe().context("cannot find the afan binary to re-run")?;
+    let out = std::process::Command::new(&exe)
+        .args(["bench", "--task", task])
+        .args(row_args)
+        .args(["--batch", &args.batch.to_string()])
+        .args(["--iters", &args.iters.to_string()])
+        .args(["--warmup", &args.warmup.to_string()])
+        .args(["--device", &args.device])
+        .output()
+        .context("cannot start the benchmark child process")?;
+    if !out.status.success() {
+        bail!(
+            "benchmark of {label} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("benchmark of {label} printed no result"))
+}
+
+/// `VmHWM` of this process in MiB (absent where /proc is not).
+pub(crate) fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
