@@ -142,21 +142,27 @@ pub fn half_step(
     let loss = loss.cast(FloatDType::F32);
     let grads =
         GradientsParams::from_grads(loss.clone().mul_scalar(scaler.scale).backward(), model);
-    let mut unscale = Unscale {
-        grads,
-        factor: 1.0 / scaler.scale,
-        total: None,
+    // Unscaling and the overflow check (a pass over every gradient and a wait for its sum) only
+    // where there is a scale: bf16's gradients are used as they come.
+    let (grads, apply) = if scaler.dynamic {
+        let mut unscale = Unscale {
+            grads,
+            factor: 1.0 / scaler.scale,
+            total: None,
+        };
+        model.visit(&mut unscale);
+        let finite = unscale
+            .total
+            .is_none_or(|t| t.into_scalar::<f64>().is_finite());
+        (unscale.grads, scaler.update(finite))
+    } else {
+        (grads, true)
     };
-    model.visit(&mut unscale);
-    let finite = unscale
-        .total
-        .is_none_or(|t| t.into_scalar::<f64>().is_finite());
-    let apply = scaler.update(finite);
     drop(half);
     let model = model.valid().map(&mut CastTo(FloatDType::F32)).train();
     let step = ParallelStep {
         model,
-        grads: unscale.grads,
+        grads,
         loss: loss.into_scalar::<f64>(),
         logits: crate::data::to_host(logits.cast(FloatDType::F32)),
         report,
