@@ -33,7 +33,7 @@ struct Case {
 /// The model in train mode on an autodiff device (the release attacks with batch statistics),
 /// and the clean feature after `layer2`, checked first.
 fn case() -> Case {
-    let dev = Device::flex().autodiff();
+    let dev = afan_core::device::test_device().autodiff();
     let weights = fixture("cifar_resnet20_afan.safetensors").strip_prefix("model.");
     let model = materialize(
         CifarResNet::new(20, 10, &dev)

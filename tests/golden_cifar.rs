@@ -39,7 +39,7 @@ fn model(dict: &StateDict, device: &Device) -> CifarResNet {
 #[test]
 fn eval_logits_match_pytorch() {
     let dict = fixture();
-    let dev = Device::flex();
+    let dev = afan_core::device::test_device();
     let m = model(&dict, &dev);
     let logits = m.forward(tensor::<4>(&dict, "x", &dev));
     assert_close(
@@ -53,7 +53,7 @@ fn eval_logits_match_pytorch() {
 #[test]
 fn baseline_gradients_match_pytorch() {
     let dict = fixture();
-    let dev = Device::flex().autodiff();
+    let dev = afan_core::device::test_device().autodiff();
     let m = model(&dict, &dev);
     let y: Tensor<1, Int> = tensor::<1>(&dict, "y", &dev).int();
     let loss = cross_entropy(m.forward(tensor::<4>(&dict, "x", &dev)), y);
@@ -70,7 +70,7 @@ fn setup(
     AfanConfig,
     SplitPoint,
 ) {
-    let dev = Device::flex().autodiff();
+    let dev = afan_core::device::test_device().autodiff();
     let m = model(dict, &dev);
     let x = tensor::<4>(dict, "x", &dev);
     let y: Tensor<1, Int> = tensor::<1>(dict, "y", &dev).int();

@@ -47,7 +47,7 @@ fn state_dict(model: &str) -> StateDict {
 }
 
 fn check(name: &str) {
-    let device = Device::default();
+    let device = afan_core::device::test_device();
     let fixture = StateDict::from_safetensors(&fixture_path()).unwrap();
     let depth: ResNetDepth = name.parse().unwrap();
     let model = ResNet::new(depth, 1000, &device)
@@ -74,7 +74,7 @@ fn check(name: &str) {
 #[test]
 fn efficientnet_b0_matches_torchvision() {
     let name = "efficientnet_b0";
-    let device = Device::default();
+    let device = afan_core::device::test_device();
     let fixture = StateDict::from_safetensors(&fixture_path()).unwrap();
     let model = EfficientNet::new(EfficientNetVariant::B(0), 1000, &device)
         .load_pytorch(&state_dict(name))
@@ -100,7 +100,7 @@ fn efficientnet_b0_matches_torchvision() {
 /// which fixes every width and depth of the compound scaling.
 #[test]
 fn efficientnet_sizes_match_torchvision() {
-    let device = Device::default();
+    let device = afan_core::device::test_device();
     for (v, want) in [(0, 5_330_564), (3, 12_320_528), (7, 66_658_680)] {
         let model = EfficientNet::new(EfficientNetVariant::B(v), 1000, &device);
         assert_eq!(model.num_params(), want, "efficientnet_b{v}");
@@ -120,7 +120,7 @@ fn resnet50_matches_torchvision() {
 /// A state dict that does not fit is refused with every problem named, not partly loaded.
 #[test]
 fn mismatched_state_dicts_are_reported_by_key() {
-    let device = Device::default();
+    let device = afan_core::device::test_device();
     let mut dict = state_dict("resnet18");
     let fc = dict.entry("fc.weight").unwrap().clone();
     dict.insert(

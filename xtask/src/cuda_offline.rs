@@ -99,7 +99,7 @@ pub fn urls() -> Result<[String; 2]> {
 }
 
 /// Lowercase hex sha256 of a file.
-fn sha256_file(path: &Path) -> Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut hasher = Sha256::new();
@@ -225,8 +225,7 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<usize> {
     Ok(n)
 }
 
-const USAGE: &str =
-    "usage: cargo xtask cuda-offline (--urls | --bundle DIR | --extracted DIR | --status)";
+const USAGE: &str = "usage: cargo xtask cuda-offline (--urls | --wheels DIR | --bundle DIR | --extracted DIR | --status)";
 
 /// The command line of the task.
 pub fn main(args: &[String]) -> Result<()> {
@@ -248,9 +247,15 @@ pub fn main(args: &[String]) -> Result<()> {
                 archive.display(),
                 sums.display()
             );
+            println!("or, from PyPI (LLVM 23.1.1, no GitHub access needed):");
+            println!("  {}", crate::cuda_wheels::pip_command());
+            println!("then here: cargo xtask cuda-offline --wheels DIR");
             return Ok(());
         }
         Some("--bundle") => install_archive(&dir(1)?, &layout)?,
+        Some("--wheels") => {
+            crate::cuda_wheels::install_wheels(&dir(1)?, &layout, &crate::cuda_wheels::WHEELS)?
+        }
         Some("--extracted") => install_extracted(&dir(1)?, &layout)?,
         Some("--status") => vec![],
         _ => bail!("{USAGE}"),

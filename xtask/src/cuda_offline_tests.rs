@@ -155,3 +155,59 @@ fn constants_agree_with_the_bundler_source_when_present() {
         assert!(build.contains(needle), "build.rs no longer has {needle}");
     }
 }
+
+/// A wheel-shaped zip: the LLVM prefix under `mlc_llvm_static/static/`, plus metadata outside it.
+fn fake_wheel(path: &Path) {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let exec = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    let plain = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
+    zip.start_file("mlc_llvm_static/static/bin/llvm-config", exec).unwrap();
+    zip.write_all(b"#!/usr/bin/env python3\n").unwrap();
+    zip.start_file("mlc_llvm_static/static/lib/libLLVMCore.a", plain).unwrap();
+    zip.write_all(b"!<arch>\n").unwrap();
+    zip.start_file("mlc_llvm_static-23.1.1.post0.dist-info/METADATA", plain).unwrap();
+    zip.write_all(b"Name: mlc-llvm-static\n").unwrap();
+    zip.finish().unwrap();
+}
+
+#[test]
+fn pinned_wheels_unpack_to_the_bundle_path_with_the_sentinel() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let name = "w.whl";
+    fake_wheel(&dir.path().join(name));
+    let sha = sha256_file(&dir.path().join(name)).unwrap();
+    let layout = Layout::new(home.path(), None);
+    let report = crate::cuda_wheels::install_wheels(dir.path(), &layout, &[(name, &sha)]).unwrap();
+    assert!(report[0].contains("(2 files)"), "{report:?}");
+    let config = layout.llvm_path.join("bin/llvm-config");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&config).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    assert!(layout.llvm_path.join("lib/libLLVMCore.a").is_file());
+    assert!(!layout.llvm_path.join("mlc_llvm_static-23.1.1.post0.dist-info").exists());
+    assert!(layout.sentinel().is_file());
+    // A second install does not overwrite the first.
+    let e = crate::cuda_wheels::install_wheels(dir.path(), &layout, &[(name, &sha)]).unwrap_err();
+    assert!(e.to_string().contains("already exists"), "{e}");
+}
+
+#[test]
+fn a_wheel_with_another_checksum_or_missing_is_refused_and_nothing_is_written() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fake_wheel(&dir.path().join("w.whl"));
+    let layout = Layout::new(home.path(), None);
+    let e = crate::cuda_wheels::install_wheels(dir.path(), &layout, &[("w.whl", ABC_SHA256)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("w.whl") && e.contains(ABC_SHA256), "{e}");
+    let e = crate::cuda_wheels::install_wheels(dir.path(), &layout, &crate::cuda_wheels::WHEELS)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(crate::cuda_wheels::WHEELS[0].0) && e.contains("pip download"), "{e}");
+    assert!(!layout.llvm_path.exists() && !layout.sentinel().exists());
+}

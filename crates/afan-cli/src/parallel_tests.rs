@@ -4,8 +4,10 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::SgdConfig;
 use burn::tensor::TensorData;
 
+/// The CPU, or `AFAN_TEST_DEVICE`: two replicas of one device exercise the first-device
+/// gradient averaging on any backend.
 fn flex() -> Device {
-    crate::device::parse_device("cpu").unwrap()
+    afan_core::device::test_device()
 }
 
 /// y = x . [1, -1] + 0.5.

@@ -11,6 +11,7 @@
 //! makes where the release and the paper differ.
 
 pub mod config;
+pub mod device;
 pub mod loss;
 pub mod moments;
 pub mod objective;

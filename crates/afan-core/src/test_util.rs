@@ -2,8 +2,9 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+/// The CPU, or the device `AFAN_TEST_DEVICE` names (these tests are backend-portable).
 pub fn device() -> Device {
-    Device::flex()
+    crate::device::test_device()
 }
 
 pub fn tensor4(device: &Device, shape: [usize; 4], values: &[f32]) -> Tensor<4> {

@@ -4,7 +4,7 @@ use super::*;
 use burn::module::ModuleVisitor;
 
 fn device() -> Device {
-    Device::default()
+    afan_core::device::test_device()
 }
 
 /// `(burn path, shape)` of every float tensor, running statistics included.

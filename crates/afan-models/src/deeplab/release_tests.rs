@@ -45,7 +45,7 @@ fn resnet50(device: &Device) -> DeepLabV3Plus {
 
 #[test]
 fn resnet_release_checkpoint_without_fc_loads_strictly() {
-    let device = Device::default();
+    let device = afan_core::device::test_device();
     device.seed(1);
     let source = resnet50(&device);
     let mut visitor = ReleaseDict {

@@ -6,7 +6,7 @@ use afan_core::SplitError;
 use burn::tensor::{Distribution, TensorData, Tolerance};
 
 fn device() -> Device {
-    Device::default()
+    afan_core::device::test_device()
 }
 
 fn tiny(output_stride: usize) -> DeepLabV3Plus {

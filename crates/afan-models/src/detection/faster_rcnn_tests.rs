@@ -80,7 +80,7 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 #[test]
 fn configuration_errors_name_the_field() {
-    let dev = Device::flex();
+    let dev = afan_core::device::test_device();
     let mut c = tiny_config();
     c.backbone = "resnet20".into();
     let e = c.init(&dev).unwrap_err().to_string();
@@ -106,7 +106,7 @@ fn configuration_errors_name_the_field() {
 
 #[test]
 fn a_pretrained_resnet_becomes_feature_extractor_and_roi_head() {
-    let dev = Device::flex();
+    let dev = afan_core::device::test_device();
     let resnet = ResNet::new(ResNetDepth::R18, 1000, &dev);
     let w = |p: &burn::module::Param<Tensor<4>>| values(p.val());
     let (stem, last) = (w(&resnet.conv1.weight), w(&resnet.layer4[1].conv2.weight));
@@ -124,7 +124,7 @@ fn a_pretrained_resnet_becomes_feature_extractor_and_roi_head() {
 
 #[test]
 fn input_errors_name_the_image_and_object() {
-    let dev = Device::flex();
+    let dev = afan_core::device::test_device();
     let images = Tensor::<4>::zeros([1, 3, 32, 32], &dev);
     let target = |boxes: Vec<BBox>, labels| vec![DetectionTarget { boxes, labels }];
     let e = DetectionInput::new(images.clone(), vec![[32, 32]; 2], target(vec![], vec![]), 2);
@@ -141,7 +141,7 @@ fn input_errors_name_the_image_and_object() {
 
 #[test]
 fn split_round_trip_is_exact_and_the_plan_is_shared() {
-    let dev = Device::flex().autodiff();
+    let dev = afan_core::device::test_device().autodiff();
     let model = seeded_init(&dev, 1);
     let plan = StepPlan::new(3);
     let step = DetectorStep::new(&model, &plan);
@@ -183,7 +183,7 @@ fn split_round_trip_is_exact_and_the_plan_is_shared() {
 
 #[test]
 fn samples_respect_the_configured_counts() {
-    let dev = Device::flex();
+    let dev = afan_core::device::test_device();
     let model = seeded_init(&dev, 1);
     let plan = StepPlan::new(0);
     DetectorStep::new(&model, &plan).forward(input(&dev));
@@ -213,7 +213,7 @@ fn samples_respect_the_configured_counts() {
 
 #[test]
 fn frozen_batch_norm_and_stages_get_no_update() {
-    let dev = Device::flex().autodiff();
+    let dev = afan_core::device::test_device().autodiff();
     let mut config = tiny_config();
     config.frozen_stages = 2;
     let model = config.init(&dev).unwrap();
@@ -234,7 +234,7 @@ fn frozen_batch_norm_and_stages_get_no_update() {
 
 #[test]
 fn detections_are_capped_thresholded_and_inside_the_image() {
-    let dev = Device::flex();
+    let dev = afan_core::device::test_device();
     let mut config = tiny_config();
     config.roi.detections_per_image = 5;
     config.roi.score_threshold = 0.3;
@@ -277,7 +277,7 @@ fn seeded_init(dev: &Device, seed: u64) -> FasterRcnn {
 
 /// Trains `steps` SGD steps; returns the clean total loss of each step.
 fn train(steps: usize, afan: Option<DetectionAfanConfig>) -> Vec<f32> {
-    let dev = Device::flex().autodiff();
+    let dev = afan_core::device::test_device().autodiff();
     let mut model = seeded_init(&dev, 5);
     let mut optim = sgd();
     let x = input(&dev);

@@ -35,7 +35,7 @@ mod tests {
 
     #[test]
     fn smooth_l1_hand_values() {
-        let dev = Device::flex();
+        let dev = afan_core::device::test_device();
         let p = Tensor::<1>::from_floats([0.05, 1.0, -2.0, 0.0], &dev);
         let t = Tensor::<1>::zeros([4], &dev);
         // beta 1/9: 0.5 * 0.0025 * 9 + (1 - 1/18) + (2 - 1/18) + 0.
@@ -47,7 +47,7 @@ mod tests {
 
     #[test]
     fn bce_hand_values() {
-        let dev = Device::flex();
+        let dev = afan_core::device::test_device();
         let x = Tensor::<1>::from_floats([0.0, 2.0, -30.0], &dev);
         let y = Tensor::<1>::from_floats([1.0, 0.0, 0.0], &dev);
         // log 2, log(1 + e^2), ~e^-30.

@@ -29,7 +29,7 @@ fn rois(dict: &StateDict) -> Vec<Roi> {
 
 fn check(case: &str, config: RoiPoolConfig) {
     let dict = fixture();
-    let dev = Device::flex().autodiff();
+    let dev = afan_core::device::test_device().autodiff();
     let x = tensor::<4>(&dict, "x", &dev).require_grad();
     let out = config.forward(x.clone(), &rois(&dict));
     let expected = tensor::<4>(&dict, &format!("{case}.out"), &dev);
@@ -39,7 +39,7 @@ fn check(case: &str, config: RoiPoolConfig) {
     let r = tensor::<4>(&dict, &format!("{case}.r"), &dev);
     let grads = (out * r).sum().backward();
     let grad = x.grad(&grads).unwrap();
-    let expected = tensor::<4>(&dict, &format!("{case}.grad"), &Device::flex());
+    let expected = tensor::<4>(&dict, &format!("{case}.grad"), &afan_core::device::test_device());
     grad.into_data()
         .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::rel_abs(1e-5, 1e-5));
 }
@@ -73,7 +73,7 @@ fn roi_pool_matches_torchvision() {
 fn a_box_on_one_cell_centre_reads_that_cell() {
     // aligned=True, 1x1 output, one sample: the box [2, 1, 3, 2] (scale 1) is centred on cell
     // (1, 2) after the half-cell shift, so the output is exactly that cell.
-    let dev = Device::flex();
+    let dev = afan_core::device::test_device();
     let x = Tensor::<4>::from_data(
         TensorData::new((0..12).map(|v| v as f32).collect::<Vec<_>>(), [1, 1, 3, 4]),
         &dev,
