@@ -12,7 +12,6 @@
 //! do not depend on how rayon spreads the planes over threads (the CLI's resume test needs this).
 
 use rayon::prelude::*;
-use std::borrow::Cow;
 
 /// The NCHW extent of a batch-norm input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,12 +221,49 @@ pub struct NormGrads {
     pub masked: Option<Vec<f32>>,
 }
 
+/// Where a plane's output gradient (after the ReLU mask) is read from.
+#[derive(Clone, Copy)]
+enum Grad<'a> {
+    /// Stored: the output gradient without a ReLU, or the masked one kept for the residual.
+    Stored(&'a [f32]),
+    /// Masked on the fly from the output and its gradient: one buffer less to write and read,
+    /// which matters because these passes are bound by memory traffic.
+    Masked { out: &'a [f32], dy: &'a [f32] },
+}
+
+impl<'a> Grad<'a> {
+    fn plane(self, range: std::ops::Range<usize>) -> Self {
+        match self {
+            Grad::Stored(g) => Grad::Stored(&g[range]),
+            Grad::Masked { out, dy } => Grad::Masked {
+                out: &out[range.clone()],
+                dy: &dy[range],
+            },
+        }
+    }
+
+    /// `(sum g, sum g * (x - mean))` over one plane.
+    fn sums(self, x: &[f32], mean: f32) -> (f32, f32) {
+        match self {
+            Grad::Stored(g) => (
+                lane_sum([g], |[d]| d),
+                lane_sum([g, x], |[d, v]| d * (v - mean)),
+            ),
+            Grad::Masked { out, dy } => (
+                lane_sum([out, dy], |[o, d]| relu_grad(o, d)),
+                lane_sum([out, dy, x], |[o, d, v]| relu_grad(o, d) * (v - mean)),
+            ),
+        }
+    }
+}
+
 /// The backward pass of [`normalize`]: `need` is `[x, gamma, beta, masked]`.
 ///
 /// With `g` the output gradient masked by the ReLU and `xhat = (x - mean) * inv_std`:
 /// `dbeta = sum g`, `dgamma = sum g * xhat`, and with batch statistics
 /// `dx = gamma * inv_std * (g - dbeta / M - xhat * dgamma / M)` over the `M = N*H*W` elements of a
-/// channel (with running statistics, `dx = gamma * inv_std * g`).
+/// channel (with running statistics, `dx = gamma * inv_std * g`). One pass computes the per-plane
+/// sums (and writes the masked gradient where the residual needs it), a second the input gradient.
 pub fn normalize_backward(
     a: &NormGrad,
     [need_x, need_gamma, need_beta, need_masked]: [bool; 4],
@@ -235,52 +271,37 @@ pub fn normalize_backward(
     let p = a.planes;
     assert!(a.x.len() == p.len() && a.dy.len() == p.len());
     let pixels = p.pixels.max(1);
+    let task = p.planes_per_task();
     let need_sums = need_gamma || need_beta || (need_x && a.batch_stats);
-    let need_g = a.relu_out.is_some() && (need_x || need_masked);
-    // One pass: the masked gradient (if it is kept) and the per-plane sums (if needed).
-    let mut masked = vec![0.0f32; if need_g { p.len() } else { 0 }];
-    let plane_sums: Vec<(f32, f32)> = if need_sums || need_g {
-        let sums = |i: usize, g_out: Option<&mut [f32]>| {
-            let range = i * pixels..(i + 1) * pixels;
-            let (x, dy) = (&a.x[range.clone()], &a.dy[range.clone()]);
-            let m = a.mean[i % p.channels];
-            let g: &[f32] = match (a.relu_out, g_out) {
-                (Some(out), Some(g)) => {
-                    lane_map(g, [&out[range], dy], |[o, d]| relu_grad(o, d));
-                    g
-                }
-                (Some(out), None) => {
-                    let out = &out[range];
-                    let sum_g = lane_sum([out, dy], |[o, d]| relu_grad(o, d));
-                    let sum_gx = lane_sum([out, dy, x], |[o, d, v]| relu_grad(o, d) * (v - m));
-                    return (sum_g, sum_gx);
-                }
-                (None, _) => dy,
-            };
-            if need_sums {
-                (
-                    lane_sum([g], |[d]| d),
-                    lane_sum([g, x], |[d, v]| d * (v - m)),
-                )
-            } else {
-                (0.0, 0.0)
-            }
-        };
-        let task = p.planes_per_task();
-        if need_g {
-            masked
-                .par_chunks_mut(pixels)
-                .with_min_len(task)
-                .enumerate()
-                .map(|(i, g)| sums(i, Some(g)))
-                .collect()
-        } else {
-            (0..p.batch * p.channels)
-                .into_par_iter()
-                .with_min_len(task)
-                .map(|i| sums(i, None))
-                .collect()
-        }
+    let keep_masked = need_masked && a.relu_out.is_some();
+    let mut masked = vec![0.0f32; if keep_masked { p.len() } else { 0 }];
+    let plane_sums: Vec<(f32, f32)> = if keep_masked {
+        let out = a.relu_out.unwrap_or_default();
+        masked
+            .par_chunks_mut(pixels)
+            .with_min_len(task)
+            .enumerate()
+            .map(|(i, g)| {
+                let range = i * pixels..(i + 1) * pixels;
+                lane_map(g, [&out[range.clone()], &a.dy[range.clone()]], |[o, d]| {
+                    relu_grad(o, d)
+                });
+                let sums =
+                    need_sums.then(|| Grad::Stored(g).sums(&a.x[range], a.mean[i % p.channels]));
+                sums.unwrap_or_default()
+            })
+            .collect()
+    } else if need_sums {
+        let grad = source(a, &[]);
+        (0..p.batch * p.channels)
+            .into_par_iter()
+            .with_min_len(task)
+            .map(|i| {
+                let range = i * pixels..(i + 1) * pixels;
+                grad.plane(range.clone())
+                    .sums(&a.x[range], a.mean[i % p.channels])
+            })
+            .collect()
     } else {
         Vec::new()
     };
@@ -296,12 +317,8 @@ pub fn normalize_backward(
     } else {
         Default::default()
     };
-    let g: Cow<[f32]> = if need_g {
-        Cow::Owned(masked)
-    } else {
-        Cow::Borrowed(a.dy)
-    };
-    let mut out = NormGrads {
+    NormGrads {
+        x: need_x.then(|| input_grad(a, source(a, &masked), &sum_g, &sum_gx)),
         gamma: need_gamma.then(|| {
             sum_gx
                 .iter()
@@ -310,20 +327,22 @@ pub fn normalize_backward(
                 .collect()
         }),
         beta: need_beta.then(|| sum_g.iter().map(|&s| s as f32).collect()),
-        ..Default::default()
-    };
-    if need_x {
-        out.x = Some(input_grad(a, &g, &sum_g, &sum_gx));
+        masked: keep_masked.then_some(masked),
     }
-    if need_masked && need_g {
-        out.masked = Some(g.into_owned());
+}
+
+/// The masked output gradient: `masked` if it was stored, else from the output and `dy`.
+fn source<'a>(a: &NormGrad<'a>, masked: &'a [f32]) -> Grad<'a> {
+    match a.relu_out {
+        Some(_) if !masked.is_empty() => Grad::Stored(masked),
+        Some(out) => Grad::Masked { out, dy: a.dy },
+        None => Grad::Stored(a.dy),
     }
-    out
 }
 
 /// `dx = k * g + q * (x - mean) + r` per channel, with `k = gamma * inv_std`, and with batch
 /// statistics `q = -k * inv_std^2 * sum(g (x - mean)) / M`, `r = -k * sum(g) / M` (else 0).
-fn input_grad(a: &NormGrad, g: &[f32], sum_g: &[f64], sum_gx: &[f64]) -> Vec<f32> {
+fn input_grad(a: &NormGrad, g: Grad, sum_g: &[f64], sum_gx: &[f64]) -> Vec<f32> {
     let p = a.planes;
     let m = p.per_channel().max(1) as f64;
     let coeffs: Vec<[f32; 3]> = (0..p.channels)
@@ -348,13 +367,19 @@ fn input_grad(a: &NormGrad, g: &[f32], sum_g: &[f64], sum_gx: &[f64]) -> Vec<f32
             let c = i % p.channels;
             let [k, q, r] = coeffs[c];
             let range = i * pixels..(i + 1) * pixels;
-            if a.batch_stats {
-                let mean = a.mean[c];
-                lane_map(dx, [&g[range.clone()], &a.x[range]], |[g, v]| {
-                    k * g + q * (v - mean) + r
-                });
-            } else {
-                lane_map(dx, [&g[range]], |[g]| k * g);
+            let x = &a.x[range.clone()];
+            let mean = a.mean[c];
+            match (g.plane(range), a.batch_stats) {
+                (Grad::Stored(g), true) => {
+                    lane_map(dx, [g, x], |[g, v]| k * g + q * (v - mean) + r)
+                }
+                (Grad::Stored(g), false) => lane_map(dx, [g], |[g]| k * g),
+                (Grad::Masked { out, dy }, true) => lane_map(dx, [out, dy, x], |[o, d, v]| {
+                    k * relu_grad(o, d) + q * (v - mean) + r
+                }),
+                (Grad::Masked { out, dy }, false) => {
+                    lane_map(dx, [out, dy], |[o, d]| k * relu_grad(o, d))
+                }
             }
         });
     dx
