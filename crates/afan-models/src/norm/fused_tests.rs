@@ -108,20 +108,8 @@ fn non_contiguous_inputs_match_burn_ops() {
     let (gamma, beta) = (random([3], &dev), random([3], &dev));
     let (mean, var) = (random([3], &dev), random([3], &dev).abs());
     for train in [true, false] {
-        let a = outputs(
-            true,
-            train,
-            [&x, &r, &dy],
-            [&gamma, &beta, &mean, &var],
-            (true, true),
-        );
-        let b = outputs(
-            false,
-            train,
-            [&x, &r, &dy],
-            [&gamma, &beta, &mean, &var],
-            (true, true),
-        );
+        let params = [&gamma, &beta, &mean, &var];
+        let [a, b] = [true, false].map(|f| outputs(f, train, [&x, &r, &dy], params, (true, true)));
         for (a, b) in a.iter().zip(&b) {
             a.assert_approx_eq::<f32>(b, Tolerance::rel_abs(1e-4, 1e-4));
         }

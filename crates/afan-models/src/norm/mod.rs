@@ -18,6 +18,7 @@ mod fallback;
 mod fused_tests;
 pub mod kernel;
 #[cfg(test)]
+#[rustfmt::skip]
 mod reference;
 #[cfg(test)]
 mod tests;
