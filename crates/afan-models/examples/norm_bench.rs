@@ -9,7 +9,8 @@
 
 mod common;
 
-use afan_models::norm::kernel::{self, NormGrad, Planes};
+use afan_models::norm::backward::{NormGrad, normalize_backward};
+use afan_models::norm::kernel::{self, Planes};
 use burn::backend::Flex;
 use burn::backend::ops::{ActivationOps, FloatTensorOps, ModuleOps};
 use common::{data, iters_arg, tensor, time_cold as time};
@@ -92,7 +93,6 @@ fn main() {
             planes: p,
             x: &xv,
             relu_out: Some(&y),
-            dy: &dyv,
             gamma: &gv,
             mean: &mean,
             inv_std: &inv_std,
@@ -101,7 +101,7 @@ fn main() {
         let afan = [
             time(iters, afan_forward),
             time(iters, || {
-                kernel::normalize_backward(&args, [true, true, true, add])
+                normalize_backward(&args, &dyv, [true, true, true, add])
             }),
         ];
         let name = format!("{c} ch @{size}{}", if add { " +add" } else { "" });

@@ -3,7 +3,8 @@
 //! (+ ReLU) as one operation whose backward pass is [`kernel::normalize_backward`]. Other backends
 //! and other dtypes never reach it: [`super::BatchNorm2d`] routes them to [`super::fallback`].
 
-use super::kernel::{self, NormGrad, Planes};
+use super::backward::{self, NormGrad};
+use super::kernel::{self, Planes};
 use crate::flex::{contiguous, dims4, flex_tensor};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -107,6 +108,19 @@ fn planes(x: &FlexTensor) -> Planes {
     }
 }
 
+/// Runs `f` on `t`'s `f32` data in place when `t` owns it alone (an activation or gradient nothing
+/// else holds: no buffer to allocate), else on a copy.
+fn in_place_or_copy(mut t: FlexTensor, f: impl FnOnce(&mut [f32])) -> FlexTensor {
+    let t_len = dims4(&t).iter().product::<usize>();
+    if let Some(data) = t.try_storage_mut::<f32>().filter(|d| d.len() == t_len) {
+        f(data);
+        return t;
+    }
+    let mut data = f32_data(&t).to_vec();
+    f(&mut data);
+    flex_tensor(data, dims4(&t))
+}
+
 fn forward(
     x: FlexTensor,
     [gamma, beta, mean, var]: [&FlexTensor; 4],
@@ -115,16 +129,13 @@ fn forward(
     relu: bool,
 ) -> FlexTensor {
     let (x, residual) = (contiguous(x), residual.map(contiguous));
+    let p = planes(&x);
     let inv_std = kernel::inv_std(f32_data(var), epsilon);
     let [scale, shift] = kernel::affine(f32_data(gamma), f32_data(beta), f32_data(mean), &inv_std);
-    let y = kernel::normalize(
-        planes(&x),
-        f32_data(&x),
-        [&scale, &shift],
-        residual.as_ref().map(f32_data),
-        relu,
-    );
-    flex_tensor(y, dims4(&x))
+    let residual = residual.as_ref().map(f32_data);
+    in_place_or_copy(x, |y| {
+        kernel::normalize_in_place(p, y, [&scale, &shift], residual, relu)
+    })
 }
 
 fn flex_train(
@@ -222,24 +233,25 @@ impl FusedNormBackward for Flex {
             planes: planes(&x),
             x: f32_data(&x),
             relu_out: relu_out.as_ref().map(f32_data),
-            dy: f32_data(&grad),
             gamma: f32_data(&gamma),
             mean: f32_data(&mean),
             inv_std: &inv_std,
             batch_stats: saved.batch_stats,
         };
-        let grads = kernel::normalize_backward(&args, need);
+        let [need_x, need_gamma, need_beta, need_residual] = need;
+        let need_sums = need_gamma || need_beta || (need_x && saved.batch_stats);
+        let sums = backward::grad_sums(&args, f32_data(&grad), [need_sums, need_residual]);
         let (shape, c) = (dims4(&x), args.planes.channels);
-        // Without a ReLU the residual's gradient is the output's, shared rather than copied.
-        let residual = match grads.masked {
-            Some(g) => Some(flex_tensor(g, shape)),
-            None => need[3].then(|| grad.clone()),
-        };
+        // Without a ReLU the residual's gradient is the output's, shared rather than copied (and
+        // then the input gradient cannot take over the output gradient's buffer).
+        let shared = (need_residual && sums.masked.is_none()).then(|| grad.clone());
+        let dx = need_x
+            .then(|| in_place_or_copy(grad, |g| backward::input_grad_in_place(&args, &sums, g)));
         [
-            grads.x.map(|dx| flex_tensor(dx, shape)),
-            grads.gamma.map(|g| flex_tensor(g, [c])),
-            grads.beta.map(|b| flex_tensor(b, [c])),
-            residual,
+            dx,
+            need_gamma.then(|| flex_tensor(sums.gamma_grad(&args), [c])),
+            need_beta.then(|| flex_tensor(sums.beta_grad(), [c])),
+            sums.masked.map(|g| flex_tensor(g, shape)).or(shared),
         ]
     }
 }

@@ -2,7 +2,8 @@
 //! gradients, every form, train and eval, contiguous or not) and their determinism across thread
 //! counts.
 
-use super::kernel::{self, NormGrad, Planes};
+use super::backward::{NormGrad, normalize_backward};
+use super::kernel::{self, Planes};
 use super::{fallback, fused};
 use burn::tensor::{Device, Distribution, Tensor, TensorData, Tolerance};
 
@@ -132,17 +133,17 @@ fn kernel_bits(p: Planes, x: &[f32], r: &[f32], dy: &[f32]) -> Vec<Vec<u32>> {
     let inv_std = kernel::inv_std(&var, 1e-5);
     let [scale, shift] = kernel::affine(&gamma, &beta, &mean, &inv_std);
     let y = kernel::normalize(p, x, [&scale, &shift], Some(r), true);
-    let g = kernel::normalize_backward(
+    let g = normalize_backward(
         &NormGrad {
             planes: p,
             x,
             relu_out: Some(&y),
-            dy,
             gamma: &gamma,
             mean: &mean,
             inv_std: &inv_std,
             batch_stats: true,
         },
+        dy,
         [true; 4],
     );
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect();

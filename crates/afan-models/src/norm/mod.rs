@@ -7,10 +7,12 @@
 //! evaluation accuracy of short runs, so the layer is re-done here with PyTorch's rule.
 //!
 //! On the `flex` CPU backend with `f32` data the normalisation, the residual add and the ReLU of a
-//! ResNet block run as one kernel with one backward pass ([`kernel`], wired in by `ext`): composed
-//! from Burn's ops they and their memory traffic were a large share of a ResNet-20 training step.
+//! ResNet block run as one kernel with one backward pass ([`kernel`], [`backward`], wired in by
+//! `ext`): composed from Burn's ops they and their memory traffic were a large share of a
+//! ResNet-20 training step.
 //! Every other backend and dtype runs the same computation from Burn's ops ([`fallback`]).
 
+pub mod backward;
 #[cfg(feature = "flex")]
 mod ext;
 mod fallback;
