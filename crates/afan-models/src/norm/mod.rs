@@ -8,10 +8,12 @@
 //!
 //! On the `flex` CPU backend with `f32` data the normalisation, the residual add and the ReLU of a
 //! ResNet block run as one kernel with one backward pass ([`kernel`], [`backward`], wired in by
-//! `ext`): composed from Burn's ops they and their memory traffic were a large share of a
-//! ResNet-20 training step.
-//! Every other backend and dtype runs the same computation from Burn's ops ([`fallback`]).
+//! `ext` and `autodiff`): composed from Burn's ops they and their memory traffic were a large
+//! share of a ResNet-20 training step. Every other backend and dtype runs the same computation
+//! from Burn's ops (`fallback`).
 
+#[cfg(feature = "flex")]
+mod autodiff;
 pub mod backward;
 #[cfg(feature = "flex")]
 mod ext;
