@@ -19,10 +19,13 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from cifar_resnet import CifarResNet, moments
 
-# Seed 21: with seeds 20 and 23 a ReLU unit of the tail sits within f32 rounding of zero for
+# Seed 24: with seeds 20 and 23 a ReLU unit of the tail sits within f32 rounding of zero for
 # some sample, so f32 and f64 land on different sides of the kink and a few percent of the
-# gradient moves; the functions agree, the comparison is ill-conditioned. See tests/golden_cifar.rs.
-torch.manual_seed(21)
+# gradient moves; the functions agree, the comparison is ill-conditioned. Seed 21 has such a unit
+# too (the last block's ReLU input at 1.5e-7 in the train-mode forward), which afan's fused batch
+# norm (different f32 rounding than Burn's composed ops) lands on the other side of. See
+# tests/golden_cifar.rs.
+torch.manual_seed(24)
 torch.use_deterministic_algorithms(True)
 model = CifarResNet(n=3, classes=10).double()
 with torch.no_grad():

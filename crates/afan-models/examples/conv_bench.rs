@@ -5,49 +5,16 @@
 //! cargo run --release -p afan-models --example conv_bench [-- ITERS]
 //! ```
 
+mod common;
+
 use afan_models::conv::kernel::{ConvGeom, conv2d_backward, conv2d_forward};
 use burn::backend::Flex;
-use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Shape, TensorData};
-use std::time::Instant;
-
-fn data(len: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) - 0.5
-        })
-        .collect()
-}
-
-fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, Shape::from(shape)))
-}
-
-/// Median seconds of `iters` runs of `f` after one warm-up.
-fn time<R>(iters: usize, mut f: impl FnMut() -> R) -> f64 {
-    std::hint::black_box(f());
-    let mut t: Vec<f64> = (0..iters)
-        .map(|_| {
-            let start = Instant::now();
-            std::hint::black_box(f());
-            start.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[iters / 2]
-}
+use common::{data, iters_arg, tensor, time};
 
 fn main() {
-    let iters: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(5);
+    let iters = iters_arg(5);
     let n = 128;
     // (in, out, size, stride, how many per ResNet-20 step)
     let shapes = [

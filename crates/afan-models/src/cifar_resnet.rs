@@ -10,7 +10,6 @@ use crate::norm::{BatchNorm2d, BatchNorm2dConfig};
 use afan_core::{SplitModel, SplitPoint};
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, s};
 
 /// Per-channel mean of the CIFAR-10 training images.
@@ -63,9 +62,9 @@ impl BlockA {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(self.bn1.forward(self.conv1.forward(x.clone())));
-        let out = self.bn2.forward(self.conv2.forward(out));
-        relu(out + self.shortcut(x))
+        let out = self.bn1.forward_relu(self.conv1.forward(x.clone()));
+        self.bn2
+            .forward_add_relu(self.conv2.forward(out), self.shortcut(x))
     }
 
     /// `F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p))`.
@@ -146,7 +145,7 @@ impl CifarResNet {
         let mean = Tensor::<1>::from_floats(CIFAR_MEAN, &device).cast(dtype);
         let std = Tensor::<1>::from_floats(CIFAR_STD, &device).cast(dtype);
         let x = (x - mean.reshape([1, 3, 1, 1])) / std.reshape([1, 3, 1, 1]);
-        relu(self.bn1.forward(self.conv1.forward(x)))
+        self.bn1.forward_relu(self.conv1.forward(x))
     }
 
     fn head(&self, f: Tensor<4>) -> Tensor<2> {

@@ -72,9 +72,9 @@ impl ConvBn {
         self.bn.forward(self.conv.forward(x))
     }
 
-    /// conv, BatchNorm, ReLU.
+    /// conv, BatchNorm, ReLU (the last two as one operation where afan's kernels run).
     pub fn forward_relu(&self, x: burn::tensor::Tensor<4>) -> burn::tensor::Tensor<4> {
-        burn::tensor::activation::relu(self.forward(x))
+        self.bn.forward_relu(self.conv.forward(x))
     }
 }
 

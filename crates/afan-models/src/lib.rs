@@ -6,6 +6,7 @@ pub mod conv;
 pub mod deeplab;
 pub mod detection;
 pub mod efficientnet;
+mod flex;
 pub mod import;
 pub mod input_norm;
 pub mod layers;

@@ -24,7 +24,6 @@ use afan_core::{SplitModel, SplitPoint};
 use burn::module::{Module, Param};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use std::fmt;
 use std::str::FromStr;
@@ -269,13 +268,14 @@ impl Block {
             Some(downsample) => downsample.forward(x.clone()),
             None => x.clone(),
         };
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
-        let out = match (&self.conv3, &self.bn3) {
-            (Some(conv3), Some(bn3)) => bn3.forward(conv3.forward(relu(out))),
-            _ => out,
-        };
-        relu(out + identity)
+        let out = self.bn1.forward_relu(self.conv1.forward(x));
+        match (&self.conv3, &self.bn3) {
+            (Some(conv3), Some(bn3)) => {
+                let out = self.bn2.forward_relu(self.conv2.forward(out));
+                bn3.forward_add_relu(conv3.forward(out), identity)
+            }
+            _ => self.bn2.forward_add_relu(self.conv2.forward(out), identity),
+        }
     }
 
     /// The 3x3 conv that carries the block's stride: `conv2` in a bottleneck (v1.5), `conv1` in
@@ -459,7 +459,7 @@ impl ResNet {
     /// conv1, bn1, relu, maxpool: `[B, 3, H, W]` to `[B, 64, H/4, W/4]`.
     pub fn stem(&self, x: Tensor<4>) -> Tensor<4> {
         self.maxpool
-            .forward(relu(self.bn1.forward(self.conv1.forward(x))))
+            .forward(self.bn1.forward_relu(self.conv1.forward(x)))
     }
 
     /// Runs `layer1` .. `layer4` (`layer` in 1..=4) on the previous stage's output.

@@ -5,6 +5,7 @@ use super::*;
 use afan_core::SplitError;
 use burn::module::ModuleVisitor;
 use burn::tensor::Distribution;
+use burn::tensor::activation::relu;
 
 /// Module paths (as a state dict would name them) and sizes of every float tensor the
 /// visitor sees: parameters and BatchNorm running statistics.

@@ -4,6 +4,7 @@
 //! Burn's `conv2d`.
 
 use super::kernel::{ConvGeom, conv2d_backward, conv2d_forward};
+use crate::flex::{contiguous, dims4, flex_tensor};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -12,9 +13,9 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
+use burn::backend::{Autodiff, Backend, Flex, backend_extension};
+use burn::tensor::DType;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Shape, TensorData};
 
 /// A bias-free, ungrouped, undilated 2-d convolution with symmetric zero padding.
 #[backend_extension(Flex, Autodiff)]
@@ -69,24 +70,6 @@ fn f32_inputs<'a>(
     };
     (h + 2 * geom.padding[0] >= kh && w + 2 * geom.padding[1] >= kw).then_some(())?;
     Some((geom, x.as_slice::<f32>()?, weight.as_slice::<f32>()?))
-}
-
-fn dims4(t: &FlexTensor) -> [usize; 4] {
-    let shape = t.shape();
-    [shape[0], shape[1], shape[2], shape[3]]
-}
-
-fn flex_tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, Shape::from(shape)))
-}
-
-/// Plain contiguous storage, which the kernels index directly (views are copied once).
-fn contiguous(t: FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t
-    } else {
-        t.to_contiguous()
-    }
 }
 
 impl FastConv for Flex {

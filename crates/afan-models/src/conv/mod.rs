@@ -81,7 +81,7 @@ impl Conv2d {
 
     /// The symmetric padding when afan's kernels can run this convolution on `input`'s device.
     fn fast_padding(&self, input: &Tensor<4>) -> Option<[usize; 2]> {
-        if !is_flex(input) || self.groups != 1 || self.dilation != [1, 1] {
+        if !crate::flex::is_flex(&input.device()) || self.groups != 1 || self.dilation != [1, 1] {
             return None;
         }
         match self.padding {
@@ -92,18 +92,6 @@ impl Conv2d {
             PaddingConfig2d::Same => None,
         }
     }
-}
-
-/// Whether `x` lives on the `flex` backend (with or without autodiff), where the kernels run.
-#[cfg(feature = "flex")]
-fn is_flex(x: &Tensor<4>) -> bool {
-    use burn::backend::DispatchDevice;
-    matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
-}
-
-#[cfg(not(feature = "flex"))]
-fn is_flex(_: &Tensor<4>) -> bool {
-    false
 }
 
 /// afan's convolution (bias-free, groups 1, dilation 1, symmetric `padding`) on a `flex` tensor.

@@ -1,0 +1,202 @@
+//! Batch-norm kernels on contiguous NCHW `f32` slices: the per-channel batch statistics and the
+//! normalisation with its affine map, optional residual add and optional ReLU in one pass (the
+//! backward pass is in [`super::backward`]), and the lane helpers both share.
+//!
+//! Why: Burn's composed `batch_norm_train`, the residual add and the ReLU each read and write the
+//! whole activation (flex's reductions over dims 0, 2, 3 also transpose it through
+//! `copy_2d_tiled`). Here the forward reads the input twice (statistics, then normalisation) and
+//! writes once; the backward reads its inputs twice and writes the input gradient once.
+//!
+//! Determinism: every sum is taken per (image, channel) plane in a fixed lane order, and the planes
+//! of a channel are combined in image order in `f64`, so results are bit-identical run to run and
+//! do not depend on how rayon spreads the planes over threads (the CLI's resume test needs this).
+
+use rayon::prelude::*;
+
+/// The NCHW extent of a batch-norm input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Planes {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Channels.
+    pub channels: usize,
+    /// Pixels per (image, channel) plane: `H * W`.
+    pub pixels: usize,
+}
+
+impl Planes {
+    /// Elements in the whole tensor.
+    pub fn len(&self) -> usize {
+        self.batch * self.channels * self.pixels
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Elements that share one channel's statistics: `N * H * W`.
+    pub fn per_channel(&self) -> usize {
+        self.batch * self.pixels
+    }
+
+    /// Planes handed to one rayon task: enough work (about 16k elements) to hide the scheduling.
+    pub(super) fn planes_per_task(&self) -> usize {
+        (16_384 / self.pixels.max(1)).max(1)
+    }
+}
+
+/// Independent partial sums per plane, kept in vector registers.
+const LANES: usize = 8;
+
+/// `sum_i f(inputs[0][i], ..)` over one plane, in `LANES` partial sums added in a fixed order.
+#[inline(always)]
+pub(super) fn lane_sum<const K: usize>(inputs: [&[f32]; K], f: impl Fn([f32; K]) -> f32) -> f32 {
+    let len = inputs[0].len();
+    assert!(inputs.iter().all(|s| s.len() == len));
+    let mut acc = [0.0f32; LANES];
+    let mut i = 0;
+    while i + LANES <= len {
+        let chunk: [&[f32; LANES]; K] = inputs.map(|s| s[i..i + LANES].try_into().unwrap());
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(chunk.map(|c| c[l]));
+        }
+        i += LANES;
+    }
+    let tail: f32 = (i..len).map(|j| f(inputs.map(|s| s[j]))).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `out[i] = f(out[i], inputs[0][i], ..)` over one plane, in `LANES`-wide chunks the compiler
+/// vectorises. Reading the old value lets a pass overwrite one of its own inputs (an activation
+/// or gradient buffer nothing else holds) instead of writing a fresh one.
+#[inline(always)]
+pub(super) fn lane_update<const K: usize>(
+    out: &mut [f32],
+    inputs: [&[f32]; K],
+    f: impl Fn(f32, [f32; K]) -> f32,
+) {
+    let len = out.len();
+    assert!(inputs.iter().all(|s| s.len() == len));
+    let mut i = 0;
+    while i + LANES <= len {
+        let chunk: [&[f32; LANES]; K] = inputs.map(|s| s[i..i + LANES].try_into().unwrap());
+        let dst: &mut [f32; LANES] = (&mut out[i..i + LANES]).try_into().unwrap();
+        for (l, d) in dst.iter_mut().enumerate() {
+            *d = f(*d, chunk.map(|c| c[l]));
+        }
+        i += LANES;
+    }
+    for j in i..len {
+        out[j] = f(out[j], inputs.map(|s| s[j]));
+    }
+}
+
+/// ReLU that lets NaN through, as flex's and PyTorch's do.
+#[inline(always)]
+pub(super) fn relu(v: f32) -> f32 {
+    if v > 0.0 || v.is_nan() { v } else { 0.0 }
+}
+
+/// The ReLU gradient mask: `dy` where the output was positive (or NaN), 0 elsewhere.
+#[inline(always)]
+pub(super) fn relu_grad(out: f32, dy: f32) -> f32 {
+    if out > 0.0 || out.is_nan() { dy } else { 0.0 }
+}
+
+/// Per-channel batch mean and biased variance of `x [N, C, H, W]`.
+///
+/// Each plane contributes its own mean and sum of squared deviations (two passes over a plane that
+/// stays in cache); the planes of a channel are merged in image order with Chan's formula in `f64`,
+/// which avoids the cancellation of `E[x^2] - E[x]^2`.
+pub fn batch_stats(p: Planes, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    assert_eq!(x.len(), p.len());
+    if p.is_empty() {
+        return (vec![0.0; p.channels], vec![0.0; p.channels]);
+    }
+    let plane_stats: Vec<(f32, f32)> = x
+        .par_chunks(p.pixels)
+        .with_min_len(p.planes_per_task())
+        .map(|plane| {
+            let mean = lane_sum([plane], |[v]| v) / p.pixels as f32;
+            (mean, lane_sum([plane], |[v]| (v - mean) * (v - mean)))
+        })
+        .collect();
+    let count = p.per_channel() as f64;
+    let mut means = Vec::with_capacity(p.channels);
+    let mut vars = Vec::with_capacity(p.channels);
+    for c in 0..p.channels {
+        let planes = || (0..p.batch).map(|n| plane_stats[n * p.channels + c]);
+        let mean = planes().map(|(m, _)| m as f64).sum::<f64>() / p.batch as f64;
+        let m2: f64 = planes()
+            .map(|(m, s)| s as f64 + p.pixels as f64 * (m as f64 - mean).powi(2))
+            .sum();
+        means.push(mean as f32);
+        vars.push((m2 / count) as f32);
+    }
+    (means, vars)
+}
+
+/// `1 / sqrt(var + epsilon)` per channel.
+pub fn inv_std(var: &[f32], epsilon: f64) -> Vec<f32> {
+    var.iter()
+        .map(|&v| (1.0 / (v as f64 + epsilon).sqrt()) as f32)
+        .collect()
+}
+
+/// `relu?(x * scale[c] + shift[c] + residual?)` over `x [N, C, H, W]`: the affine map of batch norm
+/// with `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale` (see [`affine`]).
+pub fn normalize(
+    p: Planes,
+    x: &[f32],
+    scale_shift: [&[f32]; 2],
+    residual: Option<&[f32]>,
+    with_relu: bool,
+) -> Vec<f32> {
+    let mut y = x.to_vec();
+    normalize_in_place(p, &mut y, scale_shift, residual, with_relu);
+    y
+}
+
+/// [`normalize`] overwriting `x` with the output.
+pub fn normalize_in_place(
+    p: Planes,
+    x: &mut [f32],
+    [scale, shift]: [&[f32]; 2],
+    residual: Option<&[f32]>,
+    with_relu: bool,
+) {
+    assert_eq!(x.len(), p.len());
+    let pixels = p.pixels.max(1);
+    let planes = x
+        .par_chunks_mut(pixels)
+        .enumerate()
+        .with_min_len(p.planes_per_task());
+    planes.for_each(|(i, y)| {
+        let (s, t) = (scale[i % p.channels], shift[i % p.channels]);
+        match (residual, with_relu) {
+            (None, false) => lane_update(y, [], |v, []| v * s + t),
+            (None, true) => lane_update(y, [], |v, []| relu(v * s + t)),
+            (Some(r), relu_too) => {
+                let r = &r[i * pixels..(i + 1) * pixels];
+                if relu_too {
+                    lane_update(y, [r], |v, [r]| relu(v * s + t + r));
+                } else {
+                    lane_update(y, [r], |v, [r]| v * s + t + r);
+                }
+            }
+        }
+    });
+}
+
+/// Per-channel `scale = gamma * inv_std` and `shift = beta - mean * scale`.
+pub fn affine(gamma: &[f32], beta: &[f32], mean: &[f32], inv_std: &[f32]) -> [Vec<f32>; 2] {
+    let scale: Vec<f32> = gamma.iter().zip(inv_std).map(|(g, s)| g * s).collect();
+    let shift = beta
+        .iter()
+        .zip(mean)
+        .zip(&scale)
+        .map(|((b, m), s)| b - m * s)
+        .collect();
+    [scale, shift]
+}
