@@ -25,7 +25,9 @@ type Case = (
     [usize; 2],
 );
 
-const CASES: [Case; 14] = [
+const CASES: [Case; 16] = [
+    (2, 3, 2, [1, 1], [3, 3], 1, [1, 1]), // 1x1 image (a deep ResNet stage on a tiny input)
+    (2, 2, 3, [2, 1], [3, 3], 1, [1, 1]), // smaller than the kernel
     (3, 4, 2, [8, 8], [3, 3], 1, [1, 1]), // K < C: the convolution route
     (3, 4, 4, [8, 8], [3, 3], 1, [1, 1]), // K = C (ResNet blocks)
     (3, 2, 5, [8, 8], [3, 3], 1, [1, 1]), // K > C: col2im chosen
@@ -152,12 +154,12 @@ fn matches_burn_on_every_path() {
 #[test]
 fn route_choice_follows_channels_and_stride() {
     let route = |case| InputRoute::choose(&geom(case));
-    assert_eq!(route(CASES[0]), InputRoute::Conv);
-    assert_eq!(route(CASES[1]), InputRoute::Conv);
-    assert_eq!(route(CASES[2]), InputRoute::Col2im);
-    assert_eq!(route(CASES[3]), InputRoute::Col2im);
-    assert_eq!(route(CASES[6]), InputRoute::Col2im);
-    assert_eq!(route(CASES[8]), InputRoute::Col2im);
+    assert_eq!(route(CASES[2]), InputRoute::Conv); // K < C
+    assert_eq!(route(CASES[3]), InputRoute::Conv); // K = C
+    assert_eq!(route(CASES[4]), InputRoute::Col2im); // K > C
+    assert_eq!(route(CASES[5]), InputRoute::Col2im); // stride 2
+    assert_eq!(route(CASES[8]), InputRoute::Col2im); // 1x1
+    assert_eq!(route(CASES[10]), InputRoute::Col2im); // 1x1 padded
 }
 
 fn pool(threads: usize) -> rayon::ThreadPool {

@@ -35,9 +35,13 @@ fn run(g: &ConvGeom, ki: usize, kj: usize) -> Option<Run> {
         (ki as isize - g.padding[0] as isize) * w as isize + kj as isize - g.padding[1] as isize;
     // Clipped to the plane: what is cut off lies in the edge columns of the first or last row.
     let first = ((rows.0 * w) as isize).max(-shift) as usize;
-    let last = ((rows.1 * w) as isize)
-        .min((h * w) as isize - shift)
-        .max(first as isize) as usize;
+    let last = ((rows.1 * w) as isize).min((h * w) as isize - shift);
+    // Nothing inside (an image smaller than the kernel): an empty piece at the plane's start.
+    let (first, last, shift) = if last > first as isize {
+        (first, last as usize, shift)
+    } else {
+        (0, 0, 0)
+    };
     Some(Run {
         rows,
         cols,
