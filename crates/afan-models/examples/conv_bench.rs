@@ -214,9 +214,28 @@ fn shapes_mode(convs: &[Conv], iters: usize, [fwd, dx, dw]: [bool; 3]) {
     }
 }
 
+/// The whole set, as wall time (sum of per-convolution medians) and as the CPU time all threads
+/// spent per step (less disturbed by other processes on a busy machine than wall time).
 fn set_mode(convs: &[Conv], iters: usize) {
-    let total: f64 = convs.iter().map(|c| c.count as f64 * c.step(iters)).sum();
-    println!("ResNet-20 step, all convolutions (forward + backward): afan {total:.3} s");
+    let runs = (iters.max(1) + 1) as f64; // time() adds a warm-up run
+    let (mut wall, mut cpu) = (0.0, 0.0);
+    for c in convs {
+        let before = cpu_seconds().unwrap_or(f64::NAN);
+        wall += c.count as f64 * c.step(iters);
+        let after = cpu_seconds().unwrap_or(f64::NAN);
+        cpu += c.count as f64 * (after - before) / runs;
+    }
+    println!(
+        "ResNet-20 step, all convolutions (forward + backward): afan {wall:.3} s (cpu {cpu:.3} s)"
+    );
+}
+
+/// User + system CPU seconds of this process so far, from `/proc/self/stat` (Linux; 10 ms ticks).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 fn main() {

@@ -95,23 +95,3 @@ pub(super) fn valid_range(k: usize, p: usize, s: usize, n: usize, out: usize) ->
     };
     (lo.min(hi), hi)
 }
-
-/// Calls `f(row, channel plane offset, ki, kj)` for every row of the patch matrix.
-pub(super) fn for_each_patch_row(g: &ConvGeom, mut f: impl FnMut(usize, usize, usize, usize)) {
-    let [kh, kw] = g.kernel;
-    let plane = g.in_hw[0] * g.in_hw[1];
-    for c in 0..g.in_ch {
-        for ki in 0..kh {
-            for kj in 0..kw {
-                f((c * kh + ki) * kw + kj, c * plane, ki, kj);
-            }
-        }
-    }
-}
-
-/// The input row feeding output row `oy` at kernel row `ki`, if inside the image.
-pub(super) fn input_row(g: &ConvGeom, oy: usize, ki: usize) -> Option<usize> {
-    (oy * g.stride[0] + ki)
-        .checked_sub(g.padding[0])
-        .filter(|&iy| iy < g.in_hw[0])
-}

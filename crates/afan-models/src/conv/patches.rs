@@ -1,90 +1,116 @@
 //! im2col and col2im on one NCHW image: the patch matrix `[C*kh*kw, OH*OW]` whose product with
 //! the weight is the convolution, and the scatter of its gradient back onto the image.
 //!
-//! Both walk the patch matrix one row (channel, kernel offset) at a time. When the output plane
-//! is as wide as the input (stride 1, "same" padding: every 3x3 stride-1 layer of a ResNet), a
-//! patch row is the input plane shifted by a constant offset, so it moves as one contiguous piece
-//! and only the wrapped-around edge columns are patched up; otherwise each output row is one
-//! piece, with stride-2 gathers and scatters written over pairs so that they vectorise (a
-//! `step_by` loop does not).
+//! Both walk the patch matrix one row (channel, kernel offset) at a time, after working out once
+//! per image where each kernel offset reads ([`Tap`]; computing it per row put integer divisions
+//! in the loop). When the output plane is as wide as the input (stride 1, "same" padding: every
+//! 3x3 stride-1 layer of a ResNet), a patch row is the input plane shifted by a constant offset,
+//! so it moves as one contiguous piece and only the wrapped-around edge columns are patched up;
+//! otherwise each output row is one piece, with stride-2 gathers and scatters written over pairs
+//! so that they vectorise (a `step_by` loop does not).
 
-use super::geom::{ConvGeom, for_each_patch_row, input_row, valid_range};
+use super::geom::{ConvGeom, valid_range};
 use std::mem::MaybeUninit;
 
-/// Where a patch row lies in the input plane when it is one piece: patch-row element `i` (in
-/// `first..last`) is plane element `i + shift`. Rows `rows.0..rows.1` are inside the image; in
+/// Where kernel offset (`ki`, `kj`) reads. Output rows `rows.0..rows.1` are inside the image; in
 /// each of them, columns outside `cols.0..cols.1` fall in the padding.
-struct Run {
+struct Tap {
+    ki: usize,
+    kj: usize,
     rows: (usize, usize),
     cols: (usize, usize),
-    first: usize,
-    last: usize,
-    shift: isize,
+    /// For shifted planes: patch-row elements `first..last` are plane elements `first + shift..`.
+    /// What the clipping to the plane cuts off lies in edge columns of the first or last row.
+    piece: Option<Piece>,
 }
 
-/// The [`Run`] of patch row (`ki`, `kj`), where the patch rows are shifted planes.
-fn run(g: &ConvGeom, ki: usize, kj: usize) -> Option<Run> {
+#[derive(Clone, Copy)]
+struct Piece {
+    first: usize,
+    last: usize,
+    from: usize,
+}
+
+/// The [`Tap`]s of `g`, in patch-row order within a channel.
+fn taps(g: &ConvGeom) -> Vec<Tap> {
     let [oh, ow] = g.out_hw();
     let [h, w] = g.in_hw;
-    if g.stride != [1, 1] || ow != w {
-        return None;
-    }
-    let rows = valid_range(ki, g.padding[0], 1, h, oh);
-    let cols = valid_range(kj, g.padding[1], 1, w, ow);
-    let shift =
-        (ki as isize - g.padding[0] as isize) * w as isize + kj as isize - g.padding[1] as isize;
-    // Clipped to the plane: what is cut off lies in the edge columns of the first or last row.
-    let first = ((rows.0 * w) as isize).max(-shift) as usize;
-    let last = ((rows.1 * w) as isize).min((h * w) as isize - shift);
-    // Nothing inside (an image smaller than the kernel): an empty piece at the plane's start.
-    let (first, last, shift) = if last > first as isize {
-        (first, last as usize, shift)
-    } else {
-        (0, 0, 0)
+    let [kh, kw] = g.kernel;
+    let shifted = g.stride == [1, 1] && ow == w;
+    let tap = |ki: usize, kj: usize| {
+        let rows = valid_range(ki, g.padding[0], g.stride[0], h, oh);
+        let cols = valid_range(kj, g.padding[1], g.stride[1], w, ow);
+        let piece = shifted.then(|| {
+            let shift = (ki as isize - g.padding[0] as isize) * w as isize + kj as isize
+                - g.padding[1] as isize;
+            let first = ((rows.0 * w) as isize).max(-shift);
+            let last = ((rows.1 * w) as isize).min((h * w) as isize - shift);
+            // Nothing inside (an image smaller than the kernel): an empty piece.
+            let (first, last, shift) = if last > first {
+                (first, last, shift)
+            } else {
+                (0, 0, 0)
+            };
+            Piece {
+                first: first as usize,
+                last: last as usize,
+                from: (first + shift) as usize,
+            }
+        });
+        Tap {
+            ki,
+            kj,
+            rows,
+            cols,
+            piece,
+        }
     };
-    Some(Run {
-        rows,
-        cols,
-        first,
-        last,
-        shift,
-    })
+    (0..kh)
+        .flat_map(|ki| (0..kw).map(move |kj| (ki, kj)))
+        .map(|(ki, kj)| tap(ki, kj))
+        .collect()
+}
+
+/// Calls `f(patch row, input plane offset, tap)` for every row of the patch matrix.
+fn for_each_patch_row(g: &ConvGeom, mut f: impl FnMut(usize, usize, &Tap)) {
+    let taps = taps(g);
+    let plane = g.in_hw[0] * g.in_hw[1];
+    for c in 0..g.in_ch {
+        for (t, tap) in taps.iter().enumerate() {
+            f(c * taps.len() + t, c * plane, tap);
+        }
+    }
+}
+
+/// The input index (in its plane) of output (`oy`, `tap.cols.0`) at `tap`'s offset.
+fn row_start(g: &ConvGeom, tap: &Tap, oy: usize) -> usize {
+    (oy * g.stride[0] + tap.ki - g.padding[0]) * g.in_hw[1] + tap.cols.0 * g.stride[1] + tap.kj
+        - g.padding[1]
 }
 
 /// Writes the patch matrix of one image `x [C, H, W]` into `col` (every element).
 pub(super) fn im2col(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]) {
     let [oh, ow] = g.out_hw();
-    let [h, w] = g.in_hw;
-    let (sw, pw) = (g.stride[1], g.padding[1]);
+    let plane = g.in_hw[0] * g.in_hw[1];
     let pixels = oh * ow;
-    for_each_patch_row(g, |row, plane, ki, kj| {
+    for_each_patch_row(g, |row, offset, tap| {
         let dst = &mut col[row * pixels..(row + 1) * pixels];
-        let src = &x[plane..plane + h * w];
-        if let Some(r) = run(g, ki, kj) {
-            zero(&mut dst[..r.rows.0 * ow]);
-            zero(&mut dst[r.rows.1 * ow..]);
-            let from = r.first.wrapping_add_signed(r.shift);
-            let piece = &src[from..from + r.last - r.first];
-            dst[r.first..r.last].write_copy_of_slice(piece);
-            for oy in r.rows.0..r.rows.1 {
-                let out = &mut dst[oy * ow..(oy + 1) * ow];
-                zero(&mut out[..r.cols.0]);
-                zero(&mut out[r.cols.1..]);
+        let src = &x[offset..offset + plane];
+        let ((y0, y1), (lo, hi)) = (tap.rows, tap.cols);
+        zero(&mut dst[..y0 * ow]);
+        zero(&mut dst[y1 * ow..]);
+        if let Some(p) = tap.piece {
+            let piece = &src[p.from..p.from + p.last - p.first];
+            dst[p.first..p.last].write_copy_of_slice(piece);
+        } else {
+            for oy in y0..y1 {
+                let src = &src[row_start(g, tap, oy)..];
+                gather(&mut dst[oy * ow + lo..oy * ow + hi], src, g.stride[1]);
             }
-            return;
         }
-        let (lo, hi) = valid_range(kj, pw, sw, w, ow);
-        for oy in 0..oh {
-            let out = &mut dst[oy * ow..(oy + 1) * ow];
-            let Some(iy) = input_row(g, oy, ki) else {
-                zero(out);
-                continue;
-            };
-            zero(&mut out[..lo]);
-            zero(&mut out[hi..]);
-            let start = iy * w + lo * sw + kj - pw;
-            gather(&mut out[lo..hi], &src[start..], sw);
-        }
+        for_each_edge(ow, tap.rows, tap.cols, |i| {
+            dst[i].write(0.0);
+        });
     });
 }
 
@@ -92,36 +118,42 @@ pub(super) fn im2col(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]) {
 /// `dcol` is scratch: the entries that fall in the padding may be zeroed on the way.
 pub(super) fn col2im(g: &ConvGeom, dcol: &mut [f32], dx: &mut [f32]) {
     let [oh, ow] = g.out_hw();
-    let [h, w] = g.in_hw;
-    let (sw, pw) = (g.stride[1], g.padding[1]);
+    let plane = g.in_hw[0] * g.in_hw[1];
     let pixels = oh * ow;
-    for_each_patch_row(g, |row, plane, ki, kj| {
+    for_each_patch_row(g, |row, offset, tap| {
         let src = &mut dcol[row * pixels..(row + 1) * pixels];
-        let dst = &mut dx[plane..plane + h * w];
-        if let Some(r) = run(g, ki, kj) {
+        let dst = &mut dx[offset..offset + plane];
+        let ((y0, y1), (lo, hi)) = (tap.rows, tap.cols);
+        if let Some(p) = tap.piece {
             // Zeroed edge columns make the shifted plane one vectorised add; they land on the
             // neighbouring row's edge and add exactly nothing.
-            for oy in r.rows.0..r.rows.1 {
-                let out = &mut src[oy * ow..(oy + 1) * ow];
-                out[..r.cols.0].fill(0.0);
-                out[r.cols.1..].fill(0.0);
+            for_each_edge(ow, tap.rows, tap.cols, |i| src[i] = 0.0);
+            let n = p.last - p.first;
+            add(&mut dst[p.from..p.from + n], &src[p.first..p.last]);
+        } else {
+            for oy in y0..y1 {
+                let dst = &mut dst[row_start(g, tap, oy)..];
+                scatter_add(dst, &src[oy * ow + lo..oy * ow + hi], g.stride[1]);
             }
-            let from = r.first.wrapping_add_signed(r.shift);
-            add(
-                &mut dst[from..from + r.last - r.first],
-                &src[r.first..r.last],
-            );
-            return;
-        }
-        let (lo, hi) = valid_range(kj, pw, sw, w, ow);
-        for oy in 0..oh {
-            let Some(iy) = input_row(g, oy, ki) else {
-                continue;
-            };
-            let start = iy * w + lo * sw + kj - pw;
-            scatter_add(&mut dst[start..], &src[oy * ow + lo..oy * ow + hi], sw);
         }
     });
+}
+
+/// Calls `f(i)` for the index `i` of every element of rows `rows` outside columns `cols` of a
+/// plane `width` wide: the few edge columns that fall in the padding. Column by column, so that
+/// the compiler does not turn each row's one or two elements into a `memset` call (which cost
+/// 5% of the convolutions).
+fn for_each_edge(
+    width: usize,
+    rows: (usize, usize),
+    cols: (usize, usize),
+    mut f: impl FnMut(usize),
+) {
+    for c in (0..cols.0).chain(cols.1..width) {
+        for oy in rows.0..rows.1 {
+            f(oy * width + c);
+        }
+    }
 }
 
 fn zero(dst: &mut [MaybeUninit<f32>]) {
@@ -136,20 +168,22 @@ fn add(dst: &mut [f32], src: &[f32]) {
 
 /// `dst[i] = src[i * stride]`.
 fn gather(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize) {
-    let Some(last) = dst.len().checked_sub(1) else {
-        return;
-    };
     match stride {
         1 => {
             dst.write_copy_of_slice(&src[..dst.len()]);
         }
         2 => {
-            // Pairs of which the first is kept: a fixed-stride loop LLVM turns into shuffles.
-            let (pairs, _) = src[..2 * last].as_chunks::<2>();
-            for (d, p) in dst[..last].iter_mut().zip(pairs) {
+            // Whole pairs of which the first is kept: a fixed-stride loop LLVM turns into
+            // shuffles. `src` runs to the end of the plane, so only a row ending on the plane's
+            // last element leaves one element outside a pair.
+            let (pairs, rest) = src.as_chunks::<2>();
+            let n = dst.len().min(pairs.len());
+            for (d, p) in dst[..n].iter_mut().zip(pairs) {
                 d.write(p[0]);
             }
-            dst[last].write(src[2 * last]);
+            if let Some(d) = dst.get_mut(n) {
+                d.write(rest[0]);
+            }
         }
         _ => {
             for (i, d) in dst.iter_mut().enumerate() {
@@ -161,17 +195,18 @@ fn gather(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize) {
 
 /// `dst[i * stride] += src[i]`.
 fn scatter_add(dst: &mut [f32], src: &[f32], stride: usize) {
-    let Some(last) = src.len().checked_sub(1) else {
-        return;
-    };
     match stride {
         1 => add(&mut dst[..src.len()], src),
         2 => {
-            let (pairs, _) = dst[..2 * last].as_chunks_mut::<2>();
-            for (p, s) in pairs.iter_mut().zip(src) {
+            // As in `gather`: whole pairs, then at most one element.
+            let (pairs, rest) = dst.as_chunks_mut::<2>();
+            let n = src.len().min(pairs.len());
+            for (p, s) in pairs.iter_mut().zip(&src[..n]) {
                 p[0] += s;
             }
-            dst[2 * last] += src[last];
+            if let Some(s) = src.get(n) {
+                rest[0] += s;
+            }
         }
         _ => {
             for (i, s) in src.iter().enumerate() {
