@@ -117,31 +117,27 @@ fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     unsafe { &mut *(v as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
+/// Runs `f` on the patch matrix of image `x_n` (`[C*kh*kw, OH*OW]`, row-major): the image
+/// itself for a pointwise convolution, else im2col's copy in this thread's scratch.
+fn with_patches<R>(g: &ConvGeom, x_n: &[f32], f: impl FnOnce(Mat) -> R) -> R {
+    let pixels = g.out_pixels();
+    if g.is_pointwise() {
+        return f(Mat::rows(x_n, pixels));
+    }
+    with_scratch(Scratch::Col, g.patch() * pixels, |col| {
+        im2col(g, x_n, col);
+        f(Mat::written(col, pixels))
+    })
+}
+
 /// One image of the forward convolution: `y_n [K, OH*OW] = W [K, C*kh*kw] * col(x_n)`, every
 /// element of `y_n` written.
 fn forward_image(g: &ConvGeom, x_n: &[f32], w: &[f32], y_n: &mut [MaybeUninit<f32>]) {
     let (patch, pixels) = (g.patch(), g.out_pixels());
-    let dims = [g.out_ch, pixels, patch];
-    if g.is_pointwise() {
-        matmul(
-            y_n,
-            dims,
-            Mat::rows(w, patch),
-            Mat::rows(x_n, pixels),
-            false,
-        );
-    } else {
-        with_scratch(Scratch::Col, patch * pixels, |col| {
-            im2col(g, x_n, col);
-            matmul(
-                y_n,
-                dims,
-                Mat::rows(w, patch),
-                Mat::written(col, pixels),
-                false,
-            );
-        });
-    }
+    let lhs = Mat::rows(w, patch);
+    with_patches(g, x_n, |col| {
+        matmul(y_n, [g.out_ch, pixels, patch], lhs, col, false)
+    });
 }
 
 /// Forward convolution: `x [N, C, H, W]`, `w [K, C, kh, kw]` -> `[N, K, OH, OW]`.
@@ -199,16 +195,10 @@ fn input_grad_image(
 /// matrix across rows.
 fn weight_grad_image(g: &ConvGeom, x_n: &[f32], dy_n: &[f32], dwt: &mut [f32]) {
     let (patch, pixels) = (g.patch(), g.out_pixels());
-    let dims = [patch, g.out_ch, pixels];
     let rhs = Mat::transposed(dy_n, pixels);
-    if g.is_pointwise() {
-        matmul(as_uninit(dwt), dims, Mat::rows(x_n, pixels), rhs, true);
-    } else {
-        with_scratch(Scratch::Col, patch * pixels, |col| {
-            im2col(g, x_n, col);
-            matmul(as_uninit(dwt), dims, Mat::written(col, pixels), rhs, true);
-        });
-    }
+    with_patches(g, x_n, |col| {
+        matmul(as_uninit(dwt), [patch, g.out_ch, pixels], col, rhs, true)
+    });
 }
 
 /// Gradients of a convolution with respect to its input and/or its weight, from the output
