@@ -9,7 +9,7 @@ use afan_core::{
     materialize, moment_exchange, strength_points,
 };
 use afan_models::{CifarResNet, PytorchImport, StateDict};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Int, Tensor};
 use std::path::Path;
 
 #[path = "support/golden.rs"]

@@ -12,7 +12,6 @@ use afan_models::{
     EfficientNet, EfficientNetVariant, ImportError, PytorchImport, ResNet, ResNetDepth, StateDict,
 };
 use burn::module::Module;
-use burn::tensor::Device;
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -6,7 +6,12 @@
 
 #[cfg(feature = "flex")]
 mod ext;
+mod geom;
 pub mod kernel;
+#[cfg(test)]
+mod kernel_tests;
+mod patches;
+mod scratch;
 #[cfg(all(test, feature = "flex"))]
 mod tests;
 

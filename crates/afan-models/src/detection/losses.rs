@@ -27,7 +27,6 @@ pub fn bce_with_logits(logits: Tensor<1>, targets: Tensor<1>) -> Tensor<1> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::Device;
 
     fn scalar(t: Tensor<1>) -> f64 {
         t.into_data().convert::<f64>().try_to_vec::<f64>().unwrap()[0]

@@ -1,0 +1,97 @@
+//! The shape of one convolution and the index arithmetic the patch copies share.
+
+/// The shape of one convolution (groups 1, dilation 1, symmetric padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Images in the batch.
+    pub batch: usize,
+    /// Input channels.
+    pub in_ch: usize,
+    /// Input height and width.
+    pub in_hw: [usize; 2],
+    /// Output channels.
+    pub out_ch: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride along height and width.
+    pub stride: [usize; 2],
+    /// Zero padding on each side, along height and width.
+    pub padding: [usize; 2],
+}
+
+impl ConvGeom {
+    /// Output height and width (PyTorch's floor formula).
+    pub fn out_hw(&self) -> [usize; 2] {
+        [0, 1].map(|d| (self.in_hw[d] + 2 * self.padding[d] - self.kernel[d]) / self.stride[d] + 1)
+    }
+
+    /// Rows of the patch matrix: `C * kh * kw`.
+    pub fn patch(&self) -> usize {
+        self.in_ch * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Elements of one input image.
+    pub(super) fn in_len(&self) -> usize {
+        self.in_ch * self.in_hw[0] * self.in_hw[1]
+    }
+
+    /// Pixels of one output plane.
+    pub(super) fn out_pixels(&self) -> usize {
+        let [oh, ow] = self.out_hw();
+        oh * ow
+    }
+
+    /// Elements of one output image.
+    pub(super) fn out_len(&self) -> usize {
+        self.out_ch * self.out_pixels()
+    }
+
+    /// An image is its own patch matrix.
+    pub(super) fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    /// The convolution whose forward pass is this one's input gradient, when there is one
+    /// without inserting zeros: stride 1 and padding at most `kernel - 1`. It convolves the
+    /// output gradient (`K` channels, `OH x OW`) with the weight flipped in space and transposed
+    /// to `[C, K, kh, kw]` ([`flip_transpose`]), padded by `kernel - 1 - padding`, and yields
+    /// exactly `H x W`.
+    pub fn input_grad_conv(&self) -> Option<ConvGeom> {
+        let fits = (0..2).all(|d| self.stride[d] == 1 && self.padding[d] < self.kernel[d]);
+        fits.then(|| ConvGeom {
+            batch: self.batch,
+            in_ch: self.out_ch,
+            in_hw: self.out_hw(),
+            out_ch: self.in_ch,
+            kernel: self.kernel,
+            stride: [1, 1],
+            padding: [0, 1].map(|d| self.kernel[d] - 1 - self.padding[d]),
+        })
+    }
+}
+
+/// `[K, C, kh, kw]` -> `[C, K, kh, kw]` with each kernel rotated by 180 degrees: the weight of
+/// [`ConvGeom::input_grad_conv`].
+pub(super) fn flip_transpose(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
+    let [kh, kw] = g.kernel;
+    let taps = kh * kw;
+    let mut out = Vec::with_capacity(w.len());
+    for c in 0..g.in_ch {
+        for k in 0..g.out_ch {
+            let kernel = &w[(k * g.in_ch + c) * taps..][..taps];
+            out.extend(kernel.iter().rev());
+        }
+    }
+    out
+}
+
+/// Output positions `lo..hi` (along one axis) whose input index `o * s + k - p` is inside `0..n`.
+pub(super) fn valid_range(k: usize, p: usize, s: usize, n: usize, out: usize) -> (usize, usize) {
+    let lo = if k >= p { 0 } else { (p - k).div_ceil(s) };
+    let hi = if n + p > k {
+        ((n + p - k - 1) / s + 1).min(out)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
+}

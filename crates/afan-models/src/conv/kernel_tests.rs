@@ -1,0 +1,258 @@
+//! The kernels on raw slices against Burn's own convolution ops on flex (`conv2d`,
+//! `conv2d_x_backward`, `conv2d_weight_backward`, which Burn's autodiff runs), over tiny shapes
+//! that reach every path: stride 1/2/3, padding 0/1/2, 1x1/3x3/5x5/non-square kernels, `K <= C`
+//! and `K > C`, both input-gradient routes. Then what the reference cannot show: no element of an
+//! output or scratch matrix is read before it is written, results do not depend on the thread
+//! count, and large scratch buffers are given back.
+
+use super::kernel::*;
+use super::scratch::poison;
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Shape, TensorData};
+use std::mem::MaybeUninit;
+
+/// (batch, in, out, [h, w], [kh, kw], stride, padding).
+type Case = (
+    usize,
+    usize,
+    usize,
+    [usize; 2],
+    [usize; 2],
+    usize,
+    [usize; 2],
+);
+
+const CASES: [Case; 16] = [
+    (2, 3, 2, [1, 1], [3, 3], 1, [1, 1]), // 1x1 image (a deep ResNet stage on a tiny input)
+    (2, 2, 3, [2, 1], [3, 3], 1, [1, 1]), // smaller than the kernel
+    (3, 4, 2, [8, 8], [3, 3], 1, [1, 1]), // K < C: the convolution route
+    (3, 4, 4, [8, 8], [3, 3], 1, [1, 1]), // K = C (ResNet blocks)
+    (3, 2, 5, [8, 8], [3, 3], 1, [1, 1]), // K > C: col2im chosen
+    (2, 4, 3, [7, 7], [3, 3], 2, [1, 1]), // stride 2, odd size
+    (2, 3, 6, [8, 8], [3, 3], 2, [1, 1]), // stride 2, even size (stage transitions)
+    (2, 3, 4, [6, 5], [3, 3], 1, [0, 0]), // no padding, non-square: rows one at a time
+    (2, 5, 3, [6, 6], [1, 1], 1, [0, 0]), // 1x1: no patch matrix
+    (2, 4, 6, [7, 7], [1, 1], 2, [0, 0]), // 1x1 stride 2 (downsample)
+    (1, 2, 2, [4, 4], [1, 1], 1, [1, 1]), // 1x1 padded: no input-gradient convolution
+    (2, 3, 2, [5, 9], [1, 3], 1, [0, 1]), // non-square kernel, shifted planes
+    (2, 6, 3, [9, 9], [5, 5], 1, [2, 2]), // 5x5 "same": shifts of two rows and columns
+    (2, 3, 4, [9, 9], [7, 7], 2, [3, 3]), // the torchvision stem
+    (1, 2, 2, [10, 10], [3, 3], 3, [1, 1]), // stride 3: the generic gather and scatter
+    (17, 2, 2, [4, 4], [3, 3], 1, [1, 1]), // more images than weight-gradient groups
+];
+
+fn geom((batch, c, k, hw, kernel, stride, padding): Case) -> ConvGeom {
+    ConvGeom {
+        batch,
+        in_ch: c,
+        in_hw: hw,
+        out_ch: k,
+        kernel,
+        stride: [stride; 2],
+        padding,
+    }
+}
+
+/// Deterministic values in `[-1, 1]`, different for each `seed`.
+fn values(len: usize, seed: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| ((i * 7919 + seed * 104_729) % 211) as f32 / 105.0 - 1.0)
+        .collect()
+}
+
+struct Data {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    dy: Vec<f32>,
+}
+
+fn data(g: &ConvGeom) -> Data {
+    let [oh, ow] = g.out_hw();
+    Data {
+        x: values(g.batch * g.in_ch * g.in_hw[0] * g.in_hw[1], 1),
+        w: values(g.out_ch * g.patch(), 2),
+        dy: values(g.batch * g.out_ch * oh * ow, 3),
+    }
+}
+
+fn tensor(v: &[f32], shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(v.to_vec(), Shape::from(shape)))
+}
+
+fn vec_of(t: FlexTensor) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// Burn's output, input gradient and weight gradient.
+fn reference(g: &ConvGeom, d: &Data) -> [Vec<f32>; 3] {
+    let [oh, ow] = g.out_hw();
+    let x = tensor(&d.x, [g.batch, g.in_ch, g.in_hw[0], g.in_hw[1]]);
+    let w = tensor(&d.w, [g.out_ch, g.in_ch, g.kernel[0], g.kernel[1]]);
+    let dy = tensor(&d.dy, [g.batch, g.out_ch, oh, ow]);
+    let opts = ConvOptions::new(g.stride, g.padding, [1, 1], 1);
+    [
+        vec_of(Flex::conv2d(x.clone(), w.clone(), None, opts.clone())),
+        vec_of(Flex::conv2d_x_backward(
+            x.clone(),
+            w.clone(),
+            dy.clone(),
+            opts.clone(),
+        )),
+        vec_of(Flex::conv2d_weight_backward(x, w, dy, opts)),
+    ]
+}
+
+/// Equal within 1e-4 absolute (values are sums of at most 150 products of numbers in [-1, 1];
+/// only the summation order differs from Burn's).
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!((a - b).abs() <= 1e-4, "{what}: element {i}: {a} vs {b}");
+    }
+}
+
+/// The routes that apply to `g`.
+fn routes(g: &ConvGeom) -> Vec<InputRoute> {
+    let mut r = vec![InputRoute::Col2im];
+    if g.input_grad_conv().is_some() {
+        r.push(InputRoute::Conv);
+    }
+    r
+}
+
+#[test]
+fn matches_burn_on_every_path() {
+    for case in CASES {
+        let g = geom(case);
+        let d = data(&g);
+        let [y, dx, dw] = reference(&g, &d);
+        assert_close(
+            &conv2d_forward(&g, &d.x, &d.w),
+            &y,
+            &format!("{g:?} forward"),
+        );
+        for route in routes(&g) {
+            let what = format!("{g:?} {route:?}");
+            let (gx, gw) = conv2d_backward_by(&g, route, &d.x, &d.w, &d.dy, [true, true]);
+            assert_close(&gx.unwrap(), &dx, &format!("{what} input grad"));
+            assert_close(&gw.unwrap(), &dw, &format!("{what} weight grad"));
+            let (gx, gw) = conv2d_backward_by(&g, route, &d.x, &d.w, &d.dy, [true, false]);
+            assert!(gw.is_none());
+            assert_close(&gx.unwrap(), &dx, &format!("{what} input grad alone"));
+        }
+        let (gx, gw) = conv2d_backward(&g, &d.x, &d.w, &d.dy, [false, true]);
+        assert!(gx.is_none());
+        assert_close(&gw.unwrap(), &dw, &format!("{g:?} weight grad alone"));
+    }
+}
+
+/// The convolution route for stride 1 and `K <= C`, col2im otherwise (and always for 1x1, where
+/// both are the same product).
+#[test]
+fn route_choice_follows_channels_and_stride() {
+    let route = |case| InputRoute::choose(&geom(case));
+    assert_eq!(route(CASES[2]), InputRoute::Conv); // K < C
+    assert_eq!(route(CASES[3]), InputRoute::Conv); // K = C
+    assert_eq!(route(CASES[4]), InputRoute::Col2im); // K > C
+    assert_eq!(route(CASES[5]), InputRoute::Col2im); // stride 2
+    assert_eq!(route(CASES[8]), InputRoute::Col2im); // 1x1
+    assert_eq!(route(CASES[10]), InputRoute::Col2im); // 1x1 padded
+}
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+}
+
+/// Outputs and scratch matrices start as NaN (a reused buffer holding garbage): an element a
+/// kernel failed to write, or read before writing, would turn up as NaN or a wrong value.
+#[test]
+fn uninitialised_outputs_and_scratch_are_fully_written() {
+    pool(2).install(|| {
+        for case in CASES {
+            let g = geom(case);
+            let d = data(&g);
+            let [y, dx, dw] = reference(&g, &d);
+            let poisoned = |len| vec![MaybeUninit::new(f32::NAN); len];
+            poison(1 << 16, f32::NAN);
+            let mut out = poisoned(y.len());
+            conv2d_forward_into(&g, &d.x, &d.w, &mut out);
+            // SAFETY: initialised by `poisoned`, then (we check) overwritten.
+            let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
+            assert_close(&out, &y, &format!("{g:?} forward"));
+            for route in routes(&g) {
+                poison(1 << 16, f32::NAN);
+                let mut gx = poisoned(dx.len());
+                let w_conv = super::geom::flip_transpose(&g, &d.w);
+                let gw =
+                    backward_into(&g, route, &d.x, &d.w, &w_conv, &d.dy, [true, true], &mut gx);
+                // SAFETY: as above.
+                let gx: Vec<f32> = gx.iter().map(|v| unsafe { v.assume_init() }).collect();
+                assert_close(&gx, &dx, &format!("{g:?} {route:?} input grad"));
+                let gw: Vec<f32> = (0..dw.len())
+                    .map(|i| gw[(i % g.patch()) * g.out_ch + i / g.patch()])
+                    .collect();
+                assert_close(&gw, &dw, &format!("{g:?} {route:?} weight grad"));
+            }
+        }
+    });
+}
+
+/// Bit-identical results with 1 and 3 threads, and from one run to the next.
+#[test]
+fn results_do_not_depend_on_thread_count() {
+    let g = geom((40, 6, 5, [9, 9], [3, 3], 1, [1, 1]));
+    let d = data(&g);
+    let run = |threads| {
+        pool(threads).install(|| {
+            let y = conv2d_forward(&g, &d.x, &d.w);
+            let mut all = vec![y];
+            for route in routes(&g) {
+                let (dx, dw) = conv2d_backward_by(&g, route, &d.x, &d.w, &d.dy, [true, true]);
+                all.extend([dx.unwrap(), dw.unwrap()]);
+            }
+            all.concat()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<u32>>()
+        })
+    };
+    let one = run(1);
+    assert_eq!(one, run(3));
+    assert_eq!(one, run(1));
+}
+
+/// A convolution whose patch matrix is over [`SCRATCH_KEEP_BYTES`] leaves no thread holding that
+/// much; a small one keeps its buffer for the next layer.
+#[test]
+fn large_scratch_is_released_after_use() {
+    pool(2).install(|| {
+        let small = geom((2, 4, 4, [8, 8], [3, 3], 1, [1, 1]));
+        let d = data(&small);
+        conv2d_forward(&small, &d.x, &d.w);
+        assert!(held_bytes() >= small.patch() * 64 * size_of::<f32>());
+        // 1152 x 4096 patch matrix: 18.9 MB.
+        let large = geom((1, 128, 1, [64, 64], [3, 3], 1, [1, 1]));
+        assert!(large.patch() * 4096 * size_of::<f32>() > SCRATCH_KEEP_BYTES);
+        let d = data(&large);
+        let y = conv2d_forward(&large, &d.x, &d.w);
+        assert!(held_bytes() <= SCRATCH_KEEP_BYTES, "{}", held_bytes());
+        // Spot-check the large one too: output (1, 1) sums all 9 taps of all 128 channels.
+        let want: f32 = (0..128)
+            .flat_map(|c| (0..9).map(move |t| (c, t)))
+            .map(|(c, t)| d.w[c * 9 + t] * d.x[c * 4096 + (t / 3) * 64 + t % 3])
+            .sum();
+        assert!((y[65] - want).abs() < 1e-3, "{} vs {want}", y[65]);
+        let (dx, dw) = conv2d_backward(&large, &d.x, &d.w, &d.dy, [true, true]);
+        assert_eq!(
+            (dx.unwrap().len(), dw.unwrap().len()),
+            (d.x.len(), d.w.len())
+        );
+        assert!(held_bytes() <= SCRATCH_KEEP_BYTES, "{}", held_bytes());
+    });
+}

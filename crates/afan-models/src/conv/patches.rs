@@ -1,0 +1,217 @@
+//! im2col and col2im on one NCHW image: the patch matrix `[C*kh*kw, OH*OW]` whose product with
+//! the weight is the convolution, and the scatter of its gradient back onto the image.
+//!
+//! Both walk the patch matrix one row (channel, kernel offset) at a time, after working out once
+//! per image where each kernel offset reads ([`Tap`]; computing it per row put integer divisions
+//! in the loop). When the output plane is as wide as the input (stride 1, "same" padding: every
+//! 3x3 stride-1 layer of a ResNet), a patch row is the input plane shifted by a constant offset,
+//! so it moves as one contiguous piece and only the wrapped-around edge columns are patched up;
+//! otherwise each output row is one piece, with stride-2 gathers and scatters written over pairs
+//! so that they vectorise (a `step_by` loop does not).
+
+use super::geom::{ConvGeom, valid_range};
+use std::mem::MaybeUninit;
+
+/// Where kernel offset (`ki`, `kj`) reads. Output rows `rows.0..rows.1` are inside the image; in
+/// each of them, columns outside `cols.0..cols.1` fall in the padding.
+struct Tap {
+    ki: usize,
+    kj: usize,
+    rows: (usize, usize),
+    cols: (usize, usize),
+    /// For shifted planes: patch-row elements `first..last` are plane elements `first + shift..`.
+    /// What the clipping to the plane cuts off lies in edge columns of the first or last row.
+    piece: Option<Piece>,
+}
+
+#[derive(Clone, Copy)]
+struct Piece {
+    first: usize,
+    last: usize,
+    from: usize,
+}
+
+/// The [`Tap`]s of `g`, in patch-row order within a channel.
+fn taps(g: &ConvGeom) -> Vec<Tap> {
+    let [oh, ow] = g.out_hw();
+    let [h, w] = g.in_hw;
+    let [kh, kw] = g.kernel;
+    let shifted = g.stride == [1, 1] && ow == w;
+    let tap = |ki: usize, kj: usize| {
+        let rows = valid_range(ki, g.padding[0], g.stride[0], h, oh);
+        let cols = valid_range(kj, g.padding[1], g.stride[1], w, ow);
+        let piece = shifted.then(|| {
+            let shift = (ki as isize - g.padding[0] as isize) * w as isize + kj as isize
+                - g.padding[1] as isize;
+            let first = ((rows.0 * w) as isize).max(-shift);
+            let last = ((rows.1 * w) as isize).min((h * w) as isize - shift);
+            // Nothing inside (an image smaller than the kernel): an empty piece.
+            let (first, last, shift) = if last > first {
+                (first, last, shift)
+            } else {
+                (0, 0, 0)
+            };
+            Piece {
+                first: first as usize,
+                last: last as usize,
+                from: (first + shift) as usize,
+            }
+        });
+        Tap {
+            ki,
+            kj,
+            rows,
+            cols,
+            piece,
+        }
+    };
+    (0..kh)
+        .flat_map(|ki| (0..kw).map(move |kj| (ki, kj)))
+        .map(|(ki, kj)| tap(ki, kj))
+        .collect()
+}
+
+/// Calls `f(patch row, input plane offset, tap)` for every row of the patch matrix.
+fn for_each_patch_row(g: &ConvGeom, mut f: impl FnMut(usize, usize, &Tap)) {
+    let taps = taps(g);
+    let plane = g.in_hw[0] * g.in_hw[1];
+    for c in 0..g.in_ch {
+        for (t, tap) in taps.iter().enumerate() {
+            f(c * taps.len() + t, c * plane, tap);
+        }
+    }
+}
+
+/// The input index (in its plane) of output (`oy`, `tap.cols.0`) at `tap`'s offset.
+fn row_start(g: &ConvGeom, tap: &Tap, oy: usize) -> usize {
+    (oy * g.stride[0] + tap.ki - g.padding[0]) * g.in_hw[1] + tap.cols.0 * g.stride[1] + tap.kj
+        - g.padding[1]
+}
+
+/// Writes the patch matrix of one image `x [C, H, W]` into `col` (every element).
+pub(super) fn im2col(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]) {
+    let [oh, ow] = g.out_hw();
+    let plane = g.in_hw[0] * g.in_hw[1];
+    let pixels = oh * ow;
+    for_each_patch_row(g, |row, offset, tap| {
+        let dst = &mut col[row * pixels..(row + 1) * pixels];
+        let src = &x[offset..offset + plane];
+        let ((y0, y1), (lo, hi)) = (tap.rows, tap.cols);
+        zero(&mut dst[..y0 * ow]);
+        zero(&mut dst[y1 * ow..]);
+        if let Some(p) = tap.piece {
+            let piece = &src[p.from..p.from + p.last - p.first];
+            dst[p.first..p.last].write_copy_of_slice(piece);
+        } else {
+            for oy in y0..y1 {
+                let src = &src[row_start(g, tap, oy)..];
+                gather(&mut dst[oy * ow + lo..oy * ow + hi], src, g.stride[1]);
+            }
+        }
+        for_each_edge(ow, tap.rows, tap.cols, |i| {
+            dst[i].write(0.0);
+        });
+    });
+}
+
+/// Adds the patch-matrix gradient `dcol` back onto the image gradient `dx` (`[C, H, W]`).
+/// `dcol` is scratch: the entries that fall in the padding may be zeroed on the way.
+pub(super) fn col2im(g: &ConvGeom, dcol: &mut [f32], dx: &mut [f32]) {
+    let [oh, ow] = g.out_hw();
+    let plane = g.in_hw[0] * g.in_hw[1];
+    let pixels = oh * ow;
+    for_each_patch_row(g, |row, offset, tap| {
+        let src = &mut dcol[row * pixels..(row + 1) * pixels];
+        let dst = &mut dx[offset..offset + plane];
+        let ((y0, y1), (lo, hi)) = (tap.rows, tap.cols);
+        if let Some(p) = tap.piece {
+            // Zeroed edge columns make the shifted plane one vectorised add; they land on the
+            // neighbouring row's edge and add exactly nothing.
+            for_each_edge(ow, tap.rows, tap.cols, |i| src[i] = 0.0);
+            let n = p.last - p.first;
+            add(&mut dst[p.from..p.from + n], &src[p.first..p.last]);
+        } else {
+            for oy in y0..y1 {
+                let dst = &mut dst[row_start(g, tap, oy)..];
+                scatter_add(dst, &src[oy * ow + lo..oy * ow + hi], g.stride[1]);
+            }
+        }
+    });
+}
+
+/// Calls `f(i)` for the index `i` of every element of rows `rows` outside columns `cols` of a
+/// plane `width` wide: the few edge columns that fall in the padding. Column by column, so that
+/// the compiler does not turn each row's one or two elements into a `memset` call (which cost
+/// 5% of the convolutions).
+fn for_each_edge(
+    width: usize,
+    rows: (usize, usize),
+    cols: (usize, usize),
+    mut f: impl FnMut(usize),
+) {
+    for c in (0..cols.0).chain(cols.1..width) {
+        for oy in rows.0..rows.1 {
+            f(oy * width + c);
+        }
+    }
+}
+
+fn zero(dst: &mut [MaybeUninit<f32>]) {
+    dst.fill(MaybeUninit::new(0.0));
+}
+
+fn add(dst: &mut [f32], src: &[f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += s;
+    }
+}
+
+/// `dst[i] = src[i * stride]`.
+fn gather(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize) {
+    match stride {
+        1 => {
+            dst.write_copy_of_slice(&src[..dst.len()]);
+        }
+        2 => {
+            // Whole pairs of which the first is kept: a fixed-stride loop LLVM turns into
+            // shuffles. `src` runs to the end of the plane, so only a row ending on the plane's
+            // last element leaves one element outside a pair.
+            let (pairs, rest) = src.as_chunks::<2>();
+            let n = dst.len().min(pairs.len());
+            for (d, p) in dst[..n].iter_mut().zip(pairs) {
+                d.write(p[0]);
+            }
+            if let Some(d) = dst.get_mut(n) {
+                d.write(rest[0]);
+            }
+        }
+        _ => {
+            for (i, d) in dst.iter_mut().enumerate() {
+                d.write(src[i * stride]);
+            }
+        }
+    }
+}
+
+/// `dst[i * stride] += src[i]`.
+fn scatter_add(dst: &mut [f32], src: &[f32], stride: usize) {
+    match stride {
+        1 => add(&mut dst[..src.len()], src),
+        2 => {
+            // As in `gather`: whole pairs, then at most one element.
+            let (pairs, rest) = dst.as_chunks_mut::<2>();
+            let n = src.len().min(pairs.len());
+            for (p, s) in pairs.iter_mut().zip(&src[..n]) {
+                p[0] += s;
+            }
+            if let Some(s) = src.get(n) {
+                rest[0] += s;
+            }
+        }
+        _ => {
+            for (i, s) in src.iter().enumerate() {
+                dst[i * stride] += s;
+            }
+        }
+    }
+}
