@@ -162,11 +162,14 @@ fn fake_wheel(path: &Path) {
     let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
     let exec = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
     let plain = zip::write::SimpleFileOptions::default().unix_permissions(0o644);
-    zip.start_file("mlc_llvm_static/static/bin/llvm-config", exec).unwrap();
+    zip.start_file("mlc_llvm_static/static/bin/llvm-config", exec)
+        .unwrap();
     zip.write_all(b"#!/usr/bin/env python3\n").unwrap();
-    zip.start_file("mlc_llvm_static/static/lib/libLLVMCore.a", plain).unwrap();
+    zip.start_file("mlc_llvm_static/static/lib/libLLVMCore.a", plain)
+        .unwrap();
     zip.write_all(b"!<arch>\n").unwrap();
-    zip.start_file("mlc_llvm_static-23.1.1.post0.dist-info/METADATA", plain).unwrap();
+    zip.start_file("mlc_llvm_static-23.1.1.post0.dist-info/METADATA", plain)
+        .unwrap();
     zip.write_all(b"Name: mlc-llvm-static\n").unwrap();
     zip.finish().unwrap();
 }
@@ -188,7 +191,12 @@ fn pinned_wheels_unpack_to_the_bundle_path_with_the_sentinel() {
         0o755
     );
     assert!(layout.llvm_path.join("lib/libLLVMCore.a").is_file());
-    assert!(!layout.llvm_path.join("mlc_llvm_static-23.1.1.post0.dist-info").exists());
+    assert!(
+        !layout
+            .llvm_path
+            .join("mlc_llvm_static-23.1.1.post0.dist-info")
+            .exists()
+    );
     assert!(layout.sentinel().is_file());
     // A second install does not overwrite the first.
     let e = crate::cuda_wheels::install_wheels(dir.path(), &layout, &[(name, &sha)]).unwrap_err();
@@ -208,6 +216,9 @@ fn a_wheel_with_another_checksum_or_missing_is_refused_and_nothing_is_written() 
     let e = crate::cuda_wheels::install_wheels(dir.path(), &layout, &crate::cuda_wheels::WHEELS)
         .unwrap_err()
         .to_string();
-    assert!(e.contains(crate::cuda_wheels::WHEELS[0].0) && e.contains("pip download"), "{e}");
+    assert!(
+        e.contains(crate::cuda_wheels::WHEELS[0].0) && e.contains("pip download"),
+        "{e}"
+    );
     assert!(!layout.llvm_path.exists() && !layout.sentinel().exists());
 }

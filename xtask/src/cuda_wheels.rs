@@ -44,7 +44,11 @@ pub fn pip_command() -> String {
 
 /// Checks both wheels in `dir` against their pins, unpacks their LLVM prefix to `llvm_path`
 /// and writes the sentinel. Nothing is written unless both wheels check out.
-pub fn install_wheels(dir: &Path, layout: &Layout, expected: &[(&str, &str)]) -> Result<Vec<String>> {
+pub fn install_wheels(
+    dir: &Path,
+    layout: &Layout,
+    expected: &[(&str, &str)],
+) -> Result<Vec<String>> {
     if layout.llvm_path.exists() {
         bail!(
             "{} already exists; remove it first if it is to be replaced",
@@ -138,7 +142,10 @@ fn unpack_prefix(wheel: &Path, dst: &Path) -> Result<usize> {
         n += 1;
     }
     if n == 0 {
-        bail!("{}: no `{PREFIX_IN_WHEEL}` folder (not an mlc-llvm-static wheel)", wheel.display());
+        bail!(
+            "{}: no `{PREFIX_IN_WHEEL}` folder (not an mlc-llvm-static wheel)",
+            wheel.display()
+        );
     }
     Ok(n)
 }

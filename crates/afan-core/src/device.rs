@@ -18,7 +18,9 @@ pub const TEST_DEVICE_ENV: &str = "AFAN_TEST_DEVICE";
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum DeviceError {
     /// `cpu,cpu` where one device is expected.
-    #[error("device `{0}`: a list of devices is for data-parallel `afan train` (classification) only")]
+    #[error(
+        "device `{0}`: a list of devices is for data-parallel `afan train` (classification) only"
+    )]
     List(String),
     /// `cuda:x`.
     #[error("device `{name}`: `{index}` is not a device index")]
@@ -62,8 +64,9 @@ pub fn parse_device(name: &str) -> Result<Device, DeviceError> {
 /// cannot have, and silently testing the CPU instead would report a GPU pass that never ran.
 pub fn test_device() -> Device {
     match std::env::var(TEST_DEVICE_ENV) {
-        Ok(name) if !name.trim().is_empty() => parse_device(name.trim())
-            .unwrap_or_else(|e| panic!("{TEST_DEVICE_ENV}={name}: {e}")),
+        Ok(name) if !name.trim().is_empty() => {
+            parse_device(name.trim()).unwrap_or_else(|e| panic!("{TEST_DEVICE_ENV}={name}: {e}"))
+        }
         _ => parse_device("cpu").unwrap_or_else(|e| panic!("{e}")),
     }
 }
@@ -143,6 +146,9 @@ mod tests {
     #[test]
     fn a_backend_not_compiled_in_says_how_to_rebuild() {
         let e = parse_device("cuda:1").unwrap_err().to_string();
-        assert!(e.contains("no CUDA backend") && e.contains("--features cuda"), "{e}");
+        assert!(
+            e.contains("no CUDA backend") && e.contains("--features cuda"),
+            "{e}"
+        );
     }
 }

@@ -39,7 +39,11 @@ fn check(case: &str, config: RoiPoolConfig) {
     let r = tensor::<4>(&dict, &format!("{case}.r"), &dev);
     let grads = (out * r).sum().backward();
     let grad = x.grad(&grads).unwrap();
-    let expected = tensor::<4>(&dict, &format!("{case}.grad"), &afan_core::device::test_device());
+    let expected = tensor::<4>(
+        &dict,
+        &format!("{case}.grad"),
+        &afan_core::device::test_device(),
+    );
     grad.into_data()
         .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::rel_abs(1e-5, 1e-5));
 }
