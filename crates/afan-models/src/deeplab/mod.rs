@@ -10,7 +10,7 @@
 //! Split points: the four backbone stages (`layer1`..`layer4`, for MobileNetV2 `features.3`,
 //! `features.6`, `features.13`, `features.17`), the ASPP output (`aspp`) and the decoder input
 //! (`decoder`, the concatenated 304 channels). Past `layer1` the feature carries the skip
-//! connection too (see [`pack`]).
+//! connection too (see [`mod@pack`]).
 
 mod aspp;
 mod decoder;
