@@ -54,7 +54,7 @@ impl ConvGeom {
     /// The convolution whose forward pass is this one's input gradient, when there is one
     /// without inserting zeros: stride 1 and padding at most `kernel - 1`. It convolves the
     /// output gradient (`K` channels, `OH x OW`) with the weight flipped in space and transposed
-    /// to `[C, K, kh, kw]` ([`flip_transpose`]), padded by `kernel - 1 - padding`, and yields
+    /// to `[C, K, kh, kw]` (`flip_transpose`), padded by `kernel - 1 - padding`, and yields
     /// exactly `H x W`.
     pub fn input_grad_conv(&self) -> Option<ConvGeom> {
         let fits = (0..2).all(|d| self.stride[d] == 1 && self.padding[d] < self.kernel[d]);
