@@ -21,18 +21,27 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+const USAGE: &str = "usage: cargo xtask <test | bench [afan bench args] | fixtures [DIR] | goldens | cuda-offline --urls|--wheels DIR|--bundle DIR|--extracted DIR|--status>";
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
         Some("test") => test(),
         Some("bench") => bench(&args[1..]),
+        // A flag is never a folder name: `fixtures --help` must not write `./--help/`.
+        Some("fixtures") if args.get(1).is_some_and(|a| a.starts_with('-')) => {
+            println!("{USAGE}");
+            Ok(())
+        }
         Some("fixtures") => fixtures(args.get(1).map(PathBuf::from)),
         Some("goldens") => goldens(),
         Some("cuda-offline") => cuda_offline::main(&args[1..]),
         _ => {
-            eprintln!(
-                "usage: cargo xtask <test | bench [afan bench args] | fixtures DIR | goldens | cuda-offline --urls|--wheels DIR|--bundle DIR|--extracted DIR|--status>"
-            );
+            eprintln!("{USAGE}");
             std::process::exit(2);
         }
     }
