@@ -12,9 +12,7 @@ use afan_models::{CifarResNet, PytorchImport, StateDict};
 use burn::tensor::{Int, Tensor};
 use std::path::Path;
 
-#[path = "support/golden.rs"]
-mod golden;
-use golden::{assert_close, assert_sign_steps_close, host, tensor};
+use crate::golden::{assert_close, assert_sign_steps_close, host, tensor};
 
 fn fixture(name: &str) -> StateDict {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -19,9 +19,7 @@ use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Int, Tensor};
 use std::path::Path;
 
-#[path = "support/golden.rs"]
-mod golden;
-use golden::{assert_close, assert_sign_steps_close, host, tensor};
+use crate::golden::{assert_close, assert_sign_steps_close, host, tensor};
 
 fn fixture() -> StateDict {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

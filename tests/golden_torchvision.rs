@@ -15,11 +15,9 @@ use burn::module::Module;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-#[path = "support/golden.rs"]
-mod golden;
 #[path = "support/hash_weights.rs"]
 mod hash_weights;
-use golden::{assert_close, host, tensor};
+use crate::golden::{assert_close, host, tensor};
 
 fn fixture_path() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
