@@ -112,9 +112,11 @@ pub struct BenchSamples {
     pub inference: Vec<f64>,
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The median of step times (the upper one of an even count; `None` when there are none): one
+/// rule for every figure `bench` and the training logs print.
+pub(crate) fn median(v: &mut [f64]) -> Option<f64> {
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    v.get(v.len() / 2).copied()
 }
 
 /// Runs `afan bench`.
@@ -180,11 +182,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .skip(args.warmup)
         .collect();
     let (c, a, i) = (
-        median(&mut clean),
-        median(&mut afan_t),
-        median(&mut inference),
+        median(&mut clean).unwrap_or(f64::NAN),
+        median(&mut afan_t).unwrap_or(f64::NAN),
+        median(&mut inference).unwrap_or(f64::NAN),
     );
-    let p = (!pixel_t.is_empty()).then(|| median(&mut pixel_t));
+    let p = median(&mut pixel_t);
     let result = BenchResult {
         model: args.model.clone(),
         batch: args.batch,

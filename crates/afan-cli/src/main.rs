@@ -77,10 +77,11 @@ struct TrainArgs {
     /// TOML configuration (see configs/); fields it leaves out keep the release defaults.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Dataset folder or downloaded archive (CIFAR binary version).
+    /// Dataset folder or downloaded archive: CIFAR's binary version (folder or .tar.gz), or an
+    /// ImageFolder root holding train/CLASS/*.JPEG and val/CLASS/*.JPEG (ImageNet's layout).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Dataset: synthetic, cifar10, cifar100.
+    /// Dataset: synthetic, cifar10, cifar100, imagefolder (alias imagenet).
     #[arg(long)]
     dataset: Option<String>,
     /// Model name (resnet20..resnet110, resnet18..resnet152, efficientnet_b0..b7).

@@ -387,12 +387,7 @@ impl EpochAccumulator {
         secs: f64,
     ) -> EpochMetrics {
         let s = self.steps.max(1) as f64;
-        self.step_times.sort_by(f64::total_cmp);
-        let median = self
-            .step_times
-            .get(self.step_times.len() / 2)
-            .copied()
-            .unwrap_or(0.0);
+        let median = crate::bench::median(&mut self.step_times).unwrap_or(0.0);
         let points: Option<Vec<f64>> = self
             .afan
             .then(|| self.points.iter().map(|p| p / s).collect());

@@ -252,7 +252,6 @@ impl Window {
 
     fn finish(mut self, iteration: usize, lr: f64, eval: &super::eval::DetEval) -> DetMetrics {
         let n = self.steps.max(1) as f64;
-        self.times.sort_by(f64::total_cmp);
         DetMetrics {
             iteration,
             lr,
@@ -263,7 +262,7 @@ impl Window {
             map07: eval.map07,
             map_area: eval.map_area,
             coco_ap: eval.coco[0],
-            step_seconds: self.times.get(self.times.len() / 2).copied().unwrap_or(0.0),
+            step_seconds: crate::bench::median(&mut self.times).unwrap_or(0.0),
         }
     }
 }

@@ -128,12 +128,10 @@ fn child(args: &BenchArgs, spec: &str) -> Result<()> {
             samples.push(t.elapsed().as_secs_f64());
         }
     }
-    let mut sorted = samples.clone();
-    sorted.sort_by(f64::total_cmp);
     let row = SegBenchRow {
         backbone: backbone.into(),
         method: method.into(),
-        step_s: sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN),
+        step_s: crate::bench::median(&mut samples.clone()).unwrap_or(f64::NAN),
         samples,
         peak_rss_mib: peak_rss_mib(),
     };
