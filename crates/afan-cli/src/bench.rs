@@ -233,3 +233,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_is_the_middle_or_upper_middle_and_none_when_empty() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(3.0));
+        assert_eq!(median(&mut [f64::NAN, 1.0, 2.0]), Some(2.0)); // NaN sorts last
+        assert_eq!(median(&mut []), None);
+    }
+}
