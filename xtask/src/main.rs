@@ -190,3 +190,6 @@ fn goldens() -> Result<()> {
     eprintln!("regenerated; `git diff --stat tests/ crates/` shows what changed");
     Ok(())
 }
+
+#[cfg(test)]
+mod gpu_scripts_tests;
