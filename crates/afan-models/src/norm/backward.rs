@@ -9,9 +9,10 @@
 //! only where the residual needs it; elsewhere the mask is applied on the fly),
 //! [`input_grad_in_place`] turns the output gradient into the input gradient in its own buffer.
 //! Sums are per plane in a fixed lane order, then per channel in image order in `f64`: the result
-//! does not depend on the thread count.
+//! does not depend on the thread count, nor on the instruction set the plane loops run compiled for.
 
 use super::kernel::{Planes, lane_sum, lane_update, relu_grad};
+use crate::simd::Isa;
 use rayon::prelude::*;
 
 /// What the backward pass reads besides the output gradient.
@@ -72,7 +73,8 @@ enum Grad<'a> {
 }
 
 impl Grad<'_> {
-    /// `(sum g, sum g * (x - mean))` over one plane.
+    /// `(sum g, sum g * (x - mean))` over one plane. Inlined into the caller's [`Isa::run`].
+    #[inline(always)]
     fn sums(self, x: &[f32], mean: f32) -> (f32, f32) {
         match self {
             Grad::Stored(g) => (
@@ -89,7 +91,17 @@ impl Grad<'_> {
 
 /// The first pass over the output gradient `dy`: the per-channel sums if `need_sums`, and the
 /// masked gradient if `keep_masked` and a ReLU followed.
-pub fn grad_sums(a: &NormGrad, dy: &[f32], [need_sums, keep_masked]: [bool; 2]) -> GradSums {
+pub fn grad_sums(a: &NormGrad, dy: &[f32], need: [bool; 2]) -> GradSums {
+    grad_sums_on(Isa::detect(), a, dy, need)
+}
+
+/// [`grad_sums`] with its plane loops compiled for `isa`.
+pub(crate) fn grad_sums_on(
+    isa: Isa,
+    a: &NormGrad,
+    dy: &[f32],
+    [need_sums, keep_masked]: [bool; 2],
+) -> GradSums {
     let p = a.planes;
     assert!(a.x.len() == p.len() && dy.len() == p.len());
     let pixels = p.pixels.max(1);
@@ -105,9 +117,12 @@ pub fn grad_sums(a: &NormGrad, dy: &[f32], [need_sums, keep_masked]: [bool; 2]) 
                 .with_min_len(task)
                 .enumerate()
                 .map(|(i, g)| {
-                    lane_update(g, [&out[plane(i)]], |d, [o]| relu_grad(o, d));
-                    let sums = need_sums.then(|| Grad::Stored(g).sums(&a.x[plane(i)], mean(i)));
-                    sums.unwrap_or_default()
+                    isa.run(#[inline(always)] || {
+                        lane_update(g, [&out[plane(i)]], |d, [o]| relu_grad(o, d));
+                        let g = Grad::Stored(g);
+                        let sums = need_sums.then(|| g.sums(&a.x[plane(i)], mean(i)));
+                        sums.unwrap_or_default()
+                    })
                 })
                 .collect();
             masked = Some(g);
@@ -124,7 +139,7 @@ pub fn grad_sums(a: &NormGrad, dy: &[f32], [need_sums, keep_masked]: [bool; 2]) 
                     },
                     None => Grad::Stored(&dy[plane(i)]),
                 };
-                g.sums(&a.x[plane(i)], mean(i))
+                isa.run(#[inline(always)] || g.sums(&a.x[plane(i)], mean(i)))
             })
             .collect(),
         _ => Vec::new(),
@@ -152,6 +167,11 @@ pub fn grad_sums(a: &NormGrad, dy: &[f32], [need_sums, keep_masked]: [bool; 2]) 
 /// `k * g + q * (x - mean) + r` per channel, with `k = gamma * inv_std` and, with batch statistics,
 /// `q = -k * inv_std^2 * sum(g (x - mean)) / M`, `r = -k * sum(g) / M` (else 0).
 pub fn input_grad_in_place(a: &NormGrad, sums: &GradSums, dy_dx: &mut [f32]) {
+    input_grad_in_place_on(Isa::detect(), a, sums, dy_dx);
+}
+
+/// [`input_grad_in_place`] with its plane loops compiled for `isa`.
+pub(crate) fn input_grad_in_place_on(isa: Isa, a: &NormGrad, sums: &GradSums, dy_dx: &mut [f32]) {
     let p = a.planes;
     assert_eq!(dy_dx.len(), p.len());
     let m = p.per_channel().max(1) as f64;
@@ -179,7 +199,7 @@ pub fn input_grad_in_place(a: &NormGrad, sums: &GradSums, dy_dx: &mut [f32]) {
             let range = i * pixels..(i + 1) * pixels;
             let x = &a.x[range.clone()];
             let affine = |g: f32, v: f32| k * g + q * (v - mean) + r;
-            match (&sums.masked, a.relu_out, a.batch_stats) {
+            isa.run(#[inline(always)] || match (&sums.masked, a.relu_out, a.batch_stats) {
                 (Some(g), _, true) => lane_update(d, [&g[range], x], |_, [g, v]| affine(g, v)),
                 (Some(g), _, false) => lane_update(d, [&g[range]], |_, [g]| k * g),
                 (None, Some(out), true) => {
@@ -190,7 +210,7 @@ pub fn input_grad_in_place(a: &NormGrad, sums: &GradSums, dy_dx: &mut [f32]) {
                 }
                 (None, None, true) => lane_update(d, [x], |d, [v]| affine(d, v)),
                 (None, None, false) => lane_update(d, [], |d, []| k * d),
-            }
+            });
         });
 }
 

@@ -10,7 +10,10 @@
 //! Determinism: every sum is taken per (image, channel) plane in a fixed lane order, and the planes
 //! of a channel are combined in image order in `f64`, so results are bit-identical run to run and
 //! do not depend on how rayon spreads the planes over threads (the CLI's resume test needs this).
+//! The plane loops run compiled for the CPU's widest instruction set (`crate::simd`),
+//! which changes neither the lane order nor any result bit.
 
+use crate::simd::Isa;
 use rayon::prelude::*;
 
 /// The NCHW extent of a batch-norm input.
@@ -110,6 +113,11 @@ pub(super) fn relu_grad(out: f32, dy: f32) -> f32 {
 /// stays in cache); the planes of a channel are merged in image order with Chan's formula in `f64`,
 /// which avoids the cancellation of `E[x^2] - E[x]^2`.
 pub fn batch_stats(p: Planes, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    batch_stats_on(Isa::detect(), p, x)
+}
+
+/// [`batch_stats`] with its plane loops compiled for `isa`.
+pub(crate) fn batch_stats_on(isa: Isa, p: Planes, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), p.len());
     if p.is_empty() {
         return (vec![0.0; p.channels], vec![0.0; p.channels]);
@@ -118,8 +126,10 @@ pub fn batch_stats(p: Planes, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
         .par_chunks(p.pixels)
         .with_min_len(p.planes_per_task())
         .map(|plane| {
-            let mean = lane_sum([plane], |[v]| v) / p.pixels as f32;
-            (mean, lane_sum([plane], |[v]| (v - mean) * (v - mean)))
+            isa.run(#[inline(always)] || {
+                let mean = lane_sum([plane], |[v]| v) / p.pixels as f32;
+                (mean, lane_sum([plane], |[v]| (v - mean) * (v - mean)))
+            })
         })
         .collect();
     let count = p.per_channel() as f64;
@@ -162,6 +172,18 @@ pub fn normalize(
 pub fn normalize_in_place(
     p: Planes,
     x: &mut [f32],
+    scale_shift: [&[f32]; 2],
+    residual: Option<&[f32]>,
+    with_relu: bool,
+) {
+    normalize_in_place_on(Isa::detect(), p, x, scale_shift, residual, with_relu);
+}
+
+/// [`normalize_in_place`] with its plane loops compiled for `isa`.
+pub(crate) fn normalize_in_place_on(
+    isa: Isa,
+    p: Planes,
+    x: &mut [f32],
     [scale, shift]: [&[f32]; 2],
     residual: Option<&[f32]>,
     with_relu: bool,
@@ -174,7 +196,7 @@ pub fn normalize_in_place(
         .with_min_len(p.planes_per_task());
     planes.for_each(|(i, y)| {
         let (s, t) = (scale[i % p.channels], shift[i % p.channels]);
-        match (residual, with_relu) {
+        isa.run(#[inline(always)] || match (residual, with_relu) {
             (None, false) => lane_update(y, [], |v, []| v * s + t),
             (None, true) => lane_update(y, [], |v, []| relu(v * s + t)),
             (Some(r), relu_too) => {
@@ -185,7 +207,7 @@ pub fn normalize_in_place(
                     lane_update(y, [r], |v, [r]| v * s + t + r);
                 }
             }
-        }
+        });
     });
 }
 
