@@ -43,7 +43,9 @@ impl Planes {
         self.batch * self.pixels
     }
 
-    /// Planes handed to one rayon task: enough work (about 16k elements) to hide the scheduling.
+    /// Planes handed to one rayon task: enough work (about 16k elements) to hide the scheduling
+    /// and the call into the task's [`Isa::run`] (one per task: one per 64-element plane cost
+    /// more than AVX-512 saved).
     pub(super) fn planes_per_task(&self) -> usize {
         (16_384 / self.pixels.max(1)).max(1)
     }
@@ -123,12 +125,15 @@ pub(crate) fn batch_stats_on(isa: Isa, p: Planes, x: &[f32]) -> (Vec<f32>, Vec<f
         return (vec![0.0; p.channels], vec![0.0; p.channels]);
     }
     let plane_stats: Vec<(f32, f32)> = x
-        .par_chunks(p.pixels)
-        .with_min_len(p.planes_per_task())
-        .map(|plane| {
+        .par_chunks(p.pixels * p.planes_per_task())
+        .flat_map_iter(|task| {
             isa.run(#[inline(always)] || {
-                let mean = lane_sum([plane], |[v]| v) / p.pixels as f32;
-                (mean, lane_sum([plane], |[v]| (v - mean) * (v - mean)))
+                let mut stats = Vec::with_capacity(task.len() / p.pixels);
+                for plane in task.chunks(p.pixels) {
+                    let mean = lane_sum([plane], |[v]| v) / p.pixels as f32;
+                    stats.push((mean, lane_sum([plane], |[v]| (v - mean) * (v - mean))));
+                }
+                stats
             })
         })
         .collect();
@@ -189,25 +194,27 @@ pub(crate) fn normalize_in_place_on(
     with_relu: bool,
 ) {
     assert_eq!(x.len(), p.len());
-    let pixels = p.pixels.max(1);
-    let planes = x
-        .par_chunks_mut(pixels)
-        .enumerate()
-        .with_min_len(p.planes_per_task());
-    planes.for_each(|(i, y)| {
-        let (s, t) = (scale[i % p.channels], shift[i % p.channels]);
-        isa.run(#[inline(always)] || match (residual, with_relu) {
-            (None, false) => lane_update(y, [], |v, []| v * s + t),
-            (None, true) => lane_update(y, [], |v, []| relu(v * s + t)),
-            (Some(r), relu_too) => {
-                let r = &r[i * pixels..(i + 1) * pixels];
-                if relu_too {
-                    lane_update(y, [r], |v, [r]| relu(v * s + t + r));
-                } else {
-                    lane_update(y, [r], |v, [r]| v * s + t + r);
+    let (pixels, per) = (p.pixels.max(1), p.planes_per_task());
+    let tasks = x.par_chunks_mut(pixels * per).enumerate();
+    tasks.for_each(|(task, planes)| {
+        isa.run(#[inline(always)] || {
+            for (j, y) in planes.chunks_mut(pixels).enumerate() {
+                let i = task * per + j;
+                let (s, t) = (scale[i % p.channels], shift[i % p.channels]);
+                match (residual, with_relu) {
+                    (None, false) => lane_update(y, [], |v, []| v * s + t),
+                    (None, true) => lane_update(y, [], |v, []| relu(v * s + t)),
+                    (Some(r), relu_too) => {
+                        let r = &r[i * pixels..(i + 1) * pixels];
+                        if relu_too {
+                            lane_update(y, [r], |v, [r]| relu(v * s + t + r));
+                        } else {
+                            lane_update(y, [r], |v, [r]| v * s + t + r);
+                        }
+                    }
                 }
             }
-        });
+        })
     });
 }
 
