@@ -25,7 +25,9 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The widest instruction set this CPU has (each check is one cached atomic load).
+    /// The widest instruction set this CPU has (each check is one cached atomic load), capped by
+    /// the environment variable `AFAN_ISA` if it is `baseline` or `avx2`: one binary can then
+    /// time each path against the others (results are the same bits on all of them).
     #[inline]
     pub fn detect() -> Self {
         static CAP: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
@@ -50,6 +52,7 @@ impl Isa {
     }
 
     /// Every instruction set this CPU has, baseline first: what the tests compare.
+    #[cfg(test)]
     pub fn all_available() -> Vec<Self> {
         let mut all = vec![Isa::Baseline];
         #[cfg(target_arch = "x86_64")]

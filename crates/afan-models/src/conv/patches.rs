@@ -8,13 +8,8 @@
 //! so it moves as one contiguous piece and only the wrapped-around edge columns are patched up;
 //! otherwise each output row is one piece, with stride-2 gathers and scatters written over pairs
 //! so that they vectorise (a `step_by` loop does not).
-//!
-//! Both run compiled for the CPU's widest instruction set (`crate::simd`): the helpers below are
-//! `#[inline(always)]` so that their loops land inside the dispatched function. Each element
-//! is copied or added exactly as before, so every path gives the same bits.
 
 use super::geom::{ConvGeom, valid_range};
-use crate::simd::Isa;
 use std::mem::MaybeUninit;
 
 /// Where kernel offset (`ki`, `kj`) reads. Output rows `rows.0..rows.1` are inside the image; in
@@ -77,7 +72,6 @@ fn taps(g: &ConvGeom) -> Vec<Tap> {
 }
 
 /// Calls `f(patch row, input plane offset, tap)` for every row of the patch matrix.
-#[inline(always)]
 fn for_each_patch_row(g: &ConvGeom, mut f: impl FnMut(usize, usize, &Tap)) {
     let taps = taps(g);
     let plane = g.in_hw[0] * g.in_hw[1];
@@ -96,20 +90,10 @@ fn row_start(g: &ConvGeom, tap: &Tap, oy: usize) -> usize {
 
 /// Writes the patch matrix of one image `x [C, H, W]` into `col` (every element).
 pub(super) fn im2col(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]) {
-    im2col_on(Isa::detect(), g, x, col);
-}
-
-/// [`im2col`] compiled for `isa`.
-pub(super) fn im2col_on(isa: Isa, g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]) {
-    isa.run(#[inline(always)] || im2col_inline(g, x, col));
-}
-
-#[inline(always)]
-fn im2col_inline(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]) {
     let [oh, ow] = g.out_hw();
     let plane = g.in_hw[0] * g.in_hw[1];
     let pixels = oh * ow;
-    for_each_patch_row(g, #[inline(always)] |row, offset, tap| {
+    for_each_patch_row(g, |row, offset, tap| {
         let dst = &mut col[row * pixels..(row + 1) * pixels];
         let src = &x[offset..offset + plane];
         let ((y0, y1), (lo, hi)) = (tap.rows, tap.cols);
@@ -124,7 +108,7 @@ fn im2col_inline(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]) {
                 gather(&mut dst[oy * ow + lo..oy * ow + hi], src, g.stride[1]);
             }
         }
-        for_each_edge(ow, tap.rows, tap.cols, #[inline(always)] |i| {
+        for_each_edge(ow, tap.rows, tap.cols, |i| {
             dst[i].write(0.0);
         });
     });
@@ -133,27 +117,17 @@ fn im2col_inline(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]) {
 /// Adds the patch-matrix gradient `dcol` back onto the image gradient `dx` (`[C, H, W]`).
 /// `dcol` is scratch: the entries that fall in the padding may be zeroed on the way.
 pub(super) fn col2im(g: &ConvGeom, dcol: &mut [f32], dx: &mut [f32]) {
-    col2im_on(Isa::detect(), g, dcol, dx);
-}
-
-/// [`col2im`] compiled for `isa`.
-pub(super) fn col2im_on(isa: Isa, g: &ConvGeom, dcol: &mut [f32], dx: &mut [f32]) {
-    isa.run(#[inline(always)] || col2im_inline(g, dcol, dx));
-}
-
-#[inline(always)]
-fn col2im_inline(g: &ConvGeom, dcol: &mut [f32], dx: &mut [f32]) {
     let [oh, ow] = g.out_hw();
     let plane = g.in_hw[0] * g.in_hw[1];
     let pixels = oh * ow;
-    for_each_patch_row(g, #[inline(always)] |row, offset, tap| {
+    for_each_patch_row(g, |row, offset, tap| {
         let src = &mut dcol[row * pixels..(row + 1) * pixels];
         let dst = &mut dx[offset..offset + plane];
         let ((y0, y1), (lo, hi)) = (tap.rows, tap.cols);
         if let Some(p) = tap.piece {
             // Zeroed edge columns make the shifted plane one vectorised add; they land on the
             // neighbouring row's edge and add exactly nothing.
-            for_each_edge(ow, tap.rows, tap.cols, #[inline(always)] |i| src[i] = 0.0);
+            for_each_edge(ow, tap.rows, tap.cols, |i| src[i] = 0.0);
             let n = p.last - p.first;
             add(&mut dst[p.from..p.from + n], &src[p.first..p.last]);
         } else {
@@ -169,7 +143,6 @@ fn col2im_inline(g: &ConvGeom, dcol: &mut [f32], dx: &mut [f32]) {
 /// plane `width` wide: the few edge columns that fall in the padding. Column by column, so that
 /// the compiler does not turn each row's one or two elements into a `memset` call (which cost
 /// 5% of the convolutions).
-#[inline(always)]
 fn for_each_edge(
     width: usize,
     rows: (usize, usize),
@@ -183,12 +156,10 @@ fn for_each_edge(
     }
 }
 
-#[inline(always)]
 fn zero(dst: &mut [MaybeUninit<f32>]) {
     dst.fill(MaybeUninit::new(0.0));
 }
 
-#[inline(always)]
 fn add(dst: &mut [f32], src: &[f32]) {
     for (d, s) in dst.iter_mut().zip(src) {
         *d += s;
@@ -196,7 +167,6 @@ fn add(dst: &mut [f32], src: &[f32]) {
 }
 
 /// `dst[i] = src[i * stride]`.
-#[inline(always)]
 fn gather(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize) {
     match stride {
         1 => {
@@ -224,7 +194,6 @@ fn gather(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize) {
 }
 
 /// `dst[i * stride] += src[i]`.
-#[inline(always)]
 fn scatter_add(dst: &mut [f32], src: &[f32], stride: usize) {
     match stride {
         1 => add(&mut dst[..src.len()], src),

@@ -114,17 +114,20 @@ pub(crate) fn grad_sums_on(
             let tasks = g.par_chunks_mut(pixels * per).enumerate();
             let sums = tasks
                 .flat_map_iter(|(task, planes)| {
-                    isa.run(#[inline(always)] || {
-                        let mut sums = Vec::with_capacity(per);
-                        for (j, g) in planes.chunks_mut(pixels).enumerate() {
-                            let i = task * per + j;
-                            lane_update(g, [&out[plane(i)]], |d, [o]| relu_grad(o, d));
-                            if need_sums {
-                                sums.push(Grad::Stored(g).sums(&a.x[plane(i)], mean(i)));
+                    isa.run(
+                        #[inline(always)]
+                        || {
+                            let mut sums = Vec::with_capacity(per);
+                            for (j, g) in planes.chunks_mut(pixels).enumerate() {
+                                let i = task * per + j;
+                                lane_update(g, [&out[plane(i)]], |d, [o]| relu_grad(o, d));
+                                if need_sums {
+                                    sums.push(Grad::Stored(g).sums(&a.x[plane(i)], mean(i)));
+                                }
                             }
-                        }
-                        sums
-                    })
+                            sums
+                        },
+                    )
                 })
                 .collect();
             masked = Some(g);
@@ -135,20 +138,23 @@ pub(crate) fn grad_sums_on(
             let tasks = (0..planes.div_ceil(per)).into_par_iter();
             tasks
                 .flat_map_iter(|task| {
-                    isa.run(#[inline(always)] || {
-                        let mut sums = Vec::with_capacity(per);
-                        for i in task * per..((task + 1) * per).min(planes) {
-                            let g = match a.relu_out {
-                                Some(out) => Grad::Masked {
-                                    out: &out[plane(i)],
-                                    dy: &dy[plane(i)],
-                                },
-                                None => Grad::Stored(&dy[plane(i)]),
-                            };
-                            sums.push(g.sums(&a.x[plane(i)], mean(i)));
-                        }
-                        sums
-                    })
+                    isa.run(
+                        #[inline(always)]
+                        || {
+                            let mut sums = Vec::with_capacity(per);
+                            for i in task * per..((task + 1) * per).min(planes) {
+                                let g = match a.relu_out {
+                                    Some(out) => Grad::Masked {
+                                        out: &out[plane(i)],
+                                        dy: &dy[plane(i)],
+                                    },
+                                    None => Grad::Stored(&dy[plane(i)]),
+                                };
+                                sums.push(g.sums(&a.x[plane(i)], mean(i)));
+                            }
+                            sums
+                        },
+                    )
                 })
                 .collect()
         }
@@ -201,28 +207,33 @@ pub(crate) fn input_grad_in_place_on(isa: Isa, a: &NormGrad, sums: &GradSums, dy
     let (pixels, per) = (p.pixels.max(1), p.planes_per_task());
     let tasks = dy_dx.par_chunks_mut(pixels * per).enumerate();
     tasks.for_each(|(task, planes)| {
-        isa.run(#[inline(always)] || {
-            for (j, d) in planes.chunks_mut(pixels).enumerate() {
-                let i = task * per + j;
-                let c = i % p.channels;
-                let ([k, q, r], mean) = (coeffs[c], a.mean[c]);
-                let range = i * pixels..(i + 1) * pixels;
-                let x = &a.x[range.clone()];
-                let affine = |g: f32, v: f32| k * g + q * (v - mean) + r;
-                match (&sums.masked, a.relu_out, a.batch_stats) {
-                    (Some(g), _, true) => lane_update(d, [&g[range], x], |_, [g, v]| affine(g, v)),
-                    (Some(g), _, false) => lane_update(d, [&g[range]], |_, [g]| k * g),
-                    (None, Some(out), true) => {
-                        lane_update(d, [&out[range], x], |d, [o, v]| affine(relu_grad(o, d), v))
+        isa.run(
+            #[inline(always)]
+            || {
+                for (j, d) in planes.chunks_mut(pixels).enumerate() {
+                    let i = task * per + j;
+                    let c = i % p.channels;
+                    let ([k, q, r], mean) = (coeffs[c], a.mean[c]);
+                    let range = i * pixels..(i + 1) * pixels;
+                    let x = &a.x[range.clone()];
+                    let affine = |g: f32, v: f32| k * g + q * (v - mean) + r;
+                    match (&sums.masked, a.relu_out, a.batch_stats) {
+                        (Some(g), _, true) => {
+                            lane_update(d, [&g[range], x], |_, [g, v]| affine(g, v))
+                        }
+                        (Some(g), _, false) => lane_update(d, [&g[range]], |_, [g]| k * g),
+                        (None, Some(out), true) => {
+                            lane_update(d, [&out[range], x], |d, [o, v]| affine(relu_grad(o, d), v))
+                        }
+                        (None, Some(out), false) => {
+                            lane_update(d, [&out[range]], |d, [o]| k * relu_grad(o, d))
+                        }
+                        (None, None, true) => lane_update(d, [x], |d, [v]| affine(d, v)),
+                        (None, None, false) => lane_update(d, [], |d, []| k * d),
                     }
-                    (None, Some(out), false) => {
-                        lane_update(d, [&out[range]], |d, [o]| k * relu_grad(o, d))
-                    }
-                    (None, None, true) => lane_update(d, [x], |d, [v]| affine(d, v)),
-                    (None, None, false) => lane_update(d, [], |d, []| k * d),
                 }
-            }
-        })
+            },
+        )
     });
 }
 
