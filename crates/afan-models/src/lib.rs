@@ -14,6 +14,7 @@ pub mod mobilenet_v2;
 pub mod norm;
 pub mod registry;
 pub mod resnet;
+mod simd;
 pub mod state_dict;
 
 pub use cifar_resnet::CifarResNet;

@@ -9,9 +9,10 @@
 //! only where the residual needs it; elsewhere the mask is applied on the fly),
 //! [`input_grad_in_place`] turns the output gradient into the input gradient in its own buffer.
 //! Sums are per plane in a fixed lane order, then per channel in image order in `f64`: the result
-//! does not depend on the thread count.
+//! does not depend on the thread count, nor on the instruction set the plane loops run compiled for.
 
 use super::kernel::{Planes, lane_sum, lane_update, relu_grad};
+use crate::simd::Isa;
 use rayon::prelude::*;
 
 /// What the backward pass reads besides the output gradient.
@@ -72,7 +73,8 @@ enum Grad<'a> {
 }
 
 impl Grad<'_> {
-    /// `(sum g, sum g * (x - mean))` over one plane.
+    /// `(sum g, sum g * (x - mean))` over one plane. Inlined into the caller's [`Isa::run`].
+    #[inline(always)]
     fn sums(self, x: &[f32], mean: f32) -> (f32, f32) {
         match self {
             Grad::Stored(g) => (
@@ -89,44 +91,73 @@ impl Grad<'_> {
 
 /// The first pass over the output gradient `dy`: the per-channel sums if `need_sums`, and the
 /// masked gradient if `keep_masked` and a ReLU followed.
-pub fn grad_sums(a: &NormGrad, dy: &[f32], [need_sums, keep_masked]: [bool; 2]) -> GradSums {
+pub fn grad_sums(a: &NormGrad, dy: &[f32], need: [bool; 2]) -> GradSums {
+    grad_sums_on(Isa::detect(), a, dy, need)
+}
+
+/// [`grad_sums`] with its plane loops compiled for `isa`.
+pub(crate) fn grad_sums_on(
+    isa: Isa,
+    a: &NormGrad,
+    dy: &[f32],
+    [need_sums, keep_masked]: [bool; 2],
+) -> GradSums {
     let p = a.planes;
     assert!(a.x.len() == p.len() && dy.len() == p.len());
-    let pixels = p.pixels.max(1);
-    let task = p.planes_per_task();
+    let (pixels, per) = (p.pixels.max(1), p.planes_per_task());
     let plane = |i: usize| i * pixels..(i + 1) * pixels;
     let mean = |i: usize| a.mean[i % p.channels];
     let mut masked = None;
     let plane_sums: Vec<(f32, f32)> = match a.relu_out {
         Some(out) if keep_masked => {
             let mut g = dy.to_vec();
-            let sums = g
-                .par_chunks_mut(pixels)
-                .with_min_len(task)
-                .enumerate()
-                .map(|(i, g)| {
-                    lane_update(g, [&out[plane(i)]], |d, [o]| relu_grad(o, d));
-                    let sums = need_sums.then(|| Grad::Stored(g).sums(&a.x[plane(i)], mean(i)));
-                    sums.unwrap_or_default()
+            let tasks = g.par_chunks_mut(pixels * per).enumerate();
+            let sums = tasks
+                .flat_map_iter(|(task, planes)| {
+                    isa.run(
+                        #[inline(always)]
+                        || {
+                            let mut sums = Vec::with_capacity(per);
+                            for (j, g) in planes.chunks_mut(pixels).enumerate() {
+                                let i = task * per + j;
+                                lane_update(g, [&out[plane(i)]], |d, [o]| relu_grad(o, d));
+                                if need_sums {
+                                    sums.push(Grad::Stored(g).sums(&a.x[plane(i)], mean(i)));
+                                }
+                            }
+                            sums
+                        },
+                    )
                 })
                 .collect();
             masked = Some(g);
             sums
         }
-        _ if need_sums => (0..p.batch * p.channels)
-            .into_par_iter()
-            .with_min_len(task)
-            .map(|i| {
-                let g = match a.relu_out {
-                    Some(out) => Grad::Masked {
-                        out: &out[plane(i)],
-                        dy: &dy[plane(i)],
-                    },
-                    None => Grad::Stored(&dy[plane(i)]),
-                };
-                g.sums(&a.x[plane(i)], mean(i))
-            })
-            .collect(),
+        _ if need_sums => {
+            let planes = p.batch * p.channels;
+            let tasks = (0..planes.div_ceil(per)).into_par_iter();
+            tasks
+                .flat_map_iter(|task| {
+                    isa.run(
+                        #[inline(always)]
+                        || {
+                            let mut sums = Vec::with_capacity(per);
+                            for i in task * per..((task + 1) * per).min(planes) {
+                                let g = match a.relu_out {
+                                    Some(out) => Grad::Masked {
+                                        out: &out[plane(i)],
+                                        dy: &dy[plane(i)],
+                                    },
+                                    None => Grad::Stored(&dy[plane(i)]),
+                                };
+                                sums.push(g.sums(&a.x[plane(i)], mean(i)));
+                            }
+                            sums
+                        },
+                    )
+                })
+                .collect()
+        }
         _ => Vec::new(),
     };
     let channel_sum = |c: usize, pick: fn(&(f32, f32)) -> f32| -> f64 {
@@ -152,6 +183,11 @@ pub fn grad_sums(a: &NormGrad, dy: &[f32], [need_sums, keep_masked]: [bool; 2]) 
 /// `k * g + q * (x - mean) + r` per channel, with `k = gamma * inv_std` and, with batch statistics,
 /// `q = -k * inv_std^2 * sum(g (x - mean)) / M`, `r = -k * sum(g) / M` (else 0).
 pub fn input_grad_in_place(a: &NormGrad, sums: &GradSums, dy_dx: &mut [f32]) {
+    input_grad_in_place_on(Isa::detect(), a, sums, dy_dx);
+}
+
+/// [`input_grad_in_place`] with its plane loops compiled for `isa`.
+pub(crate) fn input_grad_in_place_on(isa: Isa, a: &NormGrad, sums: &GradSums, dy_dx: &mut [f32]) {
     let p = a.planes;
     assert_eq!(dy_dx.len(), p.len());
     let m = p.per_channel().max(1) as f64;
@@ -168,30 +204,37 @@ pub fn input_grad_in_place(a: &NormGrad, sums: &GradSums, dy_dx: &mut [f32]) {
             }
         })
         .collect();
-    let pixels = p.pixels.max(1);
-    dy_dx
-        .par_chunks_mut(pixels)
-        .with_min_len(p.planes_per_task())
-        .enumerate()
-        .for_each(|(i, d)| {
-            let c = i % p.channels;
-            let ([k, q, r], mean) = (coeffs[c], a.mean[c]);
-            let range = i * pixels..(i + 1) * pixels;
-            let x = &a.x[range.clone()];
-            let affine = |g: f32, v: f32| k * g + q * (v - mean) + r;
-            match (&sums.masked, a.relu_out, a.batch_stats) {
-                (Some(g), _, true) => lane_update(d, [&g[range], x], |_, [g, v]| affine(g, v)),
-                (Some(g), _, false) => lane_update(d, [&g[range]], |_, [g]| k * g),
-                (None, Some(out), true) => {
-                    lane_update(d, [&out[range], x], |d, [o, v]| affine(relu_grad(o, d), v))
+    let (pixels, per) = (p.pixels.max(1), p.planes_per_task());
+    let tasks = dy_dx.par_chunks_mut(pixels * per).enumerate();
+    tasks.for_each(|(task, planes)| {
+        isa.run(
+            #[inline(always)]
+            || {
+                for (j, d) in planes.chunks_mut(pixels).enumerate() {
+                    let i = task * per + j;
+                    let c = i % p.channels;
+                    let ([k, q, r], mean) = (coeffs[c], a.mean[c]);
+                    let range = i * pixels..(i + 1) * pixels;
+                    let x = &a.x[range.clone()];
+                    let affine = |g: f32, v: f32| k * g + q * (v - mean) + r;
+                    match (&sums.masked, a.relu_out, a.batch_stats) {
+                        (Some(g), _, true) => {
+                            lane_update(d, [&g[range], x], |_, [g, v]| affine(g, v))
+                        }
+                        (Some(g), _, false) => lane_update(d, [&g[range]], |_, [g]| k * g),
+                        (None, Some(out), true) => {
+                            lane_update(d, [&out[range], x], |d, [o, v]| affine(relu_grad(o, d), v))
+                        }
+                        (None, Some(out), false) => {
+                            lane_update(d, [&out[range]], |d, [o]| k * relu_grad(o, d))
+                        }
+                        (None, None, true) => lane_update(d, [x], |d, [v]| affine(d, v)),
+                        (None, None, false) => lane_update(d, [], |d, []| k * d),
+                    }
                 }
-                (None, Some(out), false) => {
-                    lane_update(d, [&out[range]], |d, [o]| k * relu_grad(o, d))
-                }
-                (None, None, true) => lane_update(d, [x], |d, [v]| affine(d, v)),
-                (None, None, false) => lane_update(d, [], |d, []| k * d),
-            }
-        });
+            },
+        )
+    });
 }
 
 /// Gradients of [`super::kernel::normalize`], each computed only when asked for.

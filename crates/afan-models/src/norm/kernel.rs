@@ -10,7 +10,10 @@
 //! Determinism: every sum is taken per (image, channel) plane in a fixed lane order, and the planes
 //! of a channel are combined in image order in `f64`, so results are bit-identical run to run and
 //! do not depend on how rayon spreads the planes over threads (the CLI's resume test needs this).
+//! The plane loops run compiled for the CPU's widest instruction set (`crate::simd`),
+//! which changes neither the lane order nor any result bit.
 
+use crate::simd::Isa;
 use rayon::prelude::*;
 
 /// The NCHW extent of a batch-norm input.
@@ -40,16 +43,25 @@ impl Planes {
         self.batch * self.pixels
     }
 
-    /// Planes handed to one rayon task: enough work (about 16k elements) to hide the scheduling.
+    /// Planes handed to one rayon task: enough work (about 16k elements) to hide the scheduling
+    /// and the call into the task's [`Isa::run`] (one per task: one per 64-element plane cost
+    /// more than AVX-512 saved).
     pub(super) fn planes_per_task(&self) -> usize {
         (16_384 / self.pixels.max(1)).max(1)
     }
 }
 
-/// Independent partial sums per plane, kept in vector registers.
-const LANES: usize = 8;
+/// Independent partial sums per plane, kept in vector registers. 32 rather than 8: with 8, every
+/// sum was one chain of dependent vector adds (one AVX register, or two SSE ones), bound by the
+/// add latency whatever the vector width; 32 is two AVX-512, four AVX2 or eight SSE2 chains
+/// (norm_bench: all batch norms of a step 0.085 -> 0.070 s; 64 was no faster). Planes shorter
+/// than `LANES` are summed by the scalar tail alone, in order.
+pub(crate) const LANES: usize = 32;
 
-/// `sum_i f(inputs[0][i], ..)` over one plane, in `LANES` partial sums added in a fixed order.
+/// `sum_i f(inputs[0][i], ..)` over one plane: element `i` of the first `len - len % LANES` goes
+/// to partial sum `i % LANES` (in increasing `i`), the partial sums are added left to right, then
+/// the tail elements in order. The order is fixed, so the result is the same on every run, thread
+/// count and instruction set.
 #[inline(always)]
 pub(super) fn lane_sum<const K: usize>(inputs: [&[f32]; K], f: impl Fn([f32; K]) -> f32) -> f32 {
     let len = inputs[0].len();
@@ -110,16 +122,29 @@ pub(super) fn relu_grad(out: f32, dy: f32) -> f32 {
 /// stays in cache); the planes of a channel are merged in image order with Chan's formula in `f64`,
 /// which avoids the cancellation of `E[x^2] - E[x]^2`.
 pub fn batch_stats(p: Planes, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    batch_stats_on(Isa::detect(), p, x)
+}
+
+/// [`batch_stats`] with its plane loops compiled for `isa`.
+pub(crate) fn batch_stats_on(isa: Isa, p: Planes, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), p.len());
     if p.is_empty() {
         return (vec![0.0; p.channels], vec![0.0; p.channels]);
     }
     let plane_stats: Vec<(f32, f32)> = x
-        .par_chunks(p.pixels)
-        .with_min_len(p.planes_per_task())
-        .map(|plane| {
-            let mean = lane_sum([plane], |[v]| v) / p.pixels as f32;
-            (mean, lane_sum([plane], |[v]| (v - mean) * (v - mean)))
+        .par_chunks(p.pixels * p.planes_per_task())
+        .flat_map_iter(|task| {
+            isa.run(
+                #[inline(always)]
+                || {
+                    let mut stats = Vec::with_capacity(task.len() / p.pixels);
+                    for plane in task.chunks(p.pixels) {
+                        let mean = lane_sum([plane], |[v]| v) / p.pixels as f32;
+                        stats.push((mean, lane_sum([plane], |[v]| (v - mean) * (v - mean))));
+                    }
+                    stats
+                },
+            )
         })
         .collect();
     let count = p.per_channel() as f64;
@@ -162,30 +187,47 @@ pub fn normalize(
 pub fn normalize_in_place(
     p: Planes,
     x: &mut [f32],
+    scale_shift: [&[f32]; 2],
+    residual: Option<&[f32]>,
+    with_relu: bool,
+) {
+    normalize_in_place_on(Isa::detect(), p, x, scale_shift, residual, with_relu);
+}
+
+/// [`normalize_in_place`] with its plane loops compiled for `isa`.
+pub(crate) fn normalize_in_place_on(
+    isa: Isa,
+    p: Planes,
+    x: &mut [f32],
     [scale, shift]: [&[f32]; 2],
     residual: Option<&[f32]>,
     with_relu: bool,
 ) {
     assert_eq!(x.len(), p.len());
-    let pixels = p.pixels.max(1);
-    let planes = x
-        .par_chunks_mut(pixels)
-        .enumerate()
-        .with_min_len(p.planes_per_task());
-    planes.for_each(|(i, y)| {
-        let (s, t) = (scale[i % p.channels], shift[i % p.channels]);
-        match (residual, with_relu) {
-            (None, false) => lane_update(y, [], |v, []| v * s + t),
-            (None, true) => lane_update(y, [], |v, []| relu(v * s + t)),
-            (Some(r), relu_too) => {
-                let r = &r[i * pixels..(i + 1) * pixels];
-                if relu_too {
-                    lane_update(y, [r], |v, [r]| relu(v * s + t + r));
-                } else {
-                    lane_update(y, [r], |v, [r]| v * s + t + r);
+    let (pixels, per) = (p.pixels.max(1), p.planes_per_task());
+    let tasks = x.par_chunks_mut(pixels * per).enumerate();
+    tasks.for_each(|(task, planes)| {
+        isa.run(
+            #[inline(always)]
+            || {
+                for (j, y) in planes.chunks_mut(pixels).enumerate() {
+                    let i = task * per + j;
+                    let (s, t) = (scale[i % p.channels], shift[i % p.channels]);
+                    match (residual, with_relu) {
+                        (None, false) => lane_update(y, [], |v, []| v * s + t),
+                        (None, true) => lane_update(y, [], |v, []| relu(v * s + t)),
+                        (Some(r), relu_too) => {
+                            let r = &r[i * pixels..(i + 1) * pixels];
+                            if relu_too {
+                                lane_update(y, [r], |v, [r]| relu(v * s + t + r));
+                            } else {
+                                lane_update(y, [r], |v, [r]| v * s + t + r);
+                            }
+                        }
+                    }
                 }
-            }
-        }
+            },
+        )
     });
 }
 

@@ -20,6 +20,8 @@ mod ext;
 mod fallback;
 #[cfg(all(test, feature = "flex"))]
 mod fused_tests;
+#[cfg(test)]
+mod isa_tests;
 pub mod kernel;
 #[cfg(test)]
 #[rustfmt::skip]
