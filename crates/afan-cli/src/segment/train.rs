@@ -231,9 +231,11 @@ mod tests {
     }
 
     /// A small DeepLabV3+ (MobileNetV2 x0.25) with A-FAN at `features.6` and the decoder learns
-    /// `shapes-seg` in 40 steps: the loss falls and the mIoU ends well above what predicting the
-    /// majority class everywhere scores (background IoU only, about 0.75 / 4 classes = 0.19;
-    /// this run reached 0.54 when written).
+    /// `shapes-seg` in 60 steps: the loss falls and the mIoU ends well above what predicting the
+    /// majority class everywhere scores (background IoU only, about 0.75 / 4 classes = 0.19).
+    /// Such a short run is chaotic in the last bits: two summation orders of the batch-norm
+    /// kernels (8 and 32 lanes) ended at mIoU 0.58 and 0.38 and loss ratios 0.29 and 0.42 (at 40
+    /// steps one of them was still predicting background only), hence 60 steps and these bounds.
     #[test]
     fn afan_deeplab_learns_shapes() {
         let _rng = crate::test_lock::device_rng();
@@ -245,7 +247,7 @@ mod tests {
         );
         config.data.shapes_train = 64;
         config.data.shapes_val = 16;
-        config.iterations = 40;
+        config.iterations = 60;
         config.eval_every = 0;
         let dir = tempfile::tempdir().unwrap();
         let quiet = RunOptions {
@@ -254,8 +256,8 @@ mod tests {
         };
         let s = run(&config, dir.path().join("run"), &Device::default(), quiet).unwrap();
         eprintln!("{s:?}");
-        assert!(s.last_loss < 0.7 * s.first_loss, "{s:?}");
-        assert!(s.scores.mean_iou > 0.35, "{s:?}");
+        assert!(s.last_loss < 0.6 * s.first_loss, "{s:?}");
+        assert!(s.scores.mean_iou > 0.3, "{s:?}");
         assert!(dir.path().join("run/model.bin").is_file());
     }
 }
