@@ -74,12 +74,7 @@ pub fn test_device() -> Device {
 /// Whether the tests run on the CPU, where the reference tolerances were set (GPU kernels sum
 /// in other orders, and some tests compare against flex-only kernels).
 pub fn testing_on_cpu() -> bool {
-    std::env::var(TEST_DEVICE_ENV)
-        .map(|n| {
-            let n = n.trim().to_ascii_lowercase();
-            n.is_empty() || n.starts_with("cpu") || n.starts_with("flex")
-        })
-        .unwrap_or(true)
+    parse_device("cpu").is_ok_and(|cpu| test_device() == cpu)
 }
 
 #[cfg(feature = "flex")]

@@ -103,8 +103,8 @@ impl BatchNorm2d {
     /// before the kernels existed, a non-autodiff device always normalizes with the running ones).
     fn run(&self, x: Tensor<4>, residual: Option<Tensor<4>>, relu: bool) -> Tensor<4> {
         let device = x.device();
-        let fused = self.fused(&x, residual.as_ref());
         let (gamma, beta) = (self.weight.val(), self.bias.val());
+        let fused = fusable(&x, residual.as_ref(), [&gamma, &beta]);
         if device.is_autodiff() && self.training.is_enabled() {
             let [b, _, h, w] = x.dims();
             let (out, mean, var) = if fused {
@@ -126,15 +126,6 @@ impl BatchNorm2d {
         }
     }
 
-    /// Whether afan's kernels take this call: `flex`, and `f32` everywhere.
-    fn fused(&self, x: &Tensor<4>, residual: Option<&Tensor<4>>) -> bool {
-        crate::flex::is_flex(&x.device())
-            && x.dtype() == DType::F32
-            && residual.is_none_or(|r| r.dtype() == DType::F32)
-            && self.weight.val().dtype() == DType::F32
-            && self.bias.val().dtype() == DType::F32
-    }
-
     /// PyTorch's rule: `running = (1 - m) running + m batch`, with the unbiased variance
     /// (`n / (n - 1)` times the biased one the batch was normalized with) over `n` elements.
     fn update_running(&self, mean: Tensor<1>, var: Tensor<1>, n: usize) {
@@ -149,6 +140,14 @@ impl BatchNorm2d {
         self.running_mean.update(mean.detach());
         self.running_var.update(var.detach());
     }
+}
+
+/// Whether afan's kernels take a call: `flex`, and `f32` everywhere.
+fn fusable(x: &Tensor<4>, residual: Option<&Tensor<4>>, params: [&Tensor<1>; 2]) -> bool {
+    crate::flex::is_flex(&x.device())
+        && x.dtype() == DType::F32
+        && residual.is_none_or(|r| r.dtype() == DType::F32)
+        && params.iter().all(|p| p.dtype() == DType::F32)
 }
 
 /// The fused kernels through the backend extension (only reached on `flex`).
@@ -202,7 +201,7 @@ mod fused {
     }
 }
 
-/// Without the `flex` feature nothing is fused ([`BatchNorm2d::fused`] is false).
+/// Without the `flex` feature nothing is fused ([`fusable`] is false).
 #[cfg(not(feature = "flex"))]
 mod fused {
     pub(super) use super::fallback::{eval, train};

@@ -276,14 +276,18 @@ fn routes_f32_flex_to_the_kernels_and_other_dtypes_to_burn() {
     let dev = Device::flex().autodiff();
     let mut bn = reference_layer(&dev, true);
     let x = tensor(&pt::X, pt::SHAPE, &dev);
-    assert!(bn.fused(&x, None));
+    assert!(super::fusable(&x, None, [&bn.weight.val(), &bn.bias.val()]));
     // The half-precision step casts the whole model, as `afan-cli`'s precision module does.
     bn.weight = Param::from_tensor(bn.weight.val().cast(DType::F16).detach());
     bn.bias = Param::from_tensor(bn.bias.val().cast(DType::F16).detach());
     bn.running_mean = RunningState::new(bn.running_mean.value().cast(DType::F16));
     bn.running_var = RunningState::new(bn.running_var.value().cast(DType::F16));
     let half = x.cast(DType::F16);
-    assert!(!bn.fused(&half, None));
+    assert!(!super::fusable(
+        &half,
+        None,
+        [&bn.weight.val(), &bn.bias.val()]
+    ));
     let y = bn.forward_relu(half).cast(DType::F32).into_data();
     y.assert_approx_eq::<f32>(
         &TensorData::new(pt::TRAIN_RELU_OUT.to_vec(), pt::SHAPE),
