@@ -9,7 +9,7 @@ use crate::split::{SplitModel, SplitPoint};
 use crate::test_util::{device, tensor4};
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Device, Tensor, TensorData, Tolerance};
+use burn::tensor::{Device, Tensor};
 
 #[derive(Module, Debug)]
 struct Tiny {
@@ -17,7 +17,11 @@ struct Tiny {
     tail: Linear,
 }
 
-const C: usize = 2;
+/// Four channels, not two: with two channels the positional moment exchange returns the
+/// adversarial feature itself whenever the attack keeps the order of the two values at each
+/// position (a two-point set is fixed by its mean and std up to order), so "exchange changes the
+/// point" failed for ~1 in 9 random inits.
+const C: usize = 4;
 const HW: usize = 2;
 
 impl Tiny {
@@ -235,6 +239,4 @@ fn exchange_mask_changes_the_trained_point() {
     let b = afan_objective(&model, &attacker, x, &point, &mixed, |o| o.clone().sum());
     assert!((scalar(a.point_losses[0].clone()) - scalar(b.point_losses[0].clone())).abs() < 1e-6);
     assert!((scalar(a.point_losses[1].clone()) - scalar(b.point_losses[1].clone())).abs() > 1e-6);
-    let _ = TensorData::from([0.0f32])
-        .assert_approx_eq::<f32>(&TensorData::from([0.0f32]), Tolerance::default());
 }
