@@ -36,27 +36,69 @@ pub enum DeviceError {
     },
 }
 
+/// What a device name selects, before any device is built: callers that decide by backend
+/// (which gradient averaging a device list gets, whether two names are the same device) match on
+/// this rather than on the spelling (`CUDA:0`, `cuda`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceName {
+    /// `cpu` or `flex`: the one CPU device.
+    Cpu,
+    /// `wgpu` / `gpu` (index 0: the default adapter) or `wgpu:N`.
+    Wgpu(usize),
+    /// `cuda` (= `cuda:0`) or `cuda:N`.
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceName {
+    type Err = DeviceError;
+
+    fn from_str(name: &str) -> Result<Self, DeviceError> {
+        if name.contains(',') {
+            return Err(DeviceError::List(name.to_string()));
+        }
+        let (kind, index) = match name.split_once(':') {
+            Some((k, i)) => {
+                let index = i.parse().map_err(|_| DeviceError::BadIndex {
+                    name: name.to_string(),
+                    index: i.to_string(),
+                })?;
+                (k, index)
+            }
+            None => (name, 0),
+        };
+        match kind.to_ascii_lowercase().as_str() {
+            "cpu" | "flex" => Ok(Self::Cpu),
+            "wgpu" | "gpu" => Ok(Self::Wgpu(index)),
+            "cuda" => Ok(Self::Cuda(index)),
+            other => Err(DeviceError::Unknown(other.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu => write!(f, "cpu"),
+            Self::Wgpu(i) => write!(f, "wgpu:{i}"),
+            Self::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl DeviceName {
+    /// The Burn device (without autodiff), or why this build cannot have it.
+    pub fn build(self) -> Result<Device, DeviceError> {
+        match self {
+            Self::Cpu => cpu(),
+            Self::Wgpu(index) => wgpu(index),
+            Self::Cuda(index) => cuda(index),
+        }
+    }
+}
+
 /// Parses one device name into a Burn device (without autodiff).
 pub fn parse_device(name: &str) -> Result<Device, DeviceError> {
-    if name.contains(',') {
-        return Err(DeviceError::List(name.to_string()));
-    }
-    let (kind, index) = match name.split_once(':') {
-        Some((k, i)) => {
-            let index = i.parse().map_err(|_| DeviceError::BadIndex {
-                name: name.to_string(),
-                index: i.to_string(),
-            })?;
-            (k, index)
-        }
-        None => (name, 0),
-    };
-    match kind.to_ascii_lowercase().as_str() {
-        "cpu" | "flex" => cpu(),
-        "wgpu" | "gpu" => wgpu(index),
-        "cuda" => cuda(index),
-        other => Err(DeviceError::Unknown(other.to_string())),
-    }
+    name.parse::<DeviceName>()?.build()
 }
 
 /// The device of the backend-portable tests: `AFAN_TEST_DEVICE` (e.g. `wgpu`, `cuda:0`), or
@@ -135,6 +177,17 @@ mod tests {
         assert!(e.contains("not a device index"), "{e}");
         let e = parse_device("cpu,cpu").unwrap_err().to_string();
         assert!(e.contains("data-parallel"), "{e}");
+    }
+
+    #[test]
+    fn names_select_a_backend_and_an_index() {
+        let parse = |n: &str| n.parse::<DeviceName>().unwrap();
+        assert_eq!(parse("Flex"), DeviceName::Cpu);
+        assert_eq!(parse("CUDA"), parse("cuda:0"));
+        assert_eq!(parse("cuda:3"), DeviceName::Cuda(3));
+        assert_eq!(parse("gpu"), DeviceName::Wgpu(0));
+        assert_eq!(parse("wgpu:2"), DeviceName::Wgpu(2));
+        assert_eq!(parse("CUDA").to_string(), "cuda:0");
     }
 
     #[cfg(not(feature = "cuda"))]
