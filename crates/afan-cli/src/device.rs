@@ -54,7 +54,7 @@ mod tests {
     #[test]
     fn a_gpu_named_twice_is_refused_whatever_the_spelling() {
         let e = parse_devices("cuda, CUDA:0").unwrap_err().to_string();
-        assert!(e.contains("twice") && e.contains("cuda:0 twice"), "{e}");
+        assert!(e.contains("cuda:0 twice"), "{e}");
         let e = parse_devices("wgpu:1,wgpu:1").unwrap_err().to_string();
         assert!(e.contains("twice"), "{e}");
     }

@@ -105,18 +105,27 @@ pub fn parse_device(name: &str) -> Result<Device, DeviceError> {
 /// the CPU when it is unset. Panics with the parse error: a test run asked for a device it
 /// cannot have, and silently testing the CPU instead would report a GPU pass that never ran.
 pub fn test_device() -> Device {
-    match std::env::var(TEST_DEVICE_ENV) {
-        Ok(name) if !name.trim().is_empty() => {
-            parse_device(name.trim()).unwrap_or_else(|e| panic!("{TEST_DEVICE_ENV}={name}: {e}"))
-        }
-        _ => parse_device("cpu").unwrap_or_else(|e| panic!("{e}")),
-    }
+    let name = test_device_name();
+    name.build()
+        .unwrap_or_else(|e| panic!("{TEST_DEVICE_ENV}={name}: {e}"))
 }
 
 /// Whether the tests run on the CPU, where the reference tolerances were set (GPU kernels sum
 /// in other orders, and some tests compare against flex-only kernels).
 pub fn testing_on_cpu() -> bool {
-    parse_device("cpu").is_ok_and(|cpu| test_device() == cpu)
+    test_device_name() == DeviceName::Cpu
+}
+
+/// What `AFAN_TEST_DEVICE` names (the CPU when unset or blank); panics on a name that does not
+/// parse, for the reason [`test_device`] gives.
+fn test_device_name() -> DeviceName {
+    match std::env::var(TEST_DEVICE_ENV) {
+        Ok(name) if !name.trim().is_empty() => name
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{TEST_DEVICE_ENV}={name}: {e}")),
+        _ => DeviceName::Cpu,
+    }
 }
 
 #[cfg(feature = "flex")]
