@@ -1,7 +1,8 @@
 //! Developer automation: `cargo xtask <task>`.
 //!
-//! - `test`: what CI runs — every test of the workspace on the CPU backend, then a type-check of
-//!   the GPU backends (they are optional features, so nothing else would notice them breaking).
+//! - `test`: what CI runs — every test of the workspace on the CPU backend (with cargo-nextest
+//!   when installed), then a type-check of the GPU backends (they are optional features, so
+//!   nothing else would notice them breaking).
 //! - `bench [ARGS]`: the release-build step benchmark (`afan bench`), plus, when a Python with
 //!   PyTorch is given in `AFAN_TORCH_PYTHON`, the same steps in PyTorch in the same run, so the
 //!   ratio in docs/benchmarks.md is measured on one machine at one time.
@@ -69,18 +70,50 @@ fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
 }
 
 fn test() -> Result<()> {
-    cargo(&["test", "--workspace", "--locked"], &[])?;
-    // wgpu compiles offline; CUDA's build script would download LLVM, and DOCS_RS=1 makes
-    // cubecl skip it, which is enough for a type-check.
+    // cargo-nextest (on the CI image) runs the tests of every binary in one pool, so the long
+    // learning tests of different binaries overlap instead of each leaving a core idle at its
+    // end: the suite took 280 s instead of 370 s on 2 cores (docs/benchmarks.md, "CI build
+    // time"). It runs no doctests, hence the second command. Without it: `cargo test`.
+    if has_nextest() {
+        cargo(
+            &[
+                "nextest",
+                "run",
+                "--workspace",
+                "--locked",
+                "--no-fail-fast",
+            ],
+            &[],
+        )?;
+        cargo(&["test", "--workspace", "--locked", "--doc"], &[])?;
+    } else {
+        eprintln!("(cargo-nextest not found: running the tests with cargo test)");
+        cargo(&["test", "--workspace", "--locked", "--no-fail-fast"], &[])?;
+    }
+    // One type-check with both GPU backends: every `cfg(feature = ...)` branch of the workspace
+    // is compiled either here or in the CPU build above (there is no branch for one GPU feature
+    // without the other), and the shared cubecl stack is checked once instead of twice. CUDA's
+    // build script would download LLVM; DOCS_RS=1 makes cubecl skip that, enough for a check.
     cargo(
-        &["check", "-p", "afan-cli", "--features", "wgpu", "--locked"],
-        &[],
-    )?;
-    cargo(
-        &["check", "-p", "afan-cli", "--features", "cuda", "--locked"],
+        &[
+            "check",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--features",
+            "afan-cli/wgpu,afan-cli/cuda",
+        ],
         &[("DOCS_RS", "1")],
-    )?;
-    Ok(())
+    )
+}
+
+fn has_nextest() -> bool {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["nextest", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn bench(extra: &[String]) -> Result<()> {
