@@ -141,17 +141,24 @@ fn bench(extra: &[String]) -> Result<()> {
 }
 
 fn fixtures(dir: Option<PathBuf>) -> Result<()> {
-    let dir = dir.unwrap_or_else(|| root().join("target/fixtures"));
-    // Learnable content (the generated shapes) in the official CIFAR-10 layout and archive, so
-    // `afan train --data ...` can be tried on the real code path without downloading CIFAR.
-    let (train, test) = afan_data::shapes10(5000, 1000, 0);
-    let folder =
-        afan_data::write_cifar_dataset(&dir, afan_data::CifarKind::Cifar10, &train, &test)?;
-    println!("{}", folder.display());
-    let noise = dir.join("random");
-    let fx = afan_data::write_cifar_archive(&noise, afan_data::CifarKind::Cifar100, 4, 0)?;
-    println!("{}", fx.path.display());
-    Ok(())
+    // Absolute: cargo runs the example from the workspace root, not from the caller's folder.
+    let dir = std::path::absolute(dir.unwrap_or_else(|| root().join("target/fixtures")))?;
+    let dir = dir
+        .to_str()
+        .context("the fixtures folder must be valid UTF-8")?;
+    cargo(
+        &[
+            "run",
+            "-q",
+            "-p",
+            "afan-data",
+            "--example",
+            "write_fixtures",
+            "--",
+            dir,
+        ],
+        &[],
+    )
 }
 
 /// The scripts that write committed fixtures (the others under xtask/reference are modules,
