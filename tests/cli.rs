@@ -67,7 +67,9 @@ fn afan_training_learns_eval_reproduces_and_resume_equals_uninterrupted() {
     let full = tmp.path().join("full");
     let lr = ["--lr", "0.05"];
 
-    let summary = json(&ok(&train_args(s(&data), s(&full), "3", &lr)));
+    // Two epochs: 59.5% test top-1 when this was written (69.5% after a third, which the test
+    // does not need and which cost two epochs here, one in the resumed run).
+    let summary = json(&ok(&train_args(s(&data), s(&full), "2", &lr)));
     let top1 = summary["final_top1"].as_f64().unwrap();
     // 10 balanced classes: chance is 10%.
     assert!(top1 > 35.0, "A-FAN did not learn: {summary}");
@@ -77,9 +79,9 @@ fn afan_training_learns_eval_reproduces_and_resume_equals_uninterrupted() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 2);
     let loss = |i: usize| lines[i]["train_loss"].as_f64().unwrap();
-    assert!(loss(2) < loss(0), "loss did not fall: {lines:?}");
+    assert!(loss(1) < loss(0), "loss did not fall: {lines:?}");
     assert!(lines[0]["pgd_l2"].as_f64().unwrap() > 0.0);
     assert!(full.join("curves.png").exists() && full.join("config.toml").exists());
 
@@ -98,7 +100,7 @@ fn afan_training_learns_eval_reproduces_and_resume_equals_uninterrupted() {
         "{eval} vs {summary}"
     );
 
-    // Interrupted after 1 epoch, resumed to 3: the same metrics and weights, bit for bit.
+    // Interrupted after 1 epoch, resumed to 2: the same metrics and weights, bit for bit.
     let part = tmp.path().join("part");
     ok(&train_args(s(&data), s(&part), "1", &lr));
     let resumed = json(&ok(&[
@@ -107,7 +109,7 @@ fn afan_training_learns_eval_reproduces_and_resume_equals_uninterrupted() {
         s(&part),
         "--resume",
         "--epochs",
-        "3",
+        "2",
         "--quiet",
         "--json",
     ]));
