@@ -57,7 +57,7 @@ fn root() -> PathBuf {
 
 fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     eprintln!("+ cargo {}", args.join(" "));
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let status = cargo_command()
         .args(args)
         .envs(envs.iter().copied())
         .current_dir(root())
@@ -107,8 +107,13 @@ fn test() -> Result<()> {
     )
 }
 
-fn has_nextest() -> bool {
+/// The cargo that runs xtask (`CARGO`), so a toolchain override reaches the commands it starts.
+fn cargo_command() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn has_nextest() -> bool {
+    cargo_command()
         .args(["nextest", "--version"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
