@@ -151,8 +151,6 @@ pub fn plot(path: &Path, rows: &[EpochMetrics]) -> Result<()> {
         Ok(())
     };
     draw(&mut rgb).map_err(|e| anyhow::anyhow!("cannot draw {}: {e}", path.display()))?;
-    image::RgbImage::from_raw(w, h, rgb)
-        .expect("the buffer was sized for w x h RGB")
-        .save_with_format(path, image::ImageFormat::Png)
+    image::save_buffer(path, &rgb, w, h, image::ExtendedColorType::Rgb8)
         .with_context(|| format!("cannot write {}", path.display()))
 }
