@@ -51,7 +51,7 @@ fn imagefolder_trains_torchvision_models_and_refuses_broken_layouts() {
         "--set",
         "folder.resize=32",
         "--set",
-        "schedule.warmup_epochs=0",
+        "schedule.warmup=0",
         "--lr",
         "0.02",
     ];
@@ -77,7 +77,7 @@ fn imagefolder_trains_torchvision_models_and_refuses_broken_layouts() {
         args.extend(extra);
         let (stdout, _) = cli::succeed(&args);
         let summary: Value = serde_json::from_str(stdout.trim()).unwrap();
-        assert_eq!(summary["epochs"], 1, "{summary}");
+        assert_eq!(summary["epochs"], 1.0, "{summary}");
         let line: Value = serde_json::from_str(
             std::fs::read_to_string(out.join("metrics.jsonl"))
                 .unwrap()
@@ -93,7 +93,7 @@ fn imagefolder_trains_torchvision_models_and_refuses_broken_layouts() {
             eval["samples"].as_u64().unwrap() as usize,
             val.labels.iter().filter(|&&l| l < 4).count()
         );
-        assert_eq!(eval["top1"], summary["final_top1"], "{eval} vs {summary}");
+        assert_eq!(eval["top1"], summary["last"], "{eval} vs {summary}");
     }
     // A val/ folder with other classes than train/.
     std::fs::create_dir_all(root.join("val").join("zebra")).unwrap();

@@ -160,7 +160,7 @@ fn imported_weights_evaluate_convert_and_infer_like_the_library() {
         s(&out),
         "--quiet",
         "--set",
-        "schedule.warmup_epochs=0",
+        "schedule.warmup=0",
     ]);
     assert!(stderr.contains("initial weights from"), "{stderr}");
 }

@@ -37,3 +37,35 @@ pub fn fail(args: &[&str]) -> String {
     assert!(last.starts_with("error: "), "{stderr}");
     last
 }
+
+/// The one JSON object a command printed.
+pub fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+/// A path as the `&str` the argument lists take.
+pub fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The records of a run (`metrics.jsonl`), parsed.
+pub fn records(run: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The records without their timings (`*_seconds`), which no two runs share.
+pub fn without_times(run: &std::path::Path) -> Vec<serde_json::Value> {
+    records(run)
+        .into_iter()
+        .map(|mut v| {
+            v.as_object_mut()
+                .unwrap()
+                .retain(|k, _| !k.ends_with("seconds"));
+            v
+        })
+        .collect()
+}

@@ -2,71 +2,18 @@
 //! training step, side by side in one run (the paper's efficiency claim), on random data, after
 //! warm-up. Medians, because a shared machine is noisy.
 
-use crate::config::OptimConfig;
-use crate::device::parse_device;
-use crate::step::{Objective, sgd, training_loss};
+use crate::bench_args::{BenchArgs, median};
+use crate::task_arg::TaskArg;
 use afan_core::{AfanConfig, PixelPgdConfig, SplitModel};
 use afan_models::ClassifierKind;
+use afan_train::classification::objective::{Objective, training_loss};
+use afan_train::optim::OptimConfig;
 use anyhow::Result;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Distribution, Int, Tensor};
 use serde::Serialize;
 use std::time::Instant;
-
-/// `afan bench` arguments.
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {
-    /// Model to time.
-    #[arg(long, default_value = "resnet20")]
-    pub model: String,
-    /// Batch size.
-    #[arg(long, default_value_t = 128)]
-    pub batch: usize,
-    /// PGD steps of the A-FAN step.
-    #[arg(long, default_value_t = 3)]
-    pub pgd_steps: usize,
-    /// PGD steps of the pixel-level adversarial step (0 skips it).
-    #[arg(long, default_value_t = 7)]
-    pub pixel_steps: usize,
-    /// Split point of the A-FAN step.
-    #[arg(long, default_value = "layer1")]
-    pub split: String,
-    /// Number of classes of the model.
-    #[arg(long, default_value_t = 10)]
-    pub classes: usize,
-    /// Timed iterations per measurement.
-    #[arg(long, default_value_t = 5)]
-    pub iters: usize,
-    /// Untimed warm-up iterations.
-    #[arg(long, default_value_t = 2)]
-    pub warmup: usize,
-    /// Image side (CIFAR: 32).
-    #[arg(long, default_value_t = 32)]
-    pub size: usize,
-    /// Backend device.
-    #[arg(long, env = "BURN_DEVICE", default_value = "cpu")]
-    pub device: String,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-    /// classify, segment (DeepLabV3+ baseline vs A-FAN; `--size` is the crop; see
-    /// docs/segmentation.md), or
-    /// detect (Faster R-CNN C4 ResNet-18 at the VOC preset, baseline vs A-FAN; see
-    /// docs/benchmarks.md).
-    #[arg(long, value_parser = ["classify", "segment", "detect"], default_value = "classify")]
-    pub task: String,
-    /// Internal: the one segmentation configuration a child process times.
-    #[arg(long, hide = true)]
-    pub seg_child: Option<String>,
-    /// Detection: `HEIGHTxWIDTH` of the images (600x800 is a 500x375 VOC image at the VOC
-    /// preset's short side 600).
-    #[arg(long, default_value = "600x800")]
-    pub det_image: String,
-    /// Internal: the one detection method a child process times.
-    #[arg(long, hide = true)]
-    pub det_child: Option<String>,
-}
 
 /// The figures `afan bench` reports.
 #[derive(Debug, Serialize)]
@@ -112,42 +59,40 @@ pub struct BenchSamples {
     pub inference: Vec<f64>,
 }
 
-/// The median of step times (the upper one of an even count; `None` when there are none): one
-/// rule for every figure `bench` and the training logs print.
-pub(crate) fn median(v: &mut [f64]) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied()
-}
-
 /// Runs `afan bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.task == "segment" {
-        return crate::segment::bench::run(&args);
+    match args.task {
+        TaskArg::Segmentation => return crate::bench_segmentation::run(&args),
+        TaskArg::Detection => return crate::bench_detection::run(&args),
+        TaskArg::Classification => {}
     }
-    if args.task == "detect" {
-        return crate::detect::bench::run(&args);
+    if args.batch == 0 || args.iters == 0 || args.num_classes == Some(0) {
+        anyhow::bail!("--batch, --iters and --num-classes must be at least 1");
     }
-    let base = parse_device(&args.device)?;
-    let device = base.clone().autodiff();
-    let kind: ClassifierKind = args.model.parse()?;
+    let device = crate::device::one(&args.device)?.autodiff();
+    let model_name = args.model.clone().unwrap_or_else(|| "resnet20".into());
+    let kind: ClassifierKind = model_name.parse()?;
+    let classes = args.num_classes.unwrap_or(10);
+    let (pgd_steps, pixel_steps) = (args.pgd_steps.unwrap_or(3), args.pixel_steps.unwrap_or(7));
+    let [h, w] = args.size([32, 32], 8)?;
     device.seed(0);
-    let mut model = kind.build(args.classes, &device);
-    let point = model.split_point(&args.split)?;
+    let mut model = kind.build(classes, &device);
+    let point = model.split_point(args.split.as_deref().unwrap_or("layer1"))?;
     let mut afan = AfanConfig::default();
-    afan.pgd.steps = args.pgd_steps;
+    afan.pgd.steps = pgd_steps;
     afan.validate()?;
     // The release's optimizer, as `afan train` builds it (momentum and weight decay included).
-    let mut optim = sgd(&OptimConfig::default());
-    let shape = [args.batch, 3, args.size, args.size];
+    let mut optim = OptimConfig::default().build();
+    let shape = [args.batch, 3, h, w];
     let x = Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), &device);
     let y = Tensor::<1, Int>::random(
         [args.batch],
-        Distribution::Uniform(0.0, args.classes as f64),
+        Distribution::Uniform(0.0, classes as f64),
         &device,
     );
 
     let pixel = PixelPgdConfig {
-        steps: args.pixel_steps,
+        steps: pixel_steps,
         ..PixelPgdConfig::default()
     };
     let mut time = |objective: &Objective, model: &mut afan_models::Classifier| -> Vec<f64> {
@@ -166,7 +111,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let mut clean = time(&Objective::Baseline, &mut model);
     let mut afan_t = time(&Objective::Afan(&point, &afan), &mut model);
-    let mut pixel_t = if args.pixel_steps > 0 {
+    let mut pixel_t = if pixel_steps > 0 {
         time(&Objective::PixelPgd(&pixel, afan.attack_bn), &mut model)
     } else {
         Vec::new()
@@ -188,7 +133,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     let p = median(&mut pixel_t);
     let result = BenchResult {
-        model: args.model.clone(),
+        model: model_name,
         batch: args.batch,
         device: args.device.clone(),
         clean_step_s: c,
@@ -196,9 +141,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         afan_over_clean: a / c,
         pixel_pgd_step_s: p,
         pixel_pgd_over_clean: p.map(|p| p / c),
-        pixel_steps: args.pixel_steps,
+        pixel_steps,
         inference_s: i,
-        pgd_steps: args.pgd_steps,
+        pgd_steps,
         split: point.name.clone(),
         samples: BenchSamples {
             clean,
@@ -216,7 +161,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             result.batch,
             result.device,
             c,
-            args.pgd_steps,
+            pgd_steps,
             result.split,
             a,
             a / c,
@@ -225,24 +170,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         if let Some(p) = p {
             println!(
                 "pixel-PGD adversarial step ({} PGD steps on the input) {p:.3}s ({:.2}x clean, {:.2}x A-FAN)",
-                args.pixel_steps,
+                pixel_steps,
                 p / c,
                 p / a
             );
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::median;
-
-    #[test]
-    fn median_is_the_middle_or_upper_middle_and_none_when_empty() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(3.0));
-        assert_eq!(median(&mut [f64::NAN, 1.0, 2.0]), Some(2.0)); // NaN sorts last
-        assert_eq!(median(&mut []), None);
-    }
 }

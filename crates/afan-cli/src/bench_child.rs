@@ -2,11 +2,11 @@
 //! memory is a per-process high-water mark: measured in one process, the largest configuration
 //! would hide the others. Used by `afan bench --task segment` and `--task detect`.
 
-use crate::bench::BenchArgs;
+use crate::bench_args::BenchArgs;
 use anyhow::{Context, Result, bail};
 use serde::de::DeserializeOwned;
 
-/// Runs `afan bench --task TASK <row_args>` with the common flags of `args` and reads the row
+/// Runs `afan bench --task TASK --child <row_args>` with the common flags of `args` and reads the row
 /// the child prints as JSON; `label` names the row in errors.
 pub(crate) fn run_row<R: DeserializeOwned>(
     args: &BenchArgs,
@@ -16,12 +16,13 @@ pub(crate) fn run_row<R: DeserializeOwned>(
 ) -> Result<R> {
     let exe = std::env::current_exe().context("cannot find the afan binary to re-run")?;
     let out = std::process::Command::new(&exe)
-        .args(["bench", "--task", task])
+        .args(["bench", "--task", task, "--child"])
         .args(row_args)
         .args(["--batch", &args.batch.to_string()])
         .args(["--iters", &args.iters.to_string()])
         .args(["--warmup", &args.warmup.to_string()])
         .args(["--device", &args.device])
+        .args(args.size.iter().flat_map(|s| ["--size", s.as_str()]))
         .output()
         .context("cannot start the benchmark child process")?;
     if !out.status.success() {

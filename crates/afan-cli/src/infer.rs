@@ -1,64 +1,68 @@
-//! `afan infer`: top-k classes of image files, with the preprocessing the model family was
-//! trained with (overridable), from any weights file `--weights` accepts.
+//! `afan infer`: the predictions of a checkpoint (or a classifier's state dict) on image files —
+//! top-k classes, boxes (drawn with `--out DIR`), or segmentation masks written to `--out DIR`.
 
-use crate::device::parse_device;
-use crate::weights::WeightsFile;
-use afan_core::SplitModel;
-use afan_data::{ImageTransform, top_k};
-use afan_models::{Classifier, ClassifierKind, InputNorm};
-use anyhow::{Context, Result, bail};
+use crate::infer_outputs;
+use crate::task_arg::{TaskArg, agree};
+use afan_data::ImageTransform;
+use afan_models::ClassifierKind;
+use afan_train::classification::infer::{class_labels, predict, with_normalization};
+use afan_train::classification::weights::WeightsFile;
+use afan_train::{Checkpoint, TaskKind};
+use anyhow::{Result, bail};
 use burn::module::Module;
-use burn::tensor::{Tensor, TensorData};
-use serde::Serialize;
+use burn::tensor::Device;
 use std::path::{Path, PathBuf};
-
-/// torchvision's ImageNet class names, in index order.
-const IMAGENET_CLASSES: &str = include_str!("../../../assets/imagenet_classes.txt");
 
 /// `afan infer` arguments.
 #[derive(clap::Args, Debug)]
 pub struct InferArgs {
-    /// classify (top-k classes), segment (a palette mask; --checkpoint is the run directory) or
-    /// detect (boxes; `afan infer --task detect --help` lists its flags).
-    #[arg(long, value_parser = ["classify", "segment", "detect"], default_value = "classify")]
-    pub task: String,
-    /// Weights: an afan checkpoint, or a PyTorch/safetensors state dict (then --model is needed).
+    /// The task; default: the one the checkpoint records (a state dict is a classifier's).
+    #[arg(long, value_enum)]
+    pub task: Option<TaskArg>,
+    /// Weights: an afan checkpoint, or a classifier's PyTorch/safetensors state dict (then
+    /// --model is needed).
     #[arg(long, required_unless_present = "checkpoint")]
     pub weights: Option<PathBuf>,
-    /// The same as --weights (for segmentation: the run directory or its model.bin).
+    /// The same as --weights (a checkpoint or a run directory).
     #[arg(long, conflicts_with = "weights")]
     pub checkpoint: Option<PathBuf>,
-    /// Output mask PNG (VOC palette), with --task segment.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Also write the image tinted by the predicted classes, with --task segment.
-    #[arg(long)]
-    pub overlay: Option<PathBuf>,
-    /// Architecture; default: the one the checkpoint names.
+    /// Classification: the architecture of a state dict; with a checkpoint, the one it records.
     #[arg(long)]
     pub model: Option<String>,
     /// Image files (JPEG or PNG).
     #[arg(long, required = true, num_args = 1..)]
     pub image: Vec<PathBuf>,
-    /// How many classes to print per image.
-    #[arg(long, default_value_t = 5)]
-    pub top_k: usize,
-    /// Shorter side after resizing; default: the model family's (256 ImageNet, 32 CIFAR).
+    /// Classification: classes to print per image (default 5).
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Classification: shorter side after resizing; default: the model family's.
     #[arg(long)]
     pub resize: Option<u32>,
-    /// Centre crop side; default: the model family's (224 ImageNet, 32 CIFAR).
+    /// Classification: centre crop side; default: the model family's.
     #[arg(long)]
     pub crop: Option<u32>,
-    /// Channel means the weights expect, `R,G,B` (torchvision models; default ImageNet's).
+    /// Classification: channel means the weights expect, `R,G,B` (torchvision models).
     #[arg(long, value_delimiter = ',')]
     pub mean: Option<Vec<f32>>,
-    /// Channel stds the weights expect, `R,G,B` (torchvision models; default ImageNet's).
+    /// Classification: channel stds the weights expect, `R,G,B` (torchvision models).
     #[arg(long, value_delimiter = ',')]
     pub std: Option<Vec<f32>>,
-    /// Class names, one per line; default: ImageNet's for 1000 classes, the run's dataset's.
+    /// Classification: class names, one per line (default: the checkpoint's, ImageNet's for
+    /// 1000 classes, the dataset's).
     #[arg(long)]
     pub labels: Option<PathBuf>,
-    /// Refuse partial loads of a state dict (`--strict false` to allow).
+    /// Detection: report boxes with at least this score (the model's own threshold applies
+    /// first).
+    #[arg(long)]
+    pub min_score: Option<f32>,
+    /// Detection: write each image with its boxes into this folder; segmentation (required):
+    /// write each image's palette mask into it, as `<image name>.png`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Segmentation: also write each image tinted by class, `<image name>.overlay.png`.
+    #[arg(long)]
+    pub overlay: bool,
+    /// Refuse a state dict that does not load completely (`--strict false` to allow).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub strict: bool,
     /// Backend device.
@@ -69,163 +73,173 @@ pub struct InferArgs {
     pub json: bool,
 }
 
-/// One predicted class.
-#[derive(Serialize)]
-pub struct Prediction {
-    /// Class index.
-    pub class: usize,
-    /// Class name.
-    pub label: String,
-    /// Softmax probability.
-    pub probability: f32,
-}
-
-/// The predictions for one image.
-#[derive(Serialize)]
-pub struct ImageResult {
-    /// The file.
-    pub image: PathBuf,
-    /// Most probable first.
-    pub top: Vec<Prediction>,
+impl InferArgs {
+    /// The flags of each task that were given, for the refusal.
+    fn task_flags(&self) -> [(&'static str, bool, TaskKind); 10] {
+        use TaskKind::*;
+        [
+            ("--top-k", self.top_k.is_some(), Classification),
+            ("--resize", self.resize.is_some(), Classification),
+            ("--crop", self.crop.is_some(), Classification),
+            ("--mean", self.mean.is_some(), Classification),
+            ("--std", self.std.is_some(), Classification),
+            ("--labels", self.labels.is_some(), Classification),
+            ("--model", self.model.is_some(), Classification),
+            ("--min-score", self.min_score.is_some(), Detection),
+            ("--overlay", self.overlay, Segmentation),
+            ("--out", self.out.is_some(), Classification),
+        ]
+    }
 }
 
 /// Runs `afan infer`.
 pub fn run(args: InferArgs) -> Result<()> {
-    let device = parse_device(&args.device)?;
-    let weights = args
+    let device = crate::device::one(&args.device)?;
+    let path = args
         .weights
-        .clone()
-        .or(args.checkpoint.clone())
-        .expect("clap requires --weights or --checkpoint");
-    if args.task == "segment" {
-        let ([image], Some(out)) = (args.image.as_slice(), &args.out) else {
-            bail!("--task segment takes one --image and an --out mask path");
+        .as_ref()
+        .or(args.checkpoint.as_ref())
+        .expect("clap requires one");
+    let file = if path.is_dir() || afan_train::checkpoint::is_archive(path) {
+        Some(Checkpoint::read(path)?)
+    } else {
+        None
+    };
+    let task = match &file {
+        Some(c) => agree(args.task, c.task, path)?,
+        None => agree(args.task, TaskKind::Classification, path)?,
+    };
+    for (flag, given, owner) in args.task_flags() {
+        let applies = match flag {
+            "--out" => task != TaskKind::Classification,
+            _ => task == owner,
         };
-        crate::segment::infer::run(&weights, image, out, args.overlay.as_deref(), &device)?;
-        eprintln!("wrote {}", out.display());
-        return Ok(());
-    }
-    let file = WeightsFile::read(&weights)?;
-    let (kind, num_classes, dataset) = match (&file, &args.model) {
-        (WeightsFile::Checkpoint(c), m) => {
-            let kind: ClassifierKind = m.as_deref().unwrap_or(&c.state.model).parse()?;
-            (
-                kind,
-                c.state.num_classes,
-                Some(c.state.config.dataset.clone()),
-            )
+        if given && !applies {
+            bail!("{flag} does not apply to --task {task}");
         }
-        (WeightsFile::StateDict(_), Some(m)) => (m.parse()?, file.num_classes(&weights)?, None),
-        (WeightsFile::StateDict(_), None) => bail!(
+    }
+    let images = distinct_names(&args.image)?;
+    let out = out_dir(&args)?;
+    match (task, file) {
+        (TaskKind::Detection, Some(c)) => {
+            let min_score = args.min_score.unwrap_or(0.0);
+            infer_outputs::detection(c, &images, min_score, out, args.json, &device)
+        }
+        (TaskKind::Segmentation, Some(c)) => {
+            infer_outputs::segmentation(c, &images, out, args.overlay, args.json, &device)
+        }
+        (_, c) => classification(&args, path, c, &device),
+    }
+}
+
+/// Output files are named after the images: two images of one name would overwrite each other.
+fn distinct_names(images: &[PathBuf]) -> Result<Vec<(PathBuf, String)>> {
+    let mut seen = std::collections::HashSet::new();
+    images
+        .iter()
+        .map(|p| {
+            let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned());
+            let Some(stem) = stem.filter(|s| seen.insert(s.clone())) else {
+                bail!("{}: another image has the same name", p.display());
+            };
+            Ok((p.clone(), stem))
+        })
+        .collect()
+}
+
+fn out_dir(args: &InferArgs) -> Result<Option<&Path>> {
+    if let Some(d) = &args.out {
+        std::fs::create_dir_all(d)
+            .map_err(|e| anyhow::anyhow!("cannot create --out {}: {e}", d.display()))?;
+    }
+    Ok(args.out.as_deref())
+}
+
+fn classification(
+    args: &InferArgs,
+    path: &Path,
+    ckpt: Option<Checkpoint>,
+    device: &Device,
+) -> Result<()> {
+    let file = match ckpt {
+        Some(c) => WeightsFile::Checkpoint(c),
+        None => WeightsFile::read(path)?,
+    };
+    let kind: ClassifierKind = match (file.model_name(), &args.model) {
+        (Some(recorded), Some(m)) if !m.eq_ignore_ascii_case(&recorded) => bail!(
+            "--model {m} contradicts {}, which holds a {recorded}",
+            path.display()
+        ),
+        (Some(recorded), _) => recorded.parse()?,
+        (None, Some(m)) => m.parse()?,
+        (None, None) => bail!(
             "{} is a state dict, which does not name its architecture; pass --model",
-            weights.display()
+            path.display()
         ),
     };
-    let labels = labels(args.labels.as_deref(), num_classes, dataset.as_deref())?;
-    let model = kind.build(num_classes, &device);
-    let (model, note) = file.apply(model, kind, &weights, args.strict)?;
+    let num_classes = file.num_classes(path)?;
+    let (recorded, dataset) = match &file {
+        WeightsFile::Checkpoint(c) => (
+            c.class_names(),
+            c.config
+                .get("dataset")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+        ),
+        WeightsFile::StateDict(_) => (Vec::new(), None),
+    };
+    let labels = class_labels(
+        args.labels.as_deref(),
+        num_classes,
+        &recorded,
+        dataset.as_deref(),
+    )?;
+    let (model, note) = file.apply(kind.build(num_classes, device), kind, path, args.strict)?;
     if let Some(note) = note {
         eprintln!("warning: {note}");
     }
-    let model = with_normalization(model.valid(), &args)?;
+    let three = |flag: &str, v: &Option<Vec<f32>>| -> Result<Option<[f32; 3]>> {
+        match v.as_deref() {
+            None => Ok(None),
+            Some(&[r, g, b]) => Ok(Some([r, g, b])),
+            Some(other) => bail!("--{flag} takes three values R,G,B, got {}", other.len()),
+        }
+    };
+    let model = with_normalization(
+        model.valid(),
+        three("mean", &args.mean)?,
+        three("std", &args.std)?,
+    )?;
     let defaults = kind.preprocess();
     let transform = ImageTransform {
         resize: args.resize.unwrap_or(defaults.resize),
         crop: args.crop.unwrap_or(defaults.crop),
     };
-    let c = transform.crop as usize;
-    let mut results = Vec::new();
-    for chunk in args.image.chunks(16) {
-        let mut pixels = Vec::with_capacity(chunk.len() * 3 * c * c);
-        for path in chunk {
-            pixels.extend(transform.load(path)?);
-        }
-        let x = Tensor::<4>::from_data(TensorData::new(pixels, [chunk.len(), 3, c, c]), &device);
-        let logits = crate::data::to_host(model.forward(x));
-        for (path, row) in chunk.iter().zip(logits.chunks_exact(num_classes)) {
-            if row.iter().any(|v| !v.is_finite()) {
-                bail!("the model gave non-finite logits for {}", path.display());
-            }
-            let top = top_k(row, args.top_k.min(num_classes))
-                .into_iter()
-                .map(|(class, probability)| Prediction {
-                    class,
-                    label: labels[class].clone(),
-                    probability,
-                })
-                .collect();
-            results.push(ImageResult {
-                image: path.clone(),
-                top,
-            });
-        }
+    if transform.crop == 0 || transform.resize == 0 || args.top_k == Some(0) {
+        bail!("--resize, --crop and --top-k must be at least 1");
     }
+    let results = predict(
+        &model,
+        &args.image,
+        transform,
+        &labels,
+        args.top_k.unwrap_or(5),
+        device,
+    )?;
     if args.json {
         println!("{}", serde_json::to_string(&results)?);
-    } else {
-        for r in &results {
-            println!("{}", r.image.display());
-            for p in &r.top {
-                println!(
-                    "  {:>6.2}%  {:>4}  {}",
-                    100.0 * p.probability,
-                    p.class,
-                    p.label
-                );
-            }
+        return Ok(());
+    }
+    for r in &results {
+        println!("{}", r.image.display());
+        for p in &r.top {
+            println!(
+                "  {:>6.2}%  {:>4}  {}",
+                100.0 * p.probability,
+                p.class,
+                p.label
+            );
         }
     }
     Ok(())
-}
-
-/// Applies `--mean`/`--std` to a model that normalizes outside its network.
-fn with_normalization(mut model: Classifier, args: &InferArgs) -> Result<Classifier> {
-    if args.mean.is_none() && args.std.is_none() {
-        return Ok(model);
-    }
-    let Some(norm) = model.input_norm_mut() else {
-        bail!("--mean/--std apply to torchvision models; CIFAR ResNets normalize inside the model");
-    };
-    let three = |flag: &str, v: &Option<Vec<f32>>, d: [f32; 3]| -> Result<[f32; 3]> {
-        match v.as_deref() {
-            None => Ok(d),
-            Some(&[r, g, b]) => Ok([r, g, b]),
-            Some(other) => bail!("--{flag} takes three values R,G,B, got {}", other.len()),
-        }
-    };
-    *norm = InputNorm {
-        mean: three("mean", &args.mean, norm.mean)?,
-        std: three("std", &args.std, norm.std)?,
-    };
-    Ok(model)
-}
-
-/// Class names: the file given, ImageNet's for 1000 classes, or the training dataset's.
-fn labels(path: Option<&Path>, num_classes: usize, dataset: Option<&str>) -> Result<Vec<String>> {
-    let names: Vec<String> = if let Some(p) = path {
-        let text = std::fs::read_to_string(p)
-            .with_context(|| format!("cannot read labels file {}", p.display()))?;
-        let names: Vec<String> = text.lines().map(str::to_string).collect();
-        if names.len() != num_classes {
-            bail!(
-                "{}: expected {num_classes} class names (one per line), found {}",
-                p.display(),
-                names.len()
-            );
-        }
-        names
-    } else if num_classes == 1000 {
-        IMAGENET_CLASSES.lines().map(str::to_string).collect()
-    } else {
-        match dataset {
-            Some("cifar10") => afan_data::CifarKind::Cifar10.default_class_names(),
-            Some("cifar100") => afan_data::CifarKind::Cifar100.default_class_names(),
-            Some("synthetic") => afan_data::SHAPES10_CLASSES.map(str::to_string).to_vec(),
-            _ => Vec::new(),
-        }
-    };
-    if names.len() == num_classes {
-        return Ok(names);
-    }
-    Ok((0..num_classes).map(|i| format!("class {i}")).collect())
 }

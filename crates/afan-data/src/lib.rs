@@ -3,7 +3,7 @@
 //! This crate deliberately does not depend on Burn: it reads CIFAR-10/100 in
 //! their official binary layouts (or generates the embedded synthetic
 //! `shapes10` set), batches and augments them into `Vec<f32>`, and scores
-//! logits given as `&[f32]`. [`seg`] does the same for semantic segmentation (VOC 2012,
+//! logits given as `&[f32]`. [`segmentation`] does the same for semantic segmentation (VOC 2012,
 //! Cityscapes, the generated `shapes-seg`). The training code converts batches to tensors,
 //! which keeps this crate fast to build and easy to test.
 
@@ -18,7 +18,7 @@ pub mod loader;
 pub mod metrics;
 pub mod prefetch;
 mod seed;
-pub mod seg;
+pub mod segmentation;
 pub mod synthetic;
 
 pub use cifar::{CifarKind, CifarSplit, load_cifar};

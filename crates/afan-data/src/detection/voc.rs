@@ -149,7 +149,18 @@ fn read_ids(list: &Path) -> Result<Vec<String>, DataError> {
         .collect())
 }
 
-/// One `(year, split)` of a VOCdevkit folder (the folder holding `VOC2007/` etc.).
+/// The folder of a VOC set inside a VOCdevkit: `VOC<year>` for a year (`2007`), else the name
+/// itself (a custom set in the VOC layout, `MYSET`).
+pub fn voc_folder(year: &str) -> String {
+    if !year.is_empty() && year.chars().all(|c| c.is_ascii_digit()) {
+        format!("VOC{year}")
+    } else {
+        year.to_string()
+    }
+}
+
+/// One `(year, split)` of a VOCdevkit folder (the folder holding `VOC2007/` etc.; a `year`
+/// that is not a number names the folder itself, see [`voc_folder`]).
 /// Image ids are positions in the split.
 pub fn load_voc(
     devkit: &Path,
@@ -157,7 +168,7 @@ pub fn load_voc(
     split: &str,
     classes: &[String],
 ) -> Result<DetectionDataset, DataError> {
-    let root = devkit.join(format!("VOC{year}"));
+    let root = devkit.join(voc_folder(year));
     let list = root.join("ImageSets/Main").join(format!("{split}.txt"));
     let ids = read_ids(&list)?;
     let loaded: Vec<(DetectionRecord, usize)> = ids

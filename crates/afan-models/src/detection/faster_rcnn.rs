@@ -227,7 +227,7 @@ impl FasterRcnn {
         if rois.is_empty() {
             return vec![Detections::default(); sizes.len()];
         }
-        let pooled = self.config.roi.pool.forward(feature, &rois);
+        let pooled = super::roi_heads::pool_f32(&self.config.roi.pool, feature, &rois);
         let (logits, deltas) = self.roi_head.forward(pooled);
         let deltas: Vec<f32> = host(deltas);
         let k4 = 4 * (self.config.num_classes + 1);

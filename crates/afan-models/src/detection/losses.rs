@@ -1,12 +1,14 @@
 //! The two detection losses, written with PyTorch's formulas.
 
-use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
+use burn::tensor::{FloatDType, Tensor};
 
 /// Elementwise smooth L1 (Huber with transition `beta`), summed: `0.5 x^2 / beta` below `beta`,
 /// `|x| - 0.5 beta` above. The release uses `beta = 1/9` (sigma 3) in the RPN and 1 in the RoI
 /// head.
 pub fn smooth_l1_sum<const D: usize>(pred: Tensor<D>, target: Tensor<D>, beta: f64) -> Tensor<1> {
+    // Host targets are f32; under mixed precision the predictions are half.
+    let target = target.cast(FloatDType::from(pred.dtype()));
     let abs = (pred - target).abs();
     if beta <= 0.0 {
         return abs.sum();
@@ -20,6 +22,7 @@ pub fn smooth_l1_sum<const D: usize>(pred: Tensor<D>, target: Tensor<D>, beta: f
 /// Mean binary cross-entropy of logits against 0/1 targets, in the overflow-safe form
 /// `max(x, 0) - x y + log(1 + exp(-|x|))` (PyTorch's `binary_cross_entropy_with_logits`).
 pub fn bce_with_logits(logits: Tensor<1>, targets: Tensor<1>) -> Tensor<1> {
+    let targets = targets.cast(FloatDType::from(logits.dtype()));
     let soft = logits.clone().abs().neg().exp().add_scalar(1.0).log();
     (relu(logits.clone()) - logits * targets + soft).mean()
 }

@@ -248,3 +248,20 @@ impl RoiHeadConfig {
         }
     }
 }
+
+/// RoI pooling in f32 whatever the features' type, the result back in theirs: the pooling's
+/// interpolation weights are f32 host data, and torchvision's `roi_align` runs in f32 under
+/// autocast too.
+pub(crate) fn pool_f32(
+    pool: &RoiPoolConfig,
+    features: Tensor<4>,
+    rois: &[super::roi_align::Roi],
+) -> Tensor<4> {
+    let dtype = features.dtype();
+    if dtype == burn::tensor::DType::F32 {
+        return pool.forward(features, rois);
+    }
+    let f32 = burn::tensor::FloatDType::F32;
+    pool.forward(features.cast(f32), rois)
+        .cast(burn::tensor::FloatDType::from(dtype))
+}

@@ -215,7 +215,8 @@ impl RpnConfig {
         }
         let total = index.len().max(1) as f64;
         let objectness = if index.is_empty() {
-            Tensor::zeros([1], &device)
+            // Zero in the logits' type (half under mixed precision), as the box loss below.
+            (logits.sum() * 0.0).reshape([1])
         } else {
             let picked = logits.reshape([b * n]).select(0, int(index, &device));
             let n_sampled = labels.len();

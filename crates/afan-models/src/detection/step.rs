@@ -303,7 +303,7 @@ impl<'a> DetectorStep<'a> {
             .enumerate()
             .flat_map(|(i, r)| r.boxes.iter().map(move |b| (i, *b)))
             .collect();
-        let pooled = cfg.roi.pool.forward(feature, &rois);
+        let pooled = super::roi_heads::pool_f32(&cfg.roi.pool, feature, &rois);
         if self.record_roi.replace(false) {
             s.recorded_roi = Some(pooled.clone());
         }
@@ -357,7 +357,8 @@ impl SplitModel for DetectorStep<'_> {
     fn forward_from(&self, feature: Tensor<4>, point: &SplitPoint) -> DetectionLosses {
         if point.index == ROI {
             let (roi_class, roi_box) = self.head_losses(feature);
-            let zero = Tensor::<1>::zeros([1], &roi_class.device());
+            let zero = Tensor::<1>::zeros([1], &roi_class.device())
+                .cast(burn::tensor::FloatDType::from(roi_class.dtype()));
             return DetectionLosses {
                 rpn_objectness: zero.clone(),
                 rpn_box: zero,

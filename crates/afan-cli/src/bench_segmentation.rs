@@ -1,0 +1,140 @@
+//! `afan bench --task segmentation`: iteration time and peak memory of DeepLabV3+ training steps,
+//! baseline vs A-FAN, MobileNetV2 and ResNet-50 backbones, at one crop and batch.
+//!
+//! Each configuration runs in a fresh child process (this binary re-executed with
+//! `--child`), because peak memory is a per-process high-water mark: measured in one process
+//! the first, largest configuration would hide the others. The child reports its own `VmHWM`
+//! (peak resident set) from `/proc/self/status` when it is done.
+
+use crate::bench_args::{BenchArgs, median};
+use crate::bench_child::{peak_rss_mib, run_row};
+use afan_train::segmentation::SegmentationTask;
+use afan_train::{Purpose, RunConfig, Task};
+use anyhow::{Result, bail};
+use burn::optim::GradientsParams;
+use burn::tensor::{Distribution, Int, Tensor};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// The configurations timed: backbone override, its A-FAN point (the end of the stride-8
+/// stage, as the release's `layer2` for ResNet), method.
+const CONFIGS: [(&str, &str, &str); 4] = [
+    ("mobilenet_v2", "features.6", "baseline"),
+    ("mobilenet_v2", "features.6", "afan"),
+    ("resnet50", "layer2", "baseline"),
+    ("resnet50", "layer2", "afan"),
+];
+
+/// One configuration's figures, as a child prints them.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SegBenchRow {
+    /// `mobilenet_v2` or `resnet50`.
+    pub backbone: String,
+    /// `baseline` or `afan`.
+    pub method: String,
+    /// Median seconds of one training step (forward, backward, both SGD updates).
+    pub step_s: f64,
+    /// Every timed step, seconds.
+    pub samples: Vec<f64>,
+    /// Peak resident set of the child process, MiB (`VmHWM`; absent where /proc is not).
+    pub peak_rss_mib: Option<f64>,
+}
+
+fn backbone_override(name: &str) -> String {
+    match name {
+        "mobilenet_v2" => "model.backbone={mobilenet_v2={width_mult=1.0}}".into(),
+        other => format!("model.backbone={other:?}"),
+    }
+}
+
+/// Runs `afan bench --task segmentation`.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    args.only_classification("segmentation")?;
+    let [s, _] = args.size([32, 32], 16)?;
+    if let Some(spec) = &args.child {
+        return child(args, spec, s);
+    }
+    let mut rows: Vec<SegBenchRow> = Vec::new();
+    for (backbone, split, method) in CONFIGS {
+        let spec = format!("{backbone},{split},{method}");
+        rows.push(run_row(args, "segmentation", &[spec.as_str()], &spec)?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "DeepLabV3+ (output stride 16, 21 classes) training step, batch {} at {}x{} on {}, median of {} after {} warm-up; peak memory = VmHWM of a fresh child process per row",
+        args.batch, s, s, args.device, args.iters, args.warmup
+    );
+    println!(
+        "{:<14} {:<9} {:>10} {:>9} {:>14} {:>9}",
+        "backbone", "method", "step (s)", "x base", "peak RSS (MiB)", "x base"
+    );
+    for pair in rows.chunks(2) {
+        let base = &pair[0];
+        for r in pair {
+            let mem = |r: &SegBenchRow| r.peak_rss_mib.unwrap_or(f64::NAN);
+            println!(
+                "{:<14} {:<9} {:>10.3} {:>9.2} {:>14.0} {:>9.2}",
+                r.backbone,
+                r.method,
+                r.step_s,
+                r.step_s / base.step_s,
+                mem(r),
+                mem(r) / mem(base)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Times one configuration (`backbone,split,method`) and prints its [`SegBenchRow`] as JSON.
+fn child(args: &BenchArgs, spec: &str, s: usize) -> Result<()> {
+    let [backbone, split, method] = spec.split(',').collect::<Vec<_>>()[..] else {
+        bail!("--child expects backbone,split,method, got {spec:?}");
+    };
+    let overrides = [
+        backbone_override(backbone),
+        format!("method={method:?}"),
+        format!("afan.backbone.split={split:?}"),
+        // The release's data, without its folder: the benchmark brings its own images.
+        "data=\"unused\"".to_string(),
+    ];
+    let release = afan_train::segmentation::config::release();
+    let config = RunConfig::load(&release, None, &overrides)?;
+    let task = SegmentationTask::open(config, Purpose::Infer)?;
+    let device = crate::device::one(&args.device)?.autodiff();
+    device.seed(0);
+    let mut model = task.build_model(&device, false)?;
+    let mut optim = task.config().common.optim.build();
+    let b = args.batch;
+    let x = Tensor::<4>::random([b, 3, s, s], Distribution::Normal(0.0, 1.0), &device);
+    let classes = task.config().task.model.num_classes as f64;
+    let y = Tensor::<3, Int>::random([b, s, s], Distribution::Uniform(0.0, classes), &device);
+    let lr = task.config().common.optim.lr;
+    let mut samples = Vec::new();
+    for i in 0..args.warmup + args.iters {
+        let t = Instant::now();
+        // The engine's own step: the task's loss, then one SGD step per learning-rate group.
+        let out = task.loss(&model, x.clone(), y.clone())?;
+        let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+        // Reading the loss waits for the backend: the time is the whole step.
+        let _ = out.loss.into_scalar::<f32>();
+        for (factor, g) in task.lr_groups(&model, grads) {
+            model = optim.step(lr * factor, model, g);
+        }
+        if i >= args.warmup {
+            samples.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let row = SegBenchRow {
+        backbone: backbone.into(),
+        method: method.into(),
+        step_s: median(&mut samples.clone()).unwrap_or(f64::NAN),
+        samples,
+        peak_rss_mib: peak_rss_mib(),
+    };
+    println!("{}", serde_json::to_string(&row)?);
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! The segmentation section of a run's configuration and its presets. Defaults are the
+//! release's VOC 2012 run (VainF/DeepLabV3Plus-Pytorch with the A-FAN objective): DeepLabV3+
+//! ResNet-50 at output stride 16, batch 4, 30k iterations, SGD lr 0.01 (backbone ×0.1),
+//! momentum 0.9, weight decay 1e-4, poly decay with power 0.9, 513 crops with random scale 0.5-2
+//! and flips.
+
+use crate::config::{Cadence, CommonConfig, RunConfig, TaskSection};
+use crate::error::{Result, TrainError};
+use crate::optim::OptimConfig;
+use crate::schedule::{ScheduleConfig, ScheduleKind, ScheduleUnit};
+use crate::task_kind::{Method, TaskKind};
+use afan_core::{AfanConfig, ExchangeMask, FeaturePgdConfig, LossPreset};
+use afan_data::segmentation::SegAugment;
+use afan_models::{DeepLabBackbone, DeepLabConfig};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Which segmentation data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SegmentationDataset {
+    /// The generated `shapes-seg` set (no download).
+    Synthetic,
+    /// Pascal VOC (devkit layout; `voc_aug` for the SBD-augmented training list), or any folder
+    /// in that layout with its own classes.
+    Voc,
+    /// Cityscapes fine annotations, 19 train ids.
+    Cityscapes,
+}
+
+/// Size of the generated set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyntheticSize {
+    /// Training images.
+    pub train: usize,
+    /// Evaluation images.
+    pub test: usize,
+    /// Image side.
+    pub side: usize,
+}
+
+impl Default for SyntheticSize {
+    fn default() -> Self {
+        Self {
+            train: 512,
+            test: 64,
+            side: 64,
+        }
+    }
+}
+
+/// The segmentation A-FAN setting: a backbone (`se`) point with three strength points and a
+/// decoder (`sd`) point with one adversarial point, weighted `0.7 / 0.1 / 0.1 / 0.1`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SegmentationAfanConfig {
+    /// The backbone point, its FGSM attack (step 1.0/255), 3 strengths, the exchange mask and
+    /// the loss weights (preset `segmentation`: points 0.7, 0.1, 0.1; head 0.1).
+    pub backbone: AfanConfig,
+    /// The decoder point (`decoder`: the concatenated decoder input; or `aspp`).
+    pub decoder_split: String,
+    /// The decoder attack (FGSM, step 0.1/255).
+    pub decoder_pgd: FeaturePgdConfig,
+}
+
+impl Default for SegmentationAfanConfig {
+    fn default() -> Self {
+        Self {
+            backbone: AfanConfig {
+                split: "layer2".into(),
+                pgd: FeaturePgdConfig::fgsm(1.0),
+                strengths: 3,
+                mask: "01".parse::<ExchangeMask>().expect("valid mask"),
+                preset: LossPreset::Segmentation,
+                ..AfanConfig::default()
+            },
+            decoder_split: "decoder".into(),
+            decoder_pgd: FeaturePgdConfig::fgsm(0.1),
+        }
+    }
+}
+
+/// The segmentation section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SegmentationConfig {
+    /// The network (`model.num_classes` follows the dataset's class list).
+    pub model: DeepLabConfig,
+    /// `synthetic`, `voc` or `cityscapes`.
+    pub dataset: SegmentationDataset,
+    /// The dataset's folder (holding `VOCdevkit/` or `VOC2012/`, or `leftImg8bit/` and
+    /// `gtFine/`).
+    pub data: Option<PathBuf>,
+    /// The labels of a VOC-layout folder in mask-value order, background first (default:
+    /// background and VOC's 20 classes).
+    pub classes: Option<Vec<String>>,
+    /// VOC: train on `<split>_aug.txt` with `SegmentationClassAug` masks (release: on).
+    pub voc_aug: bool,
+    /// The training split (`train`). VOC-layout data may name the folder: `2007:train` is
+    /// `VOC2007`, a name that is not a year the folder itself (`MYSET:train`); without one it
+    /// is `VOC2012`.
+    pub train_set: String,
+    /// The evaluation split, same notation (`val`).
+    pub test_set: String,
+    /// Training augmentation.
+    pub augment: SegAugment,
+    /// Evaluate on centre crops of this side (release VOC: off, full images at batch 1).
+    pub val_crop: Option<usize>,
+    /// Size of the generated set.
+    pub synthetic: SyntheticSize,
+    /// Backbone learning-rate factor (release: 0.1; the head learns at `optim.lr`).
+    pub backbone_lr_mult: f64,
+    /// A-FAN points and weights.
+    pub afan: SegmentationAfanConfig,
+}
+
+impl Default for SegmentationConfig {
+    fn default() -> Self {
+        Self {
+            model: DeepLabConfig {
+                backbone: DeepLabBackbone::Resnet50,
+                num_classes: 21,
+                output_stride: 16,
+                aspp_channels: 256,
+            },
+            dataset: SegmentationDataset::Voc,
+            data: None,
+            classes: None,
+            voc_aug: true,
+            train_set: "train".into(),
+            test_set: "val".into(),
+            augment: SegAugment::default(),
+            val_crop: None,
+            synthetic: SyntheticSize::default(),
+            backbone_lr_mult: 0.1,
+            afan: SegmentationAfanConfig::default(),
+        }
+    }
+}
+
+impl TaskSection for SegmentationConfig {
+    const KIND: TaskKind = TaskKind::Segmentation;
+
+    fn validate(&self, common: &CommonConfig) -> Result<()> {
+        if !matches!(self.model.output_stride, 8 | 16) {
+            return Err(TrainError::Config(format!(
+                "model.output_stride = {} must be 8 or 16",
+                self.model.output_stride
+            )));
+        }
+        if !(self.backbone_lr_mult.is_finite() && self.backbone_lr_mult >= 0.0) {
+            return Err(TrainError::Config(format!(
+                "backbone_lr_mult = {} must be a number of at least 0",
+                self.backbone_lr_mult
+            )));
+        }
+        match common.method {
+            Method::PixelPgd => {
+                return Err(TrainError::Config(
+                    "method = \"pixel_pgd\" is a classification baseline; segmentation trains \
+                     \"baseline\" or \"afan\""
+                        .into(),
+                ));
+            }
+            Method::Afan => {
+                self.afan.backbone.validate().map_err(|e| {
+                    TrainError::Config(format!("invalid [afan.backbone] section: {e}"))
+                })?;
+                if self.afan.backbone.loss_weights().head.len() != 1 {
+                    return Err(TrainError::Config(
+                        "afan.backbone weights need exactly one head weight (the decoder point)"
+                            .into(),
+                    ));
+                }
+            }
+            Method::Baseline => {}
+        }
+        if self.classes.is_some() && self.dataset != SegmentationDataset::Voc {
+            return Err(TrainError::Config(
+                "classes applies to VOC-layout data (dataset = \"voc\")".into(),
+            ));
+        }
+        if self.dataset != SegmentationDataset::Synthetic && self.data.is_none() {
+            return Err(TrainError::Config(format!(
+                "dataset = \"{}\" needs --data (the dataset's folder)",
+                format!("{:?}", self.dataset).to_lowercase()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The release's VOC 2012 A-FAN run.
+pub fn release() -> RunConfig<SegmentationConfig> {
+    RunConfig {
+        common: CommonConfig {
+            task: TaskKind::Segmentation,
+            method: Method::Afan,
+            seed: 1,
+            batch_size: 4,
+            epochs: None,
+            iterations: Some(30_000),
+            eval_every: Cadence::Iterations(1000),
+            checkpoint_every: Cadence::Iterations(1000),
+            optim: OptimConfig {
+                lr: 0.01,
+                momentum: 0.9,
+                dampening: 0.0,
+                weight_decay: 1e-4,
+                nesterov: false,
+            },
+            schedule: ScheduleConfig {
+                kind: ScheduleKind::Poly,
+                unit: ScheduleUnit::Iterations,
+                milestones: vec![],
+                power: 0.9,
+                warmup: 0,
+                ..ScheduleConfig::default()
+            },
+            ..CommonConfig::default()
+        },
+        task: SegmentationConfig::default(),
+    }
+}
+
+/// No file and no data: a small MobileNetV2 (×0.25) DeepLabV3+ with A-FAN on 32×32
+/// `shapes-seg`, about two minutes on a laptop CPU.
+pub fn quickstart() -> RunConfig<SegmentationConfig> {
+    let mut c = release();
+    c.task.model = DeepLabConfig {
+        backbone: DeepLabBackbone::MobilenetV2 { width_mult: 0.25 },
+        num_classes: 4,
+        output_stride: 16,
+        aspp_channels: 256,
+    };
+    c.task.dataset = SegmentationDataset::Synthetic;
+    c.task.synthetic = SyntheticSize {
+        train: 256,
+        test: 32,
+        side: 32,
+    };
+    c.task.augment = SegAugment {
+        scale: [1.0, 1.0],
+        crop: 0,
+        flip: true,
+        color_jitter: 0.0,
+    };
+    c.task.backbone_lr_mult = 1.0;
+    c.task.afan.backbone.split = "features.6".into();
+    c.common.iterations = Some(200);
+    c.common.batch_size = 8;
+    c.common.optim.lr = 0.1;
+    c.common.eval_every = Cadence::Iterations(50);
+    c.common.checkpoint_every = Cadence::Iterations(50);
+    c
+}

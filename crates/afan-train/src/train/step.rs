@@ -1,0 +1,179 @@
+//! One optimisation step of any task, on one device, on several (data-parallel), or in mixed
+//! precision: the task computes the loss ([`Task::step`]); this module takes the gradients,
+//! averages them over replicas or unscales them, and applies the optimizer per learning-rate
+//! group.
+
+use crate::error::{Result, TrainError};
+use crate::parallel::{GradSync, Replicas};
+use crate::precision::{LossScaler, Precision, cast_module, check_support, unscale};
+use crate::task::{Measure, StepContext, Task};
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, FloatDType};
+
+/// Where and in what arithmetic a run's steps execute.
+pub(crate) struct Execution {
+    /// The (first) device, with autodiff: the master weights and the optimizer live here.
+    pub device: Device,
+    /// The same device without autodiff, for evaluation.
+    pub eval_device: Device,
+    /// Two or more devices: data-parallel replicas.
+    pub replicas: Option<Replicas>,
+    /// The arithmetic of the passes.
+    pub precision: Precision,
+}
+
+/// What one step produced.
+pub(crate) struct Stepped<M> {
+    /// The model after the update (or unchanged after a skipped f16 step).
+    pub model: M,
+    /// The step's loss (the mean of the shards').
+    pub loss: f64,
+    /// The task's measures (of every shard).
+    pub measures: Vec<Measure>,
+}
+
+impl Execution {
+    /// Checks that `devices` can run batches of `batch_size` in `precision`.
+    pub fn new(
+        devices: &[Device],
+        sync: GradSync,
+        precision: Precision,
+        batch_size: usize,
+    ) -> Result<Self> {
+        let Some(first) = devices.first() else {
+            return Err(TrainError::Config("no device to train on".into()));
+        };
+        let replicas = if devices.len() > 1 {
+            crate::parallel::shard_ranges(batch_size, devices.len())?;
+            if precision != Precision::F32 {
+                return Err(TrainError::Config(format!(
+                    "precision = \"{}\" with several devices is not implemented; train mixed \
+                     precision on one device, or data-parallel in f32",
+                    format!("{precision:?}").to_lowercase()
+                )));
+            }
+            Some(Replicas::new(devices.to_vec(), sync)?)
+        } else {
+            None
+        };
+        check_support(first, precision)?;
+        Ok(Self {
+            device: first.clone().autodiff(),
+            eval_device: first.clone(),
+            replicas,
+            precision,
+        })
+    }
+
+    /// One step of `task` on `batch` at rate `lr`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step<T: Task>(
+        &self,
+        task: &T,
+        model: T::Model,
+        optim: &mut ModuleOptimizer,
+        batch: T::Batch,
+        (iteration, seed): (usize, u64),
+        lr: f64,
+        scaler: &mut LossScaler,
+    ) -> Result<Stepped<T::Model>> {
+        let (model, grads, loss, measures, apply) = match (&self.replicas, self.precision.half()) {
+            (None, None) => {
+                let ctx = StepContext {
+                    device: &self.device,
+                    dtype: None,
+                    iteration,
+                    seed,
+                };
+                let out = task.step(&model, batch, &ctx)?;
+                let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+                let loss = crate::tensors::scalar(out.loss);
+                (model, grads, loss, out.measures, true)
+            }
+            (None, Some(dtype)) => {
+                self.half(task, model, batch, (iteration, seed), dtype, scaler)?
+            }
+            (Some(r), _) => {
+                let shards = task.shard(batch, r.count())?;
+                let indexed: Vec<(usize, T::Batch)> = shards.into_iter().enumerate().collect();
+                let (first, grads, outs) = r.run(&model, indexed, |replica, (i, shard), dev| {
+                    let ctx = StepContext {
+                        device: dev,
+                        dtype: None,
+                        iteration,
+                        seed: seed ^ ((i as u64) << 40),
+                    };
+                    let out = task.step(replica, shard, &ctx)?;
+                    Ok((out.loss, out.measures))
+                })?;
+                let loss = outs.iter().map(|(l, _)| l).sum::<f64>() / outs.len() as f64;
+                let measures = outs.into_iter().flat_map(|(_, m)| m).collect();
+                (first, grads, loss, measures, true)
+            }
+        };
+        let model = if apply && loss.is_finite() {
+            let mut model = model;
+            for (factor, g) in task.lr_groups(&model, grads) {
+                model = optim.step(lr * factor, model, g);
+            }
+            model
+        } else {
+            model
+        };
+        Ok(Stepped {
+            model,
+            loss,
+            measures,
+        })
+    }
+
+    /// A mixed-precision step: the passes on a half-precision cast of the master model, the
+    /// (scaled) loss's gradients on the f32 master parameters.
+    #[allow(clippy::type_complexity)]
+    fn half<T: Task>(
+        &self,
+        task: &T,
+        model: T::Model,
+        batch: T::Batch,
+        (iteration, seed): (usize, u64),
+        dtype: FloatDType,
+        scaler: &mut LossScaler,
+    ) -> Result<(T::Model, GradientsParams, f64, Vec<Measure>, bool)> {
+        // Fresh running-statistics storage, with any pending per-thread f32 update folded in (Burn
+        // keeps one per thread until read), so that casting the copy casts what its passes read.
+        let model = model.valid().train();
+        let half = cast_module(model.clone(), dtype);
+        let ctx = StepContext {
+            device: &self.device,
+            dtype: Some(dtype),
+            iteration,
+            seed,
+        };
+        let out = task.step(&half, batch, &ctx)?;
+        let loss = out.loss.cast(FloatDType::F32);
+        let scaled = loss.clone().mul_scalar(scaler.scale);
+        let grads = GradientsParams::from_grads(scaled.backward(), &model);
+        // Unscaling and the overflow check (a pass over every gradient and a wait for its sum)
+        // only where there is a scale: bf16's gradients are used as they come.
+        let (grads, apply) = if scaler.is_dynamic() {
+            let (grads, finite) = unscale(&model, grads, 1.0 / scaler.scale);
+            (grads, scaler.update(finite))
+        } else {
+            (grads, true)
+        };
+        drop(half);
+        let model = cast_module(model.valid(), FloatDType::F32).train();
+        Ok((
+            model,
+            grads,
+            crate::tensors::scalar(loss),
+            out.measures,
+            apply,
+        ))
+    }
+}
+
+#[cfg(test)]
+#[path = "step_tests.rs"]
+mod tests;

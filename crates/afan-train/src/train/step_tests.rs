@@ -1,0 +1,158 @@
+//! The mixed-precision step against the f32 step, on a ResNet-20 classifier.
+
+use super::*;
+use crate::classification::{ClassificationTask, config};
+use crate::task::Task;
+use crate::task_kind::Method;
+use afan_data::Batch;
+use afan_models::Classifier;
+use burn::module::{ModuleVisitor, Param};
+use burn::tensor::Tensor;
+
+fn setup() -> (ClassificationTask, Batch, Device) {
+    let mut c = config::quickstart();
+    c.common.method = Method::Baseline;
+    c.common.batch_size = 8;
+    let (train, test) = afan_data::shapes10(8, 8, 1);
+    let task = ClassificationTask::with_data(c, train, test).unwrap();
+    let batch = task.epoch_batches(0, 0).next().unwrap().unwrap();
+    (task, batch, afan_core::device::test_device())
+}
+
+fn fc_grad(model: &Classifier, grads: &GradientsParams) -> Vec<f32> {
+    struct Last(Option<burn::module::ParamId>);
+    impl ModuleVisitor for Last {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            if D == 2 {
+                self.0 = Some(p.id);
+            }
+        }
+    }
+    let mut last = Last(None);
+    model.visit(&mut last);
+    crate::tensors::to_host(grads.get::<2>(last.0.unwrap()).unwrap())
+}
+
+fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    let d: f32 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
+    let n: f32 = b.iter().map(|y| y * y).sum();
+    (d / n).sqrt()
+}
+
+/// Whether the test device computes `p`; every CPU must (flex implements both half types), a
+/// GPU may not (WGSL has no bf16), and then the test says so and stops.
+fn supported(p: Precision) -> bool {
+    match check_support(&afan_core::device::test_device(), p) {
+        Ok(()) => true,
+        Err(e) if !afan_core::device::testing_on_cpu() => {
+            eprintln!("skipped on this device: {e}");
+            false
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The f32 step's loss and classifier gradient, and the half step's, from one initialisation.
+fn both(p: Precision, seed: u64) -> ((f64, Vec<f32>), (f64, Vec<f32>), LossScaler) {
+    let _rng = crate::test_lock::device_rng();
+    let (task, batch, device) = setup();
+    let exec = Execution::new(&[device], GradSync::FirstDevice, p, 8).unwrap();
+    exec.device.seed(seed);
+    let model = task.build_model(&exec.device, false).unwrap();
+    let ctx = StepContext {
+        device: &exec.device,
+        dtype: None,
+        iteration: 0,
+        seed: 0,
+    };
+    let out = task.step(&model, batch.clone(), &ctx).unwrap();
+    let full = GradientsParams::from_grads(out.loss.backward(), &model);
+    let f32_side = (crate::tensors::scalar(out.loss), fc_grad(&model, &full));
+    let mut scaler = LossScaler::new(p);
+    let dtype = p.half().unwrap();
+    let half = loop {
+        let (m, grads, loss, _, apply) = exec
+            .half(
+                &task,
+                model.clone(),
+                batch.clone(),
+                (0, 0),
+                dtype,
+                &mut scaler,
+            )
+            .unwrap();
+        if apply {
+            break (loss, fc_grad(&m, &grads));
+        }
+        assert!(scaler.scale > 1.0, "the scale never became small enough");
+    };
+    (f32_side, half, scaler)
+}
+
+/// bf16 keeps 8 significant bits (relative spacing 2^-8 = 0.4%); through a ResNet-20 the loss
+/// and the classifier's gradient stay within a few percent of the f32 step.
+#[test]
+fn a_bf16_step_is_close_to_the_f32_step() {
+    if !supported(Precision::Bf16) {
+        return;
+    }
+    let ((l32, g32), (l16, g16), _) = both(Precision::Bf16, 1);
+    assert!(
+        (l16 - l32).abs() < 0.02 * l32,
+        "bf16 loss {l16} vs f32 {l32}"
+    );
+    assert!(rel_err(&g16, &g32) < 0.05, "{g16:?} vs {g32:?}");
+}
+
+/// Every op runs in f16 here, batch-norm backward sums included, so 2^16 may overflow at first:
+/// the scaler halves and skips until the gradients are finite, as GradScaler does.
+#[test]
+fn an_f16_step_is_scaled_and_close_to_the_f32_step() {
+    if !supported(Precision::F16) {
+        return;
+    }
+    let ((_, g32), (_, g16), scaler) = both(Precision::F16, 2);
+    assert!(scaler.scale <= 65536.0 && scaler.scale >= 1.0);
+    // f16 has 11 significant bits: closer than bf16.
+    assert!(rel_err(&g16, &g32) < 0.02, "{g16:?} vs {g32:?}");
+}
+
+/// The whole step in bf16, optimizer included, memorises one batch, and the model it returns
+/// keeps f32 weights (it evaluates in f32).
+#[test]
+fn a_short_bf16_run_learns() {
+    if !supported(Precision::Bf16) {
+        return;
+    }
+    let _rng = crate::test_lock::device_rng();
+    let (task, batch, device) = setup();
+    let exec =
+        Execution::new(&[device.clone()], GradSync::FirstDevice, Precision::Bf16, 8).unwrap();
+    exec.device.seed(3);
+    let mut model = task.build_model(&exec.device, false).unwrap();
+    let mut optim = task.config().common.optim.build();
+    let mut scaler = LossScaler::new(Precision::Bf16);
+    let mut losses = Vec::new();
+    for i in 0..12 {
+        let out = exec
+            .step(
+                &task,
+                model,
+                &mut optim,
+                batch.clone(),
+                (i, 0),
+                0.05,
+                &mut scaler,
+            )
+            .unwrap();
+        losses.push(out.loss);
+        model = out.model;
+    }
+    assert!(
+        losses[11] < 0.5 * losses[0],
+        "one batch of 8 is memorised: {losses:?}"
+    );
+    let logits =
+        afan_core::SplitModel::forward(&model.valid(), Tensor::zeros([1, 3, 32, 32], &device));
+    assert_eq!(logits.dtype(), burn::tensor::DType::F32);
+}
