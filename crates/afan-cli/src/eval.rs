@@ -31,9 +31,10 @@ pub struct EvalArgs {
     /// The architecture of a state dict (with a checkpoint: must be the one it records).
     #[arg(long)]
     pub model: Option<String>,
-    /// Refuse a state dict that does not load completely (`--strict false` to allow).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    pub strict: bool,
+    /// A state dict must load completely (default true; `--strict false` keeps what does not
+    /// fit as initialised). Checkpoints always load completely.
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub strict: Option<bool>,
     /// Dataset folder or archive; default: the data the run was trained on.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -71,8 +72,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if let Some(path) = &args.weights
         && let WeightsFile::StateDict(_) = WeightsFile::read(path)?
     {
+        // A state dict names no task: it is a classifier's.
+        agree(args.task, TaskKind::Classification, path)?;
         refuse(&args, TaskKind::Classification)?;
         return state_dict(&args, &device);
+    }
+    if args.strict.is_some() {
+        bail!(
+            "--strict applies to state dicts (--weights FILE.pth); a checkpoint always loads completely"
+        );
     }
     let path = args
         .checkpoint
@@ -99,13 +107,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
                 .as_str()
                 .unwrap_or(&config.task.model);
             same_model(&args, recorded, &ckpt)?;
-            let split = args
-                .split
-                .as_deref()
-                .unwrap_or("test")
-                .parse::<EvalSplit>()
-                .map_err(anyhow::Error::msg)?;
-            let t = ClassificationTask::for_evaluation(config, split)?;
+            let t = classification_data(&args, config)?;
             let want = ckpt.model_info["num_classes"]
                 .as_u64()
                 .unwrap_or(t.num_classes() as u64);
@@ -163,6 +165,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
         }
     };
     print(&e, args.json)
+}
+
+/// The classification task on the split `--split` names (default `test`).
+fn classification_data(
+    args: &EvalArgs,
+    config: afan_train::RunConfig<afan_train::classification::config::ClassificationConfig>,
+) -> Result<ClassificationTask> {
+    let name = args.split.as_deref().unwrap_or("test");
+    let split = name.parse::<EvalSplit>().map_err(anyhow::Error::msg)?;
+    Ok(ClassificationTask::for_evaluation(config, split)?)
 }
 
 fn print(e: &Evaluation, json: bool) -> Result<()> {
@@ -239,15 +251,14 @@ fn state_dict(args: &EvalArgs, device: &Device) -> Result<()> {
     config.task.dataset = dataset.clone();
     config.task.data = args.data.clone();
     let kind: ClassifierKind = model.parse()?;
-    let split = args
-        .split
-        .as_deref()
-        .unwrap_or("test")
-        .parse::<EvalSplit>()
-        .map_err(anyhow::Error::msg)?;
-    let t = ClassificationTask::for_evaluation(config, split)?;
+    let t = classification_data(args, config)?;
     let file = WeightsFile::read(path)?;
-    let (m, _) = file.apply(kind.build(t.num_classes(), device), kind, path, args.strict)?;
+    let (m, _) = file.apply(
+        kind.build(t.num_classes(), device),
+        kind,
+        path,
+        args.strict.unwrap_or(true),
+    )?;
     let e = t.evaluate_with(
         &m.valid(),
         args.batch_size.unwrap_or(256),

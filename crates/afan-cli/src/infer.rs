@@ -62,9 +62,10 @@ pub struct InferArgs {
     /// Segmentation: also write each image tinted by class, `<image name>.overlay.png`.
     #[arg(long)]
     pub overlay: bool,
-    /// Refuse a state dict that does not load completely (`--strict false` to allow).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    pub strict: bool,
+    /// A state dict must load completely (default true; `--strict false` keeps what does not
+    /// fit as initialised). Checkpoints always load completely.
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub strict: Option<bool>,
     /// Backend device.
     #[arg(long, env = "BURN_DEVICE", default_value = "cpu")]
     pub device: String,
@@ -117,6 +118,9 @@ pub fn run(args: InferArgs) -> Result<()> {
         if given && !applies {
             bail!("{flag} does not apply to --task {task}");
         }
+    }
+    if args.strict.is_some() && file.is_some() {
+        bail!("--strict applies to state dicts; a checkpoint always loads completely");
     }
     let images = distinct_names(&args.image)?;
     let out = out_dir(&args)?;
@@ -194,7 +198,12 @@ fn classification(
         &recorded,
         dataset.as_deref(),
     )?;
-    let (model, note) = file.apply(kind.build(num_classes, device), kind, path, args.strict)?;
+    let (model, note) = file.apply(
+        kind.build(num_classes, device),
+        kind,
+        path,
+        args.strict.unwrap_or(true),
+    )?;
     if let Some(note) = note {
         eprintln!("warning: {note}");
     }

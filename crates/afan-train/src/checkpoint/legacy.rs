@@ -138,6 +138,19 @@ fn to_table(path: &Path, v: Value) -> Result<toml::Table> {
     }
 }
 
+/// A new configuration for `task` with the fields `keys` of `old` that are present; an
+/// evaluation cadence also becomes the checkpoint cadence (the first format saved at each
+/// evaluation).
+fn start(task: &str, old: &Value, keys: &[&str]) -> serde_json::Map<String, Value> {
+    let mut c = serde_json::Map::new();
+    c.insert("task".into(), json!(task));
+    copy(&mut c, old, keys);
+    if let Some(e) = c.get("eval_every").cloned() {
+        c.insert("checkpoint_every".into(), e);
+    }
+    c
+}
+
 /// Copies `keys` of `from` that are present into `to`.
 fn copy(to: &mut serde_json::Map<String, Value>, from: &Value, keys: &[&str]) {
     for k in keys {
@@ -150,10 +163,8 @@ fn copy(to: &mut serde_json::Map<String, Value>, from: &Value, keys: &[&str]) {
 /// The first classification `TrainConfig`: the same section fields; the schedule counted
 /// warm-up epochs from `lr / warmup_start_div`.
 fn classification(old: &Value) -> Value {
-    let mut c = serde_json::Map::new();
-    c.insert("task".into(), json!("classification"));
-    copy(
-        &mut c,
+    let mut c = start(
+        "classification",
         old,
         &[
             "method",
@@ -195,10 +206,8 @@ fn classification(old: &Value) -> Value {
 /// The first `DetectConfig`: the schedule's `steps` in iterations and a warm-up from
 /// `warmup_factor`; the class names of the run become the `classes` field.
 fn detection(old: &Value, class_names: &Value) -> Value {
-    let mut c = serde_json::Map::new();
-    c.insert("task".into(), json!("detection"));
-    copy(
-        &mut c,
+    let mut c = start(
+        "detection",
         old,
         &[
             "method",
@@ -219,9 +228,6 @@ fn detection(old: &Value, class_names: &Value) -> Value {
             "synthetic",
         ],
     );
-    if let Some(e) = old.get("eval_every") {
-        c.insert("checkpoint_every".into(), e.clone());
-    }
     if old["dataset"] == "voc" && class_names.is_array() {
         c.insert("classes".into(), class_names.clone());
     }
@@ -244,10 +250,8 @@ fn detection(old: &Value, class_names: &Value) -> Value {
 /// The first `SegTrainConfig`: flat optimizer fields, a poly schedule, the data under `[data]`
 /// with dataset names `shapes` / `voc2012`, and `pretrained_backbone` for the initial weights.
 fn segmentation(old: &Value) -> Value {
-    let mut c = serde_json::Map::new();
-    c.insert("task".into(), json!("segmentation"));
-    copy(
-        &mut c,
+    let mut c = start(
+        "segmentation",
         old,
         &[
             "method",
@@ -260,9 +264,6 @@ fn segmentation(old: &Value) -> Value {
             "afan",
         ],
     );
-    if let Some(e) = old.get("eval_every") {
-        c.insert("checkpoint_every".into(), e.clone());
-    }
     if let Some(w) = old.get("pretrained_backbone").filter(|v| !v.is_null()) {
         c.insert("weights".into(), w.clone());
     }

@@ -1,31 +1,12 @@
 //! The classification section of a run's configuration and its presets: the release's CIFAR-10
 //! recipe (the default) and the quick start on the generated set.
 
-use crate::config::{CommonConfig, RunConfig, TaskSection};
+use crate::config::{CommonConfig, RunConfig, SyntheticSize, TaskSection};
 use crate::error::{Result, TrainError};
 use crate::task_kind::{Method, TaskKind};
 use afan_core::{AfanConfig, PixelPgdConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-
-/// Size of the embedded generated dataset (`synthetic`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SyntheticSize {
-    /// Training images.
-    pub train: usize,
-    /// Test images.
-    pub test: usize,
-}
-
-impl Default for SyntheticSize {
-    fn default() -> Self {
-        Self {
-            train: 4096,
-            test: 1024,
-        }
-    }
-}
 
 /// The classification section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,7 +42,10 @@ impl Default for ClassificationConfig {
             data: None,
             val_split: 0,
             augment: true,
-            synthetic: SyntheticSize::default(),
+            synthetic: SyntheticSize {
+                train: 4096,
+                test: 1024,
+            },
             folder: afan_data::FolderTransform::default(),
             afan: AfanConfig::default(),
             pixel: PixelPgdConfig::default(),

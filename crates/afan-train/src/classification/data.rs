@@ -81,6 +81,11 @@ impl ClassData {
         }
     }
 
+    /// Whether it holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Number of classes.
     pub fn num_classes(&self) -> usize {
         match self {

@@ -90,6 +90,25 @@ impl Default for CommonConfig {
     }
 }
 
+/// Size of a generated dataset (`synthetic`), for the tasks that draw theirs at one size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyntheticSize {
+    /// Training images.
+    pub train: usize,
+    /// Test images.
+    pub test: usize,
+}
+
+impl Default for SyntheticSize {
+    fn default() -> Self {
+        Self {
+            train: 512,
+            test: 128,
+        }
+    }
+}
+
 /// The top-level keys of [`CommonConfig`]: everything else at the top level is the task's.
 pub const COMMON_KEYS: [&str; 13] = [
     "task",

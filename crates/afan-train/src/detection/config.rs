@@ -1,7 +1,7 @@
 //! The detection section of a run's configuration and its presets: the release's Pascal VOC 2007
 //! recipe (the default), COCO 2017, and the quick start on the generated `shapes-det` set.
 
-use crate::config::{Cadence, CommonConfig, RunConfig, TaskSection};
+use crate::config::{Cadence, CommonConfig, RunConfig, SyntheticSize, TaskSection};
 use crate::error::{Result, TrainError};
 use crate::optim::OptimConfig;
 use crate::schedule::{ScheduleConfig, ScheduleKind, ScheduleUnit, WarmupRule};
@@ -22,25 +22,6 @@ pub enum DetectionDataset {
     Voc,
     /// A COCO folder (`annotations/instances_<split>.json`, `<split>/*.jpg`).
     Coco,
-}
-
-/// Size of the generated set.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SyntheticSize {
-    /// Training images.
-    pub train: usize,
-    /// Test images.
-    pub test: usize,
-}
-
-impl Default for SyntheticSize {
-    fn default() -> Self {
-        Self {
-            train: 512,
-            test: 128,
-        }
-    }
 }
 
 /// The detection section.
@@ -87,7 +68,10 @@ impl Default for DetectionConfig {
             afan: DetectionAfanConfig::default(),
             resize: Some(ResizeConfig::VOC),
             hflip: true,
-            synthetic: SyntheticSize::default(),
+            synthetic: SyntheticSize {
+                train: 512,
+                test: 128,
+            },
         }
     }
 }

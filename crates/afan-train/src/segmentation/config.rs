@@ -31,7 +31,7 @@ pub enum SegmentationDataset {
 /// Size of the generated set.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct SyntheticSize {
+pub struct SyntheticSet {
     /// Training images.
     pub train: usize,
     /// Evaluation images.
@@ -40,7 +40,7 @@ pub struct SyntheticSize {
     pub side: usize,
 }
 
-impl Default for SyntheticSize {
+impl Default for SyntheticSet {
     fn default() -> Self {
         Self {
             train: 512,
@@ -108,7 +108,7 @@ pub struct SegmentationConfig {
     /// Evaluate on centre crops of this side (release VOC: off, full images at batch 1).
     pub val_crop: Option<usize>,
     /// Size of the generated set.
-    pub synthetic: SyntheticSize,
+    pub synthetic: SyntheticSet,
     /// Backbone learning-rate factor (release: 0.1; the head learns at `optim.lr`).
     pub backbone_lr_mult: f64,
     /// A-FAN points and weights.
@@ -132,7 +132,7 @@ impl Default for SegmentationConfig {
             test_set: "val".into(),
             augment: SegAugment::default(),
             val_crop: None,
-            synthetic: SyntheticSize::default(),
+            synthetic: SyntheticSet::default(),
             backbone_lr_mult: 0.1,
             afan: SegmentationAfanConfig::default(),
         }
@@ -235,7 +235,7 @@ pub fn quickstart() -> RunConfig<SegmentationConfig> {
         aspp_channels: 256,
     };
     c.task.dataset = SegmentationDataset::Synthetic;
-    c.task.synthetic = SyntheticSize {
+    c.task.synthetic = SyntheticSet {
         train: 256,
         test: 32,
         side: 32,

@@ -53,7 +53,10 @@ fn supported(p: Precision) -> bool {
 }
 
 /// The f32 step's loss and classifier gradient, and the half step's, from one initialisation.
-fn both(p: Precision, seed: u64) -> ((f64, Vec<f32>), (f64, Vec<f32>), LossScaler) {
+/// A step's loss and classifier gradient.
+type LossAndGrad = (f64, Vec<f32>);
+
+fn both(p: Precision, seed: u64) -> (LossAndGrad, LossAndGrad, LossScaler) {
     let _rng = crate::test_lock::device_rng();
     let (task, batch, device) = setup();
     let exec = Execution::new(&[device], GradSync::FirstDevice, p, 8).unwrap();
@@ -126,8 +129,13 @@ fn a_short_bf16_run_learns() {
     }
     let _rng = crate::test_lock::device_rng();
     let (task, batch, device) = setup();
-    let exec =
-        Execution::new(&[device.clone()], GradSync::FirstDevice, Precision::Bf16, 8).unwrap();
+    let exec = Execution::new(
+        std::slice::from_ref(&device),
+        GradSync::FirstDevice,
+        Precision::Bf16,
+        8,
+    )
+    .unwrap();
     exec.device.seed(3);
     let mut model = task.build_model(&exec.device, false).unwrap();
     let mut optim = task.config().common.optim.build();
