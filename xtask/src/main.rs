@@ -168,8 +168,9 @@ fn fixtures(dir: Option<PathBuf>) -> Result<()> {
 
 /// The scripts that write committed fixtures (the others under xtask/reference are modules,
 /// benchmarks and manual checks).
-const GOLDEN_SCRIPTS: [&str; 11] = [
+const GOLDEN_SCRIPTS: [&str; 12] = [
     "golden_cifar.py",
+    "release_step_classification.py",
     "golden_cifar_attacks.py",
     "golden_torchvision.py",
     "pth_fixtures.py",
