@@ -168,9 +168,10 @@ fn fixtures(dir: Option<PathBuf>) -> Result<()> {
 
 /// The scripts that write committed fixtures (the others under xtask/reference are modules,
 /// benchmarks and manual checks).
-const GOLDEN_SCRIPTS: [&str; 12] = [
+const GOLDEN_SCRIPTS: [&str; 13] = [
     "golden_cifar.py",
     "release_step_classification.py",
+    "release_step_classification_learnable.py",
     "golden_cifar_attacks.py",
     "golden_torchvision.py",
     "pth_fixtures.py",
