@@ -68,3 +68,24 @@ pub fn assert_sign_steps_close(what: &str, got: &[f32], want: &[f32], grad0: &[f
     }
     assert!(flipped * 1000 < got.len(), "{what}: {flipped} sign flips");
 }
+
+/// A feature after several sign steps: every element within 1e-5 of PyTorch's, or a whole number
+/// of steps away in under 1 element of 200. Where a later step's gradient is within f32 rounding
+/// of zero the sign may go either way, and the first gradient (see [`assert_sign_steps_close`])
+/// cannot show which elements those are; what such a flip does downstream is bounded by the
+/// tests of the losses and gradients that follow.
+pub fn assert_steps_close(what: &str, got: &[f32], want: &[f32], step: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut flipped = 0;
+    for (i, (a, r)) in got.iter().zip(want).enumerate() {
+        if (a - r).abs() > 1e-5 {
+            let steps = (a - r).abs() / step;
+            assert!(
+                (steps - steps.round()).abs() < 1e-2,
+                "{what} {i}: {a} vs {r}, {steps} steps apart"
+            );
+            flipped += 1;
+        }
+    }
+    assert!(flipped * 200 < got.len(), "{what}: {flipped} sign flips");
+}

@@ -5,8 +5,8 @@
 
 use super::step::{DetectionInput, DetectionLosses, DetectorStep};
 use afan_core::{
-    AfanConfig, AfanOutput, AttackBatchNorm, FeaturePgdConfig, LossPreset, SplitError, SplitModel,
-    afan_objective, feature_pgd,
+    AfanConfig, AfanOutput, AttackBatchNorm, CleanPass, FeaturePgdConfig, GradientRouting,
+    LossPreset, SplitError, SplitModel, afan_objective, feature_pgd,
 };
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +55,10 @@ impl Default for DetectionAfanConfig {
                 mask: "0011".parse().expect("valid mask"),
                 preset: LossPreset::Detection { head_weight: 0.3 },
                 attack_bn: AttackBatchNorm::Frozen,
+                // afan's routing before issue 17 until the detection part of that issue gives
+                // this objective the release's (the RoI point below assumes the clean pass first).
+                routing: GradientRouting::HeadAndTail,
+                clean_pass: CleanPass::First,
                 ..AfanConfig::default()
             },
             head: Some(HeadAttackConfig::default()),

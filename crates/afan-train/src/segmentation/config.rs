@@ -9,7 +9,9 @@ use crate::error::{Result, TrainError};
 use crate::optim::OptimConfig;
 use crate::schedule::{ScheduleConfig, ScheduleKind, ScheduleUnit};
 use crate::task_kind::{Method, TaskKind};
-use afan_core::{AfanConfig, ExchangeMask, FeaturePgdConfig, LossPreset};
+use afan_core::{
+    AfanConfig, CleanPass, ExchangeMask, FeaturePgdConfig, GradientRouting, LossPreset,
+};
 use afan_data::segmentation::SegAugment;
 use afan_models::{DeepLabBackbone, DeepLabConfig};
 use serde::{Deserialize, Serialize};
@@ -73,6 +75,10 @@ impl Default for SegmentationAfanConfig {
                 strengths: 3,
                 mask: "01".parse::<ExchangeMask>().expect("valid mask"),
                 preset: LossPreset::Segmentation,
+                // afan's routing before issue 17 until the segmentation part of that issue gives
+                // this objective the release's.
+                routing: GradientRouting::HeadAndTail,
+                clean_pass: CleanPass::First,
                 ..AfanConfig::default()
             },
             decoder_split: "decoder".into(),
