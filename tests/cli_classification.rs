@@ -280,7 +280,7 @@ fn pixel_pgd_adversarial_training_runs_and_stays_in_its_ball() {
 }
 
 /// The data-parallel and mixed-precision paths of the engine, end to end on the CPU: two
-/// replicas of the CPU device run A-FAN, bf16 runs, and the combinations that cannot work are
+/// replicas of the CPU device run A-FAN, bf16 runs, both at once, and what cannot work is
 /// refused by name. (That they compute the right thing: the engine's parallel and precision
 /// tests; that they learn, for the detector and DeepLab: cli_detection.rs, cli_segmentation.rs.)
 #[test]
@@ -303,14 +303,19 @@ fn data_parallel_and_bf16_training_run_through_the_cli() {
     let cfg = fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(cfg.contains("precision = \"bf16\""), "{cfg}");
 
-    let out = tmp.path().join("refused");
-    let e = fails(&train_args(
+    // Both at once: two bf16 replicas.
+    let out = tmp.path().join("dp-bf16");
+    let args = train_args(
         s(&data),
         s(&out),
         "1",
-        &["--device", "cpu,cpu", "--precision", "f16"],
-    ));
-    assert!(e.contains("several devices"), "{e}");
+        &["--device", "cpu,cpu", "--precision", "bf16"],
+    );
+    assert_eq!(json(&ok(&args))["epochs"], 1.0);
+    let line = &records(&out)[0];
+    assert!(line["train_loss"].as_f64().unwrap().is_finite(), "{line}");
+
+    let out = tmp.path().join("refused");
     let e = fails(&train_args(
         s(&data),
         s(&out),

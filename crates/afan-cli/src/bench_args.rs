@@ -37,8 +37,8 @@ pub struct BenchArgs {
     pub warmup: usize,
     /// Image size: a side (classification default 32; segmentation: the crop, default 32) or
     /// HEIGHTxWIDTH (detection default 600x800, a 500x375 VOC image at the preset's short side
-    /// 600).
-    #[arg(long)]
+    /// 600). `--det-image` is the same flag (the PyTorch reference script's name).
+    #[arg(long, alias = "det-image")]
     pub size: Option<String>,
     /// Backend device.
     #[arg(long, env = "BURN_DEVICE", default_value = "cpu")]

@@ -30,6 +30,7 @@ fn main() -> afan_train::Result<()> {
 fn the_embedded_run_learns() {
     let dir = tempfile::tempdir().unwrap();
     let top1 = run(&dir.path().join("run")).unwrap();
+    eprintln!("embedded run: test top-1 {top1}%");
     // 10 balanced classes: chance is 10%.
     assert!(top1 > 25.0, "top-1 {top1}%");
 }

@@ -46,12 +46,8 @@ impl Execution {
         };
         let replicas = if devices.len() > 1 {
             crate::parallel::shard_ranges(batch_size, devices.len())?;
-            if precision != Precision::F32 {
-                return Err(TrainError::Config(format!(
-                    "precision = \"{}\" with several devices is not implemented; train mixed \
-                     precision on one device, or data-parallel in f32",
-                    format!("{precision:?}").to_lowercase()
-                )));
+            for d in &devices[1..] {
+                check_support(d, precision)?;
             }
             Some(Replicas::new(devices.to_vec(), sync)?)
         } else {
@@ -94,22 +90,8 @@ impl Execution {
             (None, Some(dtype)) => {
                 self.half(task, model, batch, (iteration, seed), dtype, scaler)?
             }
-            (Some(r), _) => {
-                let shards = task.shard(batch, r.count())?;
-                let indexed: Vec<(usize, T::Batch)> = shards.into_iter().enumerate().collect();
-                let (first, grads, outs) = r.run(&model, indexed, |replica, (i, shard), dev| {
-                    let ctx = StepContext {
-                        device: dev,
-                        dtype: None,
-                        iteration,
-                        seed: seed ^ ((i as u64) << 40),
-                    };
-                    let out = task.step(replica, shard, &ctx)?;
-                    Ok((out.loss, out.measures))
-                })?;
-                let loss = outs.iter().map(|(l, _)| l).sum::<f64>() / outs.len() as f64;
-                let measures = outs.into_iter().flat_map(|(_, m)| m).collect();
-                (first, grads, loss, measures, true)
+            (Some(r), dtype) => {
+                self.parallel(task, r, model, batch, (iteration, seed), dtype, scaler)?
             }
         };
         let model = if apply && loss.is_finite() {
@@ -126,6 +108,61 @@ impl Execution {
             loss,
             measures,
         })
+    }
+
+    /// A data-parallel step: each replica runs the task's step on its shard (in half precision
+    /// on a cast of the replica when `dtype` says so, the loss scaled as on one device), the
+    /// gradients are averaged on the first device, then unscaled and checked.
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
+    fn parallel<T: Task>(
+        &self,
+        task: &T,
+        replicas: &Replicas,
+        model: T::Model,
+        batch: T::Batch,
+        (iteration, seed): (usize, u64),
+        dtype: Option<FloatDType>,
+        scaler: &mut LossScaler,
+    ) -> Result<(T::Model, GradientsParams, f64, Vec<Measure>, bool)> {
+        // Fresh running-statistics storage under mixed precision, as on one device.
+        let model = if dtype.is_some() {
+            model.valid().train()
+        } else {
+            model
+        };
+        let scale = scaler.scale;
+        let shards = task.shard(batch, replicas.count())?;
+        let indexed: Vec<(usize, T::Batch)> = shards.into_iter().enumerate().collect();
+        let (first, grads, outs) = replicas.run(&model, indexed, |replica, (i, shard), dev| {
+            let ctx = StepContext {
+                device: dev,
+                dtype,
+                iteration,
+                seed: seed ^ ((i as u64) << 40),
+            };
+            let Some(d) = dtype else {
+                let out = task.step(replica, shard, &ctx)?;
+                return Ok((out.loss, out.measures));
+            };
+            let out = task.step(&cast_module(replica.clone(), d), shard, &ctx)?;
+            Ok((
+                out.loss.cast(FloatDType::F32).mul_scalar(scale),
+                out.measures,
+            ))
+        })?;
+        let loss = outs.iter().map(|(l, _)| l).sum::<f64>() / outs.len() as f64 / scale;
+        let measures = outs.into_iter().flat_map(|(_, m)| m).collect();
+        let Some(_) = dtype else {
+            return Ok((first, grads, loss, measures, true));
+        };
+        let (grads, apply) = if scaler.is_dynamic() {
+            let (grads, finite) = unscale(&first, grads, 1.0 / scale);
+            (grads, scaler.update(finite))
+        } else {
+            (grads, true)
+        };
+        let first = cast_module(first.valid(), FloatDType::F32).train();
+        Ok((first, grads, loss, measures, apply))
     }
 
     /// A mixed-precision step: the passes on a half-precision cast of the master model, the
