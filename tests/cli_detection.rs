@@ -12,7 +12,7 @@ mod cli;
 #[path = "support/detection_data.rs"]
 mod detection_data;
 use cli::{json, records, s};
-use detection_data::{TINY, write_coco, write_devkit, write_devkit_named};
+use detection_data::{TINY, tiny_devkit, write_coco, write_devkit, write_devkit_named};
 
 fn ok(args: &[&str]) -> String {
     cli::succeed(args).0
@@ -193,10 +193,7 @@ fn a_custom_voc_layout_trains_resumes_evaluates_and_infers() {
 #[test]
 fn data_parallel_and_bf16_detectors_learn() {
     let dir = tempfile::tempdir().unwrap();
-    let devkit = dir.path().join("VOCdevkit");
-    write_devkit(&devkit, 2, 1);
-    let config = dir.path().join("tiny.toml");
-    std::fs::write(&config, TINY).unwrap();
+    let (devkit, config) = tiny_devkit(dir.path(), 2, 1);
     for (name, flags) in [
         ("dp", ["--device", "cpu,cpu"]),
         ("bf16", ["--precision", "bf16"]),

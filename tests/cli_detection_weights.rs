@@ -102,10 +102,7 @@ fn bn_distance(bn: &BatchNorm2d, prefix: &str) -> f32 {
 #[test]
 fn backbone_weights_end_up_in_the_detector() {
     let dir = tempfile::tempdir().unwrap();
-    let devkit = dir.path().join("VOCdevkit");
-    detection_data::write_devkit(&devkit, 2, 1);
-    let config = dir.path().join("tiny.toml");
-    std::fs::write(&config, detection_data::TINY).unwrap();
+    let (devkit, config) = detection_data::tiny_devkit(dir.path(), 2, 1);
     let weights = dir.path().join("resnet18.safetensors");
     write_resnet18(&weights);
     let run = dir.path().join("run");
@@ -171,10 +168,7 @@ fn backbone_weights_end_up_in_the_detector() {
 #[test]
 fn weights_that_are_not_a_resnet18_state_dict_are_one_error() {
     let dir = tempfile::tempdir().unwrap();
-    let devkit = dir.path().join("VOCdevkit");
-    detection_data::write_devkit(&devkit, 2, 1);
-    let config = dir.path().join("tiny.toml");
-    std::fs::write(&config, detection_data::TINY).unwrap();
+    let (devkit, config) = detection_data::tiny_devkit(dir.path(), 2, 1);
     let train = |weights: &PathBuf, out: &str| {
         cli::fail(&[
             "train",

@@ -149,3 +149,13 @@ pub fn write_coco(root: &Path, train: usize, test: usize) {
         .unwrap();
     }
 }
+
+/// A VOCdevkit of `train` + `test` generated images and the [`TINY`] configuration in `dir`:
+/// `(devkit, config)`.
+pub fn tiny_devkit(dir: &Path, train: usize, test: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    let devkit = dir.join("VOCdevkit");
+    write_devkit(&devkit, train, test);
+    let config = dir.join("tiny.toml");
+    std::fs::write(&config, TINY).unwrap();
+    (devkit, config)
+}
