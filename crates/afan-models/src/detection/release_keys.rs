@@ -3,10 +3,39 @@
 //! `rpn._features.0`, `rpn._anchor_objectness`, `rpn._anchor_transformer`, the predictors as
 //! `detection._proposal_class` and `detection._proposal_transformer`).
 //!
-//! With [`crate::import::load_state_dict_partial`] this reads a release checkpoint's
-//! `state_dict` (its extra copies — `features.layer4.*`, `features.fc.*`, `_bn_modules.*`,
-//! `features.normal.*` — stay unused), and the golden tests name parameters the way the
-//! release's re-statement does.
+//! [`FasterRcnn::load_release`] reads a release checkpoint's `state_dict` with it, and the golden
+//! tests name parameters the way the release's re-statement does.
+
+use super::faster_rcnn::FasterRcnn;
+use crate::import::{ImportError, load_state_dict_partial};
+use crate::state_dict::StateDict;
+
+/// Keys of a release checkpoint that are copies or leftovers, not parameters of their own:
+/// `features` is the whole torchvision ResNet, so its `layer4` (registered again as
+/// `detection.hidden`) and `fc` are there; `_bn_modules` lists the batch norms once more
+/// (`model.py` L27-28); `features.normal` holds the input normalisation, which afan applies to
+/// the images before the model.
+const RELEASE_EXTRA: [&str; 4] = [
+    "features.layer4.",
+    "features.fc.",
+    "_bn_modules.",
+    "features.normal.",
+];
+
+impl FasterRcnn {
+    /// Loads a release checkpoint's `state_dict` (`Detection/model.py` `Model.save`) strictly:
+    /// every parameter must be there and fit; only the copies and leftovers of
+    /// [`RELEASE_EXTRA`] may be left over, and only the stand-in `fc` may be missing.
+    pub fn load_release(self, dict: &StateDict) -> Result<Self, ImportError> {
+        let (model, mut report) =
+            load_state_dict_partial(self, "faster_rcnn_c4", dict, release_key);
+        report.missing.retain(|k| !k.starts_with("features.fc."));
+        report
+            .unexpected
+            .retain(|k| !RELEASE_EXTRA.iter().any(|p| k.starts_with(p)));
+        report.into_result().map(|()| model)
+    }
+}
 
 /// The release key of the detector parameter at Burn path `path` (`roi_head.layer4.0.conv1.weight`
 /// is `detection.hidden.0.conv1.weight`).
