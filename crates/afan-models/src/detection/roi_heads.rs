@@ -7,7 +7,7 @@ use super::box_coder::BoxCoder;
 use super::boxes::{BBox, clip};
 use super::head_init::HeadInit;
 use super::losses::{LossNormalization, smooth_l1_rows, weighted_sum};
-use super::nms::batched_nms;
+use super::nms::{NmsRule, batched_nms};
 use super::roi_align::{Roi, RoiPoolConfig};
 use super::rpn::int;
 use super::sampler::{Match, Matcher, SamplingScope, balanced_sample_batch};
@@ -68,7 +68,10 @@ pub struct RoiHeadConfig {
     pub score_threshold: f32,
     /// Per-class NMS IoU threshold of the detections.
     pub nms_threshold: f32,
-    /// Most detections kept per image.
+    /// How that NMS measures overlap (the release's kernel or torchvision's).
+    pub nms_rule: NmsRule,
+    /// Most detections kept per image; 0 keeps every one (the release: `evaluator.py` L34-38
+    /// only drops scores at or below 0.05).
     pub detections_per_image: usize,
 }
 
@@ -92,7 +95,8 @@ impl Default for RoiHeadConfig {
             smooth_l1_beta: 1.0,
             score_threshold: 0.05,
             nms_threshold: 0.3,
-            detections_per_image: 100,
+            nms_rule: NmsRule::Release,
+            detections_per_image: 0,
             pooled_max_2x2: true,
             head_pool: HeadPool::Max,
             sampling: SamplingScope::PerBatch,
@@ -357,8 +361,12 @@ impl RoiHeadConfig {
                 }
             }
         }
-        let keep = batched_nms(&boxes, &scores, &labels, self.nms_threshold);
-        let keep = &keep[..keep.len().min(self.detections_per_image)];
+        let keep = batched_nms(&boxes, &scores, &labels, self.nms_threshold, self.nms_rule);
+        let cap = match self.detections_per_image {
+            0 => keep.len(),
+            n => n.min(keep.len()),
+        };
+        let keep = &keep[..cap];
         Detections {
             boxes: keep.iter().map(|&i| boxes[i]).collect(),
             scores: keep.iter().map(|&i| scores[i]).collect(),

@@ -11,7 +11,7 @@ use super::box_coder::BoxCoder;
 use super::boxes::{BBox, clip, inside};
 use super::head_init::HeadInit;
 use super::losses::{LossNormalization, bce_terms, smooth_l1_rows, weighted_sum};
-use super::nms::nms;
+use super::nms::{NmsRule, nms_by};
 use super::sampler::{Match, Matcher, SamplingScope, balanced_sample_batch};
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -84,6 +84,8 @@ pub struct RpnConfig {
     pub post_nms_test: usize,
     /// NMS IoU threshold among proposals.
     pub nms_threshold: f32,
+    /// How NMS measures overlap (the release's kernel or torchvision's).
+    pub nms_rule: NmsRule,
     /// Proposals with a side at or below this (pixels) are dropped.
     pub min_size: f32,
     /// Smooth-L1 transition of the box loss: the release's VOC scripts keep its default 1
@@ -116,6 +118,7 @@ impl Default for RpnConfig {
             pre_nms_test: 6000,
             post_nms_test: 300,
             nms_threshold: 0.7,
+            nms_rule: NmsRule::Release,
             min_size: 0.0,
             smooth_l1_beta: 1.0,
             objectness: Objectness::Softmax,
@@ -385,7 +388,7 @@ impl RpnConfig {
                 scores.push(logits[i]);
             }
         }
-        nms(&boxes, &scores, self.nms_threshold)
+        nms_by(&boxes, &scores, self.nms_threshold, self.nms_rule)
             .into_iter()
             .take(post)
             .map(|k| boxes[k])
