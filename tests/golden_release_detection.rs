@@ -22,12 +22,9 @@ use afan_models::{
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
-use std::collections::BTreeMap;
 use std::path::Path;
 
-#[path = "support/hash_weights.rs"]
-mod hash_weights;
-use crate::golden::{assert_close, assert_sign_steps_close, host, tensor};
+use crate::golden::{assert_close, assert_sign_steps_close, hashed_state_dict, host, tensor};
 
 fn fixture_path() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -36,20 +33,6 @@ fn fixture_path() -> std::path::PathBuf {
 
 fn fixture() -> StateDict {
     StateDict::from_safetensors(&fixture_path()).unwrap()
-}
-
-/// The release's state dict of the script's model, rebuilt from the key list.
-fn release_state_dict() -> StateDict {
-    let bytes = std::fs::read(fixture_path()).unwrap();
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let keys: BTreeMap<String, Vec<usize>> =
-        serde_json::from_str(&meta.metadata().as_ref().unwrap()["keys"]).unwrap();
-    let mut dict = StateDict::default();
-    for (key, shape) in keys {
-        let values = hash_weights::value(&key, &shape);
-        dict.insert(key, values, shape, "float32");
-    }
-    dict
 }
 
 /// The release's VOC detector, shrunk as the script shrinks it.
@@ -64,7 +47,11 @@ fn detector(device: &Device) -> FasterRcnn {
     };
     c.rpn.mid_channels = 64;
     let model = c.init(device).unwrap();
-    materialize(model.load_release(&release_state_dict()).unwrap())
+    materialize(
+        model
+            .load_release(&hashed_state_dict(&fixture_path()))
+            .unwrap(),
+    )
 }
 
 fn input(dict: &StateDict, device: &Device) -> DetectionInput {

@@ -20,29 +20,12 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-#[path = "support/hash_weights.rs"]
-mod hash_weights;
-use crate::golden::{assert_close, host, tensor};
+use crate::golden::{assert_close, hashed_state_dict, host, tensor};
 
 fn fixture_path(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../tests/fixtures/{name}.safetensors"))
-}
-
-/// The release's state dict of the script's model, rebuilt from the key list.
-fn release_state_dict(path: &Path) -> StateDict {
-    let bytes = std::fs::read(path).unwrap();
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let keys: BTreeMap<String, Vec<usize>> =
-        serde_json::from_str(&meta.metadata().as_ref().unwrap()["keys"]).unwrap();
-    let mut dict = StateDict::default();
-    for (key, shape) in keys {
-        let values = hash_weights::value(&key, &shape);
-        dict.insert(key, values, shape, "float32");
-    }
-    dict
 }
 
 fn model(path: &Path, device: &Device) -> DeepLabV3Plus {
@@ -55,7 +38,7 @@ fn model(path: &Path, device: &Device) -> DeepLabV3Plus {
     .init(device);
     m.head.aspp.dropout.prob = 0.0;
     let m = m
-        .load_release(&release_state_dict(path))
+        .load_release(&hashed_state_dict(path))
         .unwrap()
         .with_backbone_bn_momentum(RELEASE_BACKBONE_BN_MOMENTUM);
     materialize(m)

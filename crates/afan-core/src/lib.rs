@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod device;
+pub mod learnable;
 pub mod loss;
 pub mod moments;
 pub mod objective;
@@ -22,6 +23,9 @@ pub mod split;
 pub mod strength;
 
 pub use config::{AfanConfig, AttackBatchNorm};
+pub use learnable::{
+    LearnableConfig, LearnableOutput, PointWeights, WeightProjection, learnable_objective,
+};
 pub use loss::{LossPreset, LossWeights, cross_entropy};
 pub use moments::{ExchangeMask, MomentStats, moment_exchange};
 pub use objective::{

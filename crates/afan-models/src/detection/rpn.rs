@@ -133,8 +133,8 @@ impl Default for RpnConfig {
 /// The RPN's layers.
 #[derive(Module, Debug)]
 pub struct RpnHead {
-    /// 3x3 conv with ReLU.
-    pub conv: Conv2d,
+    /// 3x3 conv with ReLU (on afan's kernels where they run).
+    pub conv: crate::conv::Conv2d,
     /// Objectness logits: two per anchor (softmax) or one (sigmoid).
     pub cls_logits: Conv2d,
     /// Four deltas per anchor.
@@ -176,7 +176,7 @@ impl RpnHead {
         let a = config.anchors.num_anchors();
         let mid = config.mid_channels;
         Self {
-            conv: head_conv(in_channels, mid, 3, init, device),
+            conv: head_conv(in_channels, mid, 3, init, device).into(),
             cls_logits: head_conv(mid, a * config.objectness.logits(), 1, init, device),
             bbox_pred: head_conv(mid, 4 * a, 1, init, device),
         }
