@@ -81,6 +81,22 @@ pub fn project_simplex(w: &mut [f64]) {
 }
 
 /// The learnable variant's setting; defaults are `Classification/main_learnable.py`'s.
+///
+/// In a run's configuration it is the `[learnable]` section of `method = "afan_learnable"`
+/// (the engine reads it), e.g.
+///
+/// ```toml
+/// method = "afan_learnable"
+/// [learnable]
+/// splits = ["stem", "layer1.1", "layer2.2", "layer3.2"]   # ResNet-20; default: ResNet-56's nine
+/// projection = "simplex"                                 # or "plane" (the release)
+/// lr = 0.01
+/// momentum = 0.9
+/// l1_coef = 1.0
+/// [learnable.pgd]
+/// steps = 3
+/// step_size = 1.0
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LearnableConfig {
@@ -133,7 +149,7 @@ impl Default for LearnableConfig {
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum LearnableConfigError {
     /// No point, or one point twice.
-    #[error("afan.learnable.splits = {splits:?}: {expected}")]
+    #[error("learnable.splits = {splits:?}: {expected}")]
     Splits {
         /// As written.
         splits: Vec<String>,
@@ -141,7 +157,7 @@ pub enum LearnableConfigError {
         expected: &'static str,
     },
     /// A number outside its domain.
-    #[error("afan.learnable.{field} = {value} is invalid: {expected}")]
+    #[error("learnable.{field} = {value} is invalid: {expected}")]
     Invalid {
         /// The field.
         field: &'static str,
