@@ -106,7 +106,9 @@ pub struct LearnableConfig {
     /// `layer3.8` (resnet_s.py L86-109). Other models name their own points.
     pub splits: Vec<String>,
     /// The attack at every point: `--steps 3`, `--gamma 1` (L47-48), `--eps 2`, no random start,
-    /// no clipping (L49-51).
+    /// no clipping (L49-51). A `[learnable.pgd]` table read on its own fills the fields it
+    /// omits from `FeaturePgdConfig::default()` (5 steps of 0.5), as every nested table does;
+    /// loaders that merge the file over the serialized defaults (afan's) keep these.
     pub pgd: FeaturePgdConfig,
     /// Initial weight of every point; `None` is `1 / P`, the release's `1/9` for its nine points
     /// (`--init_weight`, L55).

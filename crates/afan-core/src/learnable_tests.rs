@@ -271,13 +271,11 @@ fn invalid_settings_are_named() {
 
 #[test]
 fn reads_from_toml_with_release_defaults() {
-    let c: LearnableConfig = toml::from_str(
-        "splits = [\"stem\", \"layer2.2\"]\nprojection = \"simplex\"\n[pgd]\nstep_size = 0.5\n",
-    )
-    .unwrap();
+    let c: LearnableConfig =
+        toml::from_str("splits = [\"stem\", \"layer2.2\"]\nprojection = \"simplex\"\n").unwrap();
     assert_eq!(c.splits, ["stem", "layer2.2"]);
     assert_eq!(c.projection, WeightProjection::Simplex);
-    assert_eq!((c.pgd.steps, c.pgd.step_size), (3, 0.5));
+    assert_eq!((c.pgd.steps, c.pgd.step_size), (3, 1.0));
     assert_eq!((c.lr, c.momentum, c.l1_coef), (0.01, 0.9, 1.0));
     let e = toml::from_str::<LearnableConfig>("projecton = \"plane\"").unwrap_err();
     assert!(e.to_string().contains("projecton"), "{e}");
