@@ -16,6 +16,7 @@ pub mod registry;
 pub mod resnet;
 mod simd;
 pub mod state_dict;
+pub mod upsample;
 
 pub use cifar_resnet::CifarResNet;
 pub use deeplab::{DeepLabBackbone, DeepLabConfig, DeepLabV3Plus};

@@ -78,8 +78,8 @@ impl Default for RpnConfig {
 /// The RPN's layers.
 #[derive(Module, Debug)]
 pub struct RpnHead {
-    /// 3x3 conv with ReLU.
-    pub conv: Conv2d,
+    /// 3x3 conv with ReLU (on afan's kernels where they run).
+    pub conv: crate::conv::Conv2d,
     /// One objectness logit per anchor.
     pub cls_logits: Conv2d,
     /// Four deltas per anchor.
@@ -106,7 +106,7 @@ impl RpnHead {
         let a = config.anchors.num_anchors();
         let mid = config.mid_channels;
         Self {
-            conv: small_conv(in_channels, mid, 3, device),
+            conv: small_conv(in_channels, mid, 3, device).into(),
             cls_logits: small_conv(mid, a, 1, device),
             bbox_pred: small_conv(mid, 4 * a, 1, device),
         }
