@@ -20,7 +20,9 @@ Weights come from the repository's hash rule (`hash_weights.py`) under the relea
 state-dict names. Writes tests/fixtures/release_step_segmentation[_city].safetensors (read by
 tests/golden_release_segmentation.rs; CI never runs PyTorch):
 
-    /work/torchenv/bin/python xtask/reference/release_step_segmentation.py [--city]
+    /work/torchenv/bin/python xtask/reference/release_step_segmentation.py
+
+(the VOC fixture, then, in a second process, the Cityscapes one: `--city`).
 
 The script then runs itself again with `--f32`: the same step in float32 from the fixture's
 inputs, and stores as `tol.<name>` the worst relative error of PyTorch's own float32 run against
@@ -322,3 +324,5 @@ out = {k: v.float().contiguous() for k, v in out.items()}
 save_file(out, PATH, metadata={"keys": json.dumps(keys)})
 print("wrote", PATH, "losses", [round(l.item(), 6) for l in losses], "loss", loss.item())
 subprocess.run([sys.executable, os.path.abspath(__file__), "--f32"] + sys.argv[1:], check=True)
+if not CITY:  # one run writes both fixtures (`cargo xtask goldens` passes no flags)
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--city"], check=True)
