@@ -80,7 +80,7 @@ with torch.no_grad():
 hidden = resnet.layer4
 
 # Frozen: every batch norm in eval mode with no gradient (model.py L27-35, L47-48), and conv1,
-# bn1, layer1 (backbone/resnet50.py L35-37).
+# bn1, layer1 (backbone/resnet50.py L36-38).
 resnet.eval()
 for m in [resnet.conv1, resnet.bn1, resnet.layer1]:
     for p in m.parameters():

@@ -69,16 +69,17 @@ impl Default for DetectionAfanConfig {
 
 impl DetectionAfanConfig {
     /// The release's VOC setting, `Detection/sh/voc2007/clean50/090_final_setting1.sh` (the
-    /// script the README runs) with `train_aug_final.py`, field by field:
+    /// script the README runs; "script L") with `train_aug_final.py` (bare "L"), field by
+    /// field:
     ///
-    /// - `backbone.split = "layer2"`: `LAYER=2` (L13), `--pertub_idx_se`.
+    /// - `backbone.split = "layer2"`: `LAYER=2` (script L12), `--pertub_idx_se`.
     /// - `backbone.pgd`: FGSM, one step (`steps = 1`, train_aug_final.py L90) of `GAMMA_se=1.0`
-    ///   (L12) / 255 (L92), `eps = 2/255` (L91), no random start or clipping (`--randinit`,
+    ///   (script L11) / 255 (L92), `eps = 2/255` (L91), no random start or clipping (`--randinit`,
     ///   `--clip` unset; `attack_algo.py` L52-72).
     /// - `backbone.strengths = 5`: `get_sample_points(..., 5)` (L117).
-    /// - `backbone.mask = "0011"`: `MASK=0011` (L14), `--mix_layer`; positional moments,
+    /// - `backbone.mask = "0011"`: `MASK=0011` (script L13), `--mix_layer`; positional moments,
     ///   epsilon 1e-5 (`attack_algo.py` L254-265).
-    /// - `backbone.preset = detection { head_weight = 0.3 }`: `AdvWeight=0.3` (L17), the
+    /// - `backbone.preset = detection { head_weight = 0.3 }`: `AdvWeight=0.3` (script L16), the
     ///   formula of train_aug_final.py L156.
     /// - `backbone.attack_bn = frozen`: every batch norm is in eval mode in every pass
     ///   (`model.py` L47-48, L60-61).
@@ -86,7 +87,7 @@ impl DetectionAfanConfig {
     ///   full forward (L135-136); `backbone.clean_pass = first` (L135-146).
     /// - `head.split = "roi"`: `--pertub_idx_sd` default `roi` (L200), the vector of
     ///   `return_type == 'head'` (`model.py` L298-335).
-    /// - `head.pgd`: FGSM of `GAMMA_sd=0.1` (L16) / 255 (L104), one step (L102).
+    /// - `head.pgd`: FGSM of `GAMMA_sd=0.1` (script L15) / 255 (L104), one step (L102).
     /// - `head.mix = false` (`--mix_sd` unset), `head.rpn_losses = true` (model.py L140-150).
     /// - `sampling = per_pass`: every `model.train().forward` draws (model.py L56-75).
     pub fn voc() -> Self {
@@ -109,7 +110,7 @@ impl DetectionAfanConfig {
     }
 
     /// The release's COCO setting, `Detection/sh/coco/clean50/090_final_setting1_gpu01.sh`: the
-    /// VOC setting with `GAMMA_se=0.1` (L12).
+    /// VOC setting with `GAMMA_se=0.1` (script L11).
     pub fn coco() -> Self {
         let mut c = Self::voc();
         c.backbone.pgd = FeaturePgdConfig::fgsm(0.1);

@@ -98,7 +98,7 @@ impl FasterRcnnConfig {
     ///   `roi.score_threshold = 0.05`, `roi.detections_per_image = 0` (no cap: `evaluator.py`
     ///   L34-38).
     /// - `frozen_bn = true` (model.py L27-35, L47-48); `frozen_stages = 2`: conv1, bn1 and
-    ///   `layer1` (`backbone/resnet50.py` L35-37).
+    ///   `layer1` (`backbone/resnet50.py` L36-38).
     /// - `head_init = pytorch`: the RPN and predictors keep PyTorch's default initialisation.
     pub fn voc() -> Self {
         Self {
@@ -114,8 +114,8 @@ impl FasterRcnnConfig {
 
     /// The release's COCO detector, `Detection/sh/coco/clean50/090_final_setting1_gpu01.sh`:
     /// the VOC detector with 80 classes, anchor sizes 64-512 (`--anchor_sizes="[64, 128, 256,
-    /// 512]"`, L27) and an RPN smooth-L1 beta of 0.1111 (`--anchor_smooth_l1_loss_beta`, L28).
-    /// Its evaluation keeps 1000 proposals (`--rpn_post_nms_top_n=1000`, L47), and every
+    /// 512]"`, L25) and an RPN smooth-L1 beta of 0.1111 (`--anchor_smooth_l1_loss_beta`, L26).
+    /// Its evaluation keeps 1000 proposals (`--rpn_post_nms_top_n=1000`, L45), and every
     /// detection above 0.05 (COCO's evaluation then counts at most 100 per image and class).
     pub fn coco() -> Self {
         let mut c = Self::voc();
