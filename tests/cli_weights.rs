@@ -161,6 +161,8 @@ fn imported_weights_evaluate_convert_and_infer_like_the_library() {
         "--quiet",
         "--set",
         "schedule.warmup=0",
+        "--set",
+        "val_split=0",
     ]);
     assert!(stderr.contains("initial weights from"), "{stderr}");
 }

@@ -3,7 +3,7 @@
 //! test binary statically links LLVM for the `cuda` backend (xtask/gpu/build.sh).
 //!
 //! `cargo test -p afan-models --test golden cifar::` (or `attacks::`, `torchvision::`,
-//! `release_classification::`) runs a part.
+//! `release_classification::`, `release_detection::`, `release_segmentation::`) runs a part.
 
 #[path = "support/golden.rs"]
 mod golden;
@@ -16,5 +16,9 @@ mod attacks;
 mod cifar;
 #[path = "golden_release_classification.rs"]
 mod release_classification;
+#[path = "golden_release_detection.rs"]
+mod release_detection;
+#[path = "golden_release_segmentation.rs"]
+mod release_segmentation;
 #[path = "golden_torchvision.rs"]
 mod torchvision;

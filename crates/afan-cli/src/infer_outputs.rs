@@ -88,6 +88,7 @@ pub fn segmentation(
         let overlay = overlay.then(|| dir.join(format!("{stem}.overlay.png")));
         afan_train::segmentation::infer::segment_image(
             &model,
+            task.normalization(),
             path,
             &mask,
             overlay.as_deref(),

@@ -70,11 +70,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     };
     match task {
-        TaskKind::Classification => train::<ClassificationTask>(&args, |quick, _| {
+        TaskKind::Classification => train::<ClassificationTask>(&args, |quick, dataset| {
             if quick {
                 afan_train::classification::config::quickstart()
             } else {
-                afan_train::classification::config::release()
+                afan_train::classification::config::release_for(dataset)
             }
         }),
         TaskKind::Detection => train::<DetectionTask>(&args, |quick, dataset| {
@@ -87,11 +87,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
             }
         }),
         TaskKind::Segmentation => train::<SegmentationTask>(&args, |quick, dataset| {
-            use afan_train::segmentation::config::{quickstart, release};
-            if quick || dataset == Some("synthetic") {
-                quickstart()
-            } else {
-                release()
+            use afan_train::segmentation::config::{cityscapes, quickstart, release};
+            match dataset {
+                Some("synthetic") => quickstart(),
+                Some("cityscapes") => cityscapes(),
+                _ if quick => quickstart(),
+                _ => release(),
             }
         }),
     }
@@ -211,10 +212,17 @@ fn train<T: Task>(
 /// The summary in one line.
 fn describe(s: &Summary) -> String {
     let figure = match (s.last, s.best, s.best_iteration) {
-        (Some(last), Some(best), Some(at)) => format!(
-            "final {} {last:.2} (best {best:.2} after iteration {at})",
-            s.headline
-        ),
+        (Some(last), Some(best), Some(at)) => {
+            let test = s
+                .best_record
+                .as_ref()
+                .and_then(|r| r.get("eval_test_top1")?.as_f64())
+                .map_or(String::new(), |t| format!(", test top1 {t:.2} there"));
+            format!(
+                "final {} {last:.2} (best {best:.2} after iteration {at}{test})",
+                s.headline
+            )
+        }
         _ => "no evaluation yet".to_string(),
     };
     let losses = match (s.first_loss, s.last_loss) {

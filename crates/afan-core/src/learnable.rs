@@ -81,6 +81,22 @@ pub fn project_simplex(w: &mut [f64]) {
 }
 
 /// The learnable variant's setting; defaults are `Classification/main_learnable.py`'s.
+///
+/// In a run's configuration it is the `[learnable]` section of `method = "afan_learnable"`
+/// (the engine reads it), e.g.
+///
+/// ```toml
+/// method = "afan_learnable"
+/// [learnable]
+/// splits = ["stem", "layer1.1", "layer2.2", "layer3.2"]   # ResNet-20; default: ResNet-56's nine
+/// projection = "simplex"                                 # or "plane" (the release)
+/// lr = 0.01
+/// momentum = 0.9
+/// l1_coef = 1.0
+/// [learnable.pgd]
+/// steps = 3
+/// step_size = 1.0
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LearnableConfig {
@@ -90,7 +106,9 @@ pub struct LearnableConfig {
     /// `layer3.8` (resnet_s.py L86-109). Other models name their own points.
     pub splits: Vec<String>,
     /// The attack at every point: `--steps 3`, `--gamma 1` (L47-48), `--eps 2`, no random start,
-    /// no clipping (L49-51).
+    /// no clipping (L49-51). A `[learnable.pgd]` table read on its own fills the fields it
+    /// omits from `FeaturePgdConfig::default()` (5 steps of 0.5), as every nested table does;
+    /// loaders that merge the file over the serialized defaults (afan's) keep these.
     pub pgd: FeaturePgdConfig,
     /// Initial weight of every point; `None` is `1 / P`, the release's `1/9` for its nine points
     /// (`--init_weight`, L55).
@@ -133,7 +151,7 @@ impl Default for LearnableConfig {
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum LearnableConfigError {
     /// No point, or one point twice.
-    #[error("afan.learnable.splits = {splits:?}: {expected}")]
+    #[error("learnable.splits = {splits:?}: {expected}")]
     Splits {
         /// As written.
         splits: Vec<String>,
@@ -141,7 +159,7 @@ pub enum LearnableConfigError {
         expected: &'static str,
     },
     /// A number outside its domain.
-    #[error("afan.learnable.{field} = {value} is invalid: {expected}")]
+    #[error("learnable.{field} = {value} is invalid: {expected}")]
     Invalid {
         /// The field.
         field: &'static str,

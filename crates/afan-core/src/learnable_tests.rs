@@ -261,10 +261,22 @@ fn invalid_settings_are_named() {
     c.splits = vec!["a".into()];
     c.lr = -1.0;
     let e = c.validate().unwrap_err().to_string();
-    assert!(e.contains("afan.learnable.lr = -1"), "{e}");
+    assert!(e.contains("learnable.lr = -1"), "{e}");
     LearnableConfig::default().validate().unwrap();
     assert_eq!(
         LearnableConfig::default().initial_weights().values,
         vec![1.0 / 9.0; 9]
     );
+}
+
+#[test]
+fn reads_from_toml_with_release_defaults() {
+    let c: LearnableConfig =
+        toml::from_str("splits = [\"stem\", \"layer2.2\"]\nprojection = \"simplex\"\n").unwrap();
+    assert_eq!(c.splits, ["stem", "layer2.2"]);
+    assert_eq!(c.projection, WeightProjection::Simplex);
+    assert_eq!((c.pgd.steps, c.pgd.step_size), (3, 1.0));
+    assert_eq!((c.lr, c.momentum, c.l1_coef), (0.01, 0.9, 1.0));
+    let e = toml::from_str::<LearnableConfig>("projecton = \"plane\"").unwrap_err();
+    assert!(e.to_string().contains("projecton"), "{e}");
 }

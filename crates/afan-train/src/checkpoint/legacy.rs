@@ -186,6 +186,8 @@ fn classification(old: &Value) -> Value {
             "pixel",
         ],
     );
+    // The first format drew a validation split at random.
+    c.insert("val_holdout".into(), json!("random"));
     let s = &old["schedule"];
     let div = s["warmup_start_div"].as_f64().unwrap_or(10.0).max(1.0);
     c.insert(
@@ -288,7 +290,17 @@ fn segmentation(old: &Value) -> Value {
         _ => "voc",
     };
     c.insert("dataset".into(), json!(dataset));
-    copy(&mut c, d, &["voc_aug", "augment", "val_crop"]);
+    // What the first format trained with, where the release presets now differ.
+    c.insert("normalize".into(), json!(true));
+    c.insert("backbone_bn_momentum".into(), json!(0.1));
+    if let Some(Value::Object(afan)) = c.get_mut("afan") {
+        afan.insert("skip".into(), json!("packed"));
+    }
+    copy(&mut c, d, &["voc_aug", "augment"]);
+    c.insert(
+        "val_crop".into(),
+        json!(d["val_crop"].as_u64().unwrap_or(0)),
+    );
     if let Some(r) = d.get("root").filter(|v| !v.is_null()) {
         c.insert("data".into(), r.clone());
     }

@@ -1,6 +1,6 @@
 //! From the classification section to datasets, and from host batches to tensors.
 
-use super::config::ClassificationConfig;
+use super::config::{ClassificationConfig, ValHoldout};
 use crate::config::RunConfig;
 
 type TrainConfig = RunConfig<ClassificationConfig>;
@@ -132,6 +132,8 @@ pub struct Splits {
     pub eval: ClassData,
     /// `test` or `val`.
     pub eval_split: EvalSplit,
+    /// The test split, evaluated beside a validation split.
+    pub test: Option<ClassData>,
 }
 
 fn full_split(config: &TrainConfig, train: bool) -> Result<ImageDataset> {
@@ -192,6 +194,7 @@ pub fn load_splits(config: &TrainConfig) -> Result<Splits> {
             train,
             eval,
             eval_split: EvalSplit::Test,
+            test: None,
         });
     }
     let train = full_split(config, true)?;
@@ -201,12 +204,14 @@ pub fn load_splits(config: &TrainConfig) -> Result<Splits> {
             train: ClassData::Memory(train),
             eval: ClassData::Memory(val),
             eval_split: EvalSplit::Val,
+            test: Some(ClassData::Memory(full_split(config, false)?)),
         })
     } else {
         Ok(Splits {
             train: ClassData::Memory(train),
             eval: ClassData::Memory(full_split(config, false)?),
             eval_split: EvalSplit::Test,
+            test: None,
         })
     }
 }
@@ -219,7 +224,16 @@ fn split_val(config: &TrainConfig, train: ImageDataset) -> Result<(ImageDataset,
             train.len()
         );
     }
-    Ok(train.train_val_split(config.task.val_split, config.common.seed))
+    let n = config.task.val_split;
+    Ok(match config.task.val_holdout {
+        ValHoldout::Random => train.train_val_split(n, config.common.seed),
+        ValHoldout::Last => {
+            let cut = train.len() - n;
+            let (head, tail): (Vec<usize>, Vec<usize>) =
+                ((0..cut).collect(), (cut..train.len()).collect());
+            (train.subset(&head), train.subset(&tail))
+        }
+    })
 }
 
 /// One evaluation split, as `afan eval` asks for it.

@@ -33,6 +33,8 @@ pub struct ClassificationTask {
     class_names: Vec<String>,
     train: Option<ClassData>,
     eval: Option<(ClassData, EvalSplit)>,
+    /// The test split evaluated beside a validation split.
+    test: Option<ClassData>,
     loader: LoaderConfig,
 }
 
@@ -52,6 +54,7 @@ impl ClassificationTask {
             class_names,
             train: None,
             eval: None,
+            test: None,
         })
     }
 
@@ -115,7 +118,17 @@ impl ClassificationTask {
             return Err(TrainError::Config("no evaluation data was opened".into()));
         };
         let name = format!("{split:?}").to_lowercase();
-        Ok(evaluate::accuracy(model, eval, batch_size, device, quiet)?.evaluation(&name))
+        let mut e = evaluate::accuracy(model, eval, batch_size, device, quiet)?.evaluation(&name);
+        if let Some(test) = &self.test {
+            let t = evaluate::accuracy(model, test, batch_size, device, quiet)?;
+            e.figures
+                .push(("test_top1".into(), crate::task::Value::Scalar(t.top1)));
+            e.figures
+                .push(("test_top5".into(), crate::task::Value::Scalar(t.top5)));
+            e.report["test"] = serde_json::to_value(&t).unwrap_or_default();
+            e.text = format!("{}; test top-1 {:.2}%", e.text, t.top1);
+        }
+        Ok(e)
     }
 }
 
@@ -164,6 +177,7 @@ impl Task for ClassificationTask {
                 }
                 task.train = Some(splits.train);
                 task.eval = Some((splits.eval, splits.eval_split));
+                task.test = splits.test;
                 Ok(task)
             }
         }

@@ -119,9 +119,24 @@ impl TaskSection for DetectionConfig {
     }
 }
 
-/// VOC2007: py-faster-rcnn's 70k iterations of one image at lr 0.001 (step at 50k), scaled
-/// linearly to 8 images: 8750 iterations at 0.008, step at 6250, Detectron's warm-up over 500
-/// iterations from a third of the rate.
+/// The release's VOC2007 A-FAN run, field by field: `Detection/sh/voc2007/clean50/
+/// 090_final_setting1.sh` ("script L") with `Detection/config/train_config.py` ("config L") and
+/// `Detection/train_aug_final.py` defaults:
+///
+/// - `batch_size = 8` (script L22), `iterations = 11250` (`--num_steps_to_finish`, L26).
+/// - `optim`: lr 0.008 (L23), momentum 0.9 (config L17), weight decay 5e-4 (config L18; the
+///   script keeps it), no dampening or Nesterov (`optim.SGD`, train_aug_final.py L44-45).
+/// - `schedule`: ×0.1 (config L20) at iterations 6250 and 8750 (`--step_lr_sizes`, L24),
+///   `WarmUpMultiStepLR` (L46-47, `extension/lr_scheduler.py`): linear from 0.3333 of the rate
+///   over 500 iterations (config L21-22).
+/// - `checkpoint_every = 1250` (`--num_steps_to_snapshot`, L25). The release evaluates once, at
+///   the end (`eval.py` on `model-11250.pth`, script L34-35): `eval_every = 11250`.
+/// - `seed = 0`: the release sets none.
+/// - the data: VOC2007 trainval, difficult objects dropped (`dataset/voc2007.py` L99-100),
+///   horizontal flips (L107-108), 600/1000 resize (`config/config.py` L9-10); evaluated on
+///   VOC2007 test.
+/// - `detector`: [`FasterRcnnConfig::voc`] with ResNet-50 (`-b=resnet50`), `afan`:
+///   [`DetectionAfanConfig::voc`], each with its sources in its documentation.
 pub fn release() -> RunConfig<DetectionConfig> {
     RunConfig {
         common: CommonConfig {
@@ -130,22 +145,24 @@ pub fn release() -> RunConfig<DetectionConfig> {
             seed: 0,
             batch_size: 8,
             epochs: None,
-            iterations: Some(8750),
-            eval_every: Cadence::Iterations(2500),
-            checkpoint_every: Cadence::Iterations(500),
+            iterations: Some(11_250),
+            eval_every: Cadence::Iterations(11_250),
+            checkpoint_every: Cadence::Iterations(1250),
             optim: OptimConfig {
                 lr: 0.008,
-                weight_decay: 1e-4,
-                ..OptimConfig::default()
+                momentum: 0.9,
+                dampening: 0.0,
+                weight_decay: 5e-4,
+                nesterov: false,
             },
             schedule: ScheduleConfig {
                 kind: ScheduleKind::MultiStep,
                 unit: ScheduleUnit::Iterations,
-                milestones: vec![6250],
+                milestones: vec![6250, 8750],
                 gamma: 0.1,
                 power: 0.9,
                 warmup: 500,
-                warmup_start: 1.0 / 3.0,
+                warmup_start: 0.3333,
                 warmup_rule: WarmupRule::Linear,
             },
             ..CommonConfig::default()
@@ -154,8 +171,11 @@ pub fn release() -> RunConfig<DetectionConfig> {
     }
 }
 
-/// COCO 2017: 800/1333 resize, COCO anchors, lr 0.01 for 8 images; Detectron's 1x schedule
-/// (90k iterations of 16 images) at 8 images: 180k iterations, steps at 120k and 160k.
+/// The release's COCO 2017 A-FAN run, `Detection/sh/coco/clean50/090_final_setting1_gpu01.sh`
+/// ("script L"): 800/1333 resize (L23-24) and [`FasterRcnnConfig::coco`] (anchors L25, RPN beta
+/// L26), batch 8 (L27), lr 0.01 (L28), weight decay 1e-4 (L29), ×0.1 at 120k and 160k (L30) of
+/// 180k iterations (L32), a checkpoint every 40k (L31), one evaluation at the end (L40-);
+/// [`DetectionAfanConfig::coco`]; the rest as [`release`].
 pub fn coco() -> RunConfig<DetectionConfig> {
     let mut c = release();
     c.task.dataset = DetectionDataset::Coco;
@@ -165,12 +185,14 @@ pub fn coco() -> RunConfig<DetectionConfig> {
         backbone: "resnet50".into(),
         ..FasterRcnnConfig::coco()
     };
+    c.task.afan = DetectionAfanConfig::coco();
     c.task.resize = Some(ResizeConfig::COCO);
     c.common.optim.lr = 0.01;
+    c.common.optim.weight_decay = 1e-4;
     c.common.iterations = Some(180_000);
     c.common.schedule.milestones = vec![120_000, 160_000];
-    c.common.eval_every = Cadence::Iterations(20_000);
-    c.common.checkpoint_every = Cadence::Iterations(1000);
+    c.common.eval_every = Cadence::Iterations(180_000);
+    c.common.checkpoint_every = Cadence::Iterations(40_000);
     c
 }
 
@@ -209,6 +231,8 @@ pub fn quickstart() -> RunConfig<DetectionConfig> {
     c.common.optim.lr = 0.02;
     c.common.schedule.milestones = vec![160];
     c.common.schedule.warmup = 50;
+    c.common.schedule.warmup_start = 1.0 / 3.0;
+    c.common.optim.weight_decay = 1e-4;
     c.common.eval_every = Cadence::Iterations(100);
     c.common.checkpoint_every = Cadence::Iterations(100);
     c

@@ -9,10 +9,9 @@ use crate::error::{Result, TrainError};
 use crate::optim::OptimConfig;
 use crate::schedule::{ScheduleConfig, ScheduleKind, ScheduleUnit};
 use crate::task_kind::{Method, TaskKind};
-use afan_core::{
-    AfanConfig, CleanPass, ExchangeMask, FeaturePgdConfig, GradientRouting, LossPreset,
-};
 use afan_data::segmentation::SegAugment;
+pub use afan_models::SegmentationAfanConfig;
+use afan_models::deeplab::RELEASE_BACKBONE_BN_MOMENTUM;
 use afan_models::{DeepLabBackbone, DeepLabConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -52,41 +51,6 @@ impl Default for SyntheticSet {
     }
 }
 
-/// The segmentation A-FAN setting: a backbone (`se`) point with three strength points and a
-/// decoder (`sd`) point with one adversarial point, weighted `0.7 / 0.1 / 0.1 / 0.1`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SegmentationAfanConfig {
-    /// The backbone point, its FGSM attack (step 1.0/255), 3 strengths, the exchange mask and
-    /// the loss weights (preset `segmentation`: points 0.7, 0.1, 0.1; head 0.1).
-    pub backbone: AfanConfig,
-    /// The decoder point (`decoder`: the concatenated decoder input; or `aspp`).
-    pub decoder_split: String,
-    /// The decoder attack (FGSM, step 0.1/255).
-    pub decoder_pgd: FeaturePgdConfig,
-}
-
-impl Default for SegmentationAfanConfig {
-    fn default() -> Self {
-        Self {
-            backbone: AfanConfig {
-                split: "layer2".into(),
-                pgd: FeaturePgdConfig::fgsm(1.0),
-                strengths: 3,
-                mask: "01".parse::<ExchangeMask>().expect("valid mask"),
-                preset: LossPreset::Segmentation,
-                // afan's routing before issue 17 until the segmentation part of that issue gives
-                // this objective the release's.
-                routing: GradientRouting::HeadAndTail,
-                clean_pass: CleanPass::First,
-                ..AfanConfig::default()
-            },
-            decoder_split: "decoder".into(),
-            decoder_pgd: FeaturePgdConfig::fgsm(0.1),
-        }
-    }
-}
-
 /// The segmentation section.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -111,13 +75,25 @@ pub struct SegmentationConfig {
     pub test_set: String,
     /// Training augmentation.
     pub augment: SegAugment,
-    /// Evaluate on centre crops of this side (release VOC: off, full images at batch 1).
-    pub val_crop: Option<usize>,
+    /// Evaluate on centre crops of this side after resizing the short side to it (release VOC:
+    /// 513, `--crop_val`); 0 evaluates full images (release Cityscapes). A number rather than an
+    /// option, as `augment.crop`: a `None` would vanish from a saved TOML config and come back as
+    /// the preset's value.
+    pub val_crop: usize,
+    /// Subtract ImageNet's mean and divide by its deviation. The release feeds 0..1 images:
+    /// every `ExtNormalize` of `Segmentation/args.py` is commented out (L119, L128, L134, L149,
+    /// L156). afan's default is on (what ImageNet backbones were trained with, and every run
+    /// written before this field); the release presets set it off.
+    pub normalize: bool,
     /// Size of the generated set.
     pub synthetic: SyntheticSet,
     /// Backbone learning-rate factor (release: 0.1; the head learns at `optim.lr`).
     pub backbone_lr_mult: f64,
-    /// A-FAN points and weights.
+    /// Momentum of the backbone's batch norms (release: 0.01, `utils.set_bn_momentum`; the
+    /// head's keep PyTorch's 0.1).
+    pub backbone_bn_momentum: f64,
+    /// A-FAN points, attacks and weights: afan-models' [`SegmentationAfanConfig`] (default: the
+    /// release's VOC setting).
     pub afan: SegmentationAfanConfig,
 }
 
@@ -137,9 +113,11 @@ impl Default for SegmentationConfig {
             train_set: "train".into(),
             test_set: "val".into(),
             augment: SegAugment::default(),
-            val_crop: None,
+            val_crop: 0,
+            normalize: true,
             synthetic: SyntheticSet::default(),
             backbone_lr_mult: 0.1,
+            backbone_bn_momentum: RELEASE_BACKBONE_BN_MOMENTUM,
             afan: SegmentationAfanConfig::default(),
         }
     }
@@ -153,6 +131,14 @@ impl TaskSection for SegmentationConfig {
             return Err(TrainError::Config(format!(
                 "model.output_stride = {} must be 8 or 16",
                 self.model.output_stride
+            )));
+        }
+        if !(self.backbone_bn_momentum.is_finite()
+            && (0.0..=1.0).contains(&self.backbone_bn_momentum))
+        {
+            return Err(TrainError::Config(format!(
+                "backbone_bn_momentum = {} must be a number in [0, 1]",
+                self.backbone_bn_momentum
             )));
         }
         if !(self.backbone_lr_mult.is_finite() && self.backbone_lr_mult >= 0.0) {
@@ -197,7 +183,24 @@ impl TaskSection for SegmentationConfig {
     }
 }
 
-/// The release's VOC 2012 A-FAN run.
+/// The release's VOC 2012 A-FAN run, field by field: the first run of
+/// `Segmentation/sh/voc/2012/clean50/01_final50.sh` ("script L") with the defaults of
+/// `Segmentation/args.py` ("args L") and `Segmentation/main_aug_final.py` ("L"):
+///
+/// - `seed = 1` (`--random_seed`, args L87), `batch_size = 4` (script L10),
+///   `iterations = 30000` (`--total_itrs`, args L62).
+/// - `optim`: lr 0.01 (args L64), momentum 0.9 and weight decay 1e-4 (L79-82, args L83);
+///   `backbone_lr_mult = 0.1` (L80).
+/// - `schedule`: poly, power 0.9, per iteration (L84-85), no warm-up.
+/// - `eval_every = checkpoint_every = 100`: validation and `latest_*.pth` every
+///   `--val_interval` (args L92) iterations (L249-251).
+/// - the data: `--year 2012` (script L10): `train` / `val` without SBD (`voc_aug = false`);
+///   random scale 0.5-2, 513 crops (`--crop_size`, args L77), flips (args L115-117); no colour
+///   jitter; `--crop_val`: resize to 513 and centre-crop (args L123-127); `normalize = false`
+///   (see the field).
+/// - `backbone_bn_momentum = 0.01` (L75), the model `deeplabv3plus_resnet50` at output stride
+///   16 (script L11, args L58).
+/// - `afan`: [`SegmentationAfanConfig::voc`], its sources in its documentation.
 pub fn release() -> RunConfig<SegmentationConfig> {
     RunConfig {
         common: CommonConfig {
@@ -207,8 +210,8 @@ pub fn release() -> RunConfig<SegmentationConfig> {
             batch_size: 4,
             epochs: None,
             iterations: Some(30_000),
-            eval_every: Cadence::Iterations(1000),
-            checkpoint_every: Cadence::Iterations(1000),
+            eval_every: Cadence::Iterations(100),
+            checkpoint_every: Cadence::Iterations(100),
             optim: OptimConfig {
                 lr: 0.01,
                 momentum: 0.9,
@@ -226,8 +229,34 @@ pub fn release() -> RunConfig<SegmentationConfig> {
             },
             ..CommonConfig::default()
         },
-        task: SegmentationConfig::default(),
+        task: SegmentationConfig {
+            voc_aug: false,
+            val_crop: 513,
+            normalize: false,
+            ..SegmentationConfig::default()
+        },
     }
+}
+
+/// The release's Cityscapes A-FAN run, the first run of
+/// `Segmentation/sh/city/clean50/091_city_final01.sh` ("script L"): `--dataset cityscapes`
+/// (L14), lr 0.1 (L15), 768 crops (L16) without random scale, colour jitter 0.5
+/// (`args.py` L145-147), full-image evaluation (args L153-157), batch 4 (L17),
+/// [`SegmentationAfanConfig::cityscapes`]; the rest as [`release`].
+pub fn cityscapes() -> RunConfig<SegmentationConfig> {
+    let mut c = release();
+    c.task.dataset = SegmentationDataset::Cityscapes;
+    c.task.model.num_classes = 19;
+    c.task.augment = SegAugment {
+        scale: [1.0, 1.0],
+        crop: 768,
+        flip: true,
+        color_jitter: 0.5,
+    };
+    c.task.val_crop = 0;
+    c.task.afan = SegmentationAfanConfig::cityscapes();
+    c.common.optim.lr = 0.1;
+    c
 }
 
 /// No file and no data: a small MobileNetV2 (×0.25) DeepLabV3+ with A-FAN on 32×32
@@ -253,6 +282,12 @@ pub fn quickstart() -> RunConfig<SegmentationConfig> {
         color_jitter: 0.0,
     };
     c.task.backbone_lr_mult = 1.0;
+    c.task.val_crop = 0;
+    // From scratch: the normalized input and PyTorch's momentum are what it learned with
+    // before the release presets (no ImageNet statistics to keep).
+    c.task.normalize = true;
+    c.task.backbone_bn_momentum = 0.1;
+    c.task.voc_aug = true;
     c.task.afan.backbone.split = "features.6".into();
     c.common.iterations = Some(200);
     c.common.batch_size = 8;

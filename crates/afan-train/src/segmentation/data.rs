@@ -8,8 +8,18 @@ use afan_data::segmentation::{
 use afan_models::{IMAGENET_MEAN, IMAGENET_STD};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-/// ImageNet normalization, as the release (and torchvision's pretrained backbones) expect.
+/// ImageNet normalization, as torchvision's pretrained backbones expect.
 pub const NORMALIZE: ([f32; 3], [f32; 3]) = (IMAGENET_MEAN, IMAGENET_STD);
+
+/// The mean and deviation `cfg` feeds the network with: [`NORMALIZE`], or none (0..1 images,
+/// the release) when `normalize` is off.
+pub fn normalization(cfg: &SegmentationConfig) -> ([f32; 3], [f32; 3]) {
+    if cfg.normalize {
+        NORMALIZE
+    } else {
+        ([0.0; 3], [1.0; 3])
+    }
+}
 
 /// The labels of a configuration's data, background first.
 pub fn class_names(cfg: &SegmentationConfig) -> Vec<String> {

@@ -1,6 +1,6 @@
 //! Segmentation evaluation: one confusion matrix over the whole split, scores from it.
 
-use super::data::{NORMALIZE, context, to_tensors};
+use super::data::{context, to_tensors};
 use crate::error::{Result, TrainError};
 use crate::task::{Evaluation, Value};
 use afan_data::segmentation::{ConfusionMatrix, SegDataset, SegScores, load_batch};
@@ -8,11 +8,12 @@ use afan_models::DeepLabV3Plus;
 use burn::tensor::{Device, Tensor};
 
 /// Scores of `model` on `dataset`: full images one at a time, or centre crops of `val_crop` in
-/// batches of `batch_size`.
+/// batches of `batch_size`; images normalized by `norm` (mean, deviation).
 pub fn scores(
     model: &DeepLabV3Plus,
     dataset: &SegDataset,
     val_crop: Option<usize>,
+    norm: ([f32; 3], [f32; 3]),
     batch_size: usize,
     device: &Device,
     quiet: bool,
@@ -26,7 +27,7 @@ pub fn scores(
     let indices: Vec<usize> = (0..dataset.len()).collect();
     let bar = crate::progress::bar(indices.len().div_ceil(batch), "eval", quiet);
     for chunk in indices.chunks(batch) {
-        let b = load_batch(dataset, chunk, None, val_crop, (0, 0), NORMALIZE);
+        let b = load_batch(dataset, chunk, None, val_crop, (0, 0), norm);
         let b = context(b, "evaluation")?;
         let labels = b.labels.clone();
         let (x, _) = to_tensors(b, device);

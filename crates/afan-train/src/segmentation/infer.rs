@@ -1,7 +1,7 @@
 //! One image in, its per-pixel classes out: a VOC-palette label PNG and, if asked, the photo
 //! tinted by class.
 
-use super::data::{NORMALIZE, to_tensors};
+use super::data::to_tensors;
 use super::evaluate::predict_labels;
 use crate::error::{Result, TrainError};
 use afan_data::segmentation::{
@@ -11,10 +11,11 @@ use afan_models::DeepLabV3Plus;
 use burn::tensor::Device;
 use std::path::Path;
 
-/// Predicts the classes of `image` and writes them to `mask` (and the image tinted by class to
-/// `overlay`).
+/// Predicts the classes of `image` (normalized by `norm`: mean, deviation) and writes them to
+/// `mask` (and the image tinted by class to `overlay`).
 pub fn segment_image(
     model: &DeepLabV3Plus,
+    norm: ([f32; 3], [f32; 3]),
     image: &Path,
     mask: &Path,
     overlay: Option<&Path>,
@@ -27,7 +28,7 @@ pub fn segment_image(
         mask: vec![0; width * height],
         rgb: rgb.clone(),
     };
-    let (x, _) = to_tensors(to_batch(&[sample], NORMALIZE.0, NORMALIZE.1)?, device);
+    let (x, _) = to_tensors(to_batch(&[sample], norm.0, norm.1)?, device);
     let labels = predict_labels(model, x)?;
     write_palette_png(mask, &labels, width, height)
         .map_err(|e| TrainError::Config(format!("cannot write {}: {e}", mask.display())))?;

@@ -7,7 +7,6 @@ pub mod data;
 pub mod evaluate;
 pub mod infer;
 pub mod loss;
-pub mod objective;
 
 use crate::checkpoint::{Checkpoint, is_archive};
 use crate::config::RunConfig;
@@ -16,12 +15,12 @@ use crate::task::{Evaluation, Measure, Purpose, StepContext, StepOutput, Task};
 use crate::task_kind::Method;
 use afan_core::{SplitModel, attack_copy, materialize};
 use afan_data::segmentation::{SegBatch, SegDataset, load_batch};
-use afan_models::{DeepLabV3Plus, StateDict};
+use afan_models::{DeepLabV3Plus, StateDict, segmentation_afan_objective};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor};
 use config::SegmentationConfig;
-use data::{NORMALIZE, context, to_tensors};
+use data::{context, normalization, to_tensors};
 use loss::seg_cross_entropy;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -36,6 +35,11 @@ pub struct SegmentationTask {
 }
 
 impl SegmentationTask {
+    /// The mean and deviation the network's input is normalized with.
+    pub fn normalization(&self) -> ([f32; 3], [f32; 3]) {
+        normalization(&self.config.task)
+    }
+
     /// The class names in label order.
     pub fn class_names(&self) -> &[String] {
         &self.class_names
@@ -53,8 +57,9 @@ impl SegmentationTask {
         let Some(test) = &self.test else {
             return Err(TrainError::Config("no evaluation data was opened".into()));
         };
-        let crop = self.config.task.val_crop;
-        let s = evaluate::scores(model, test, crop, batch_size, device, quiet)?;
+        let crop = Some(self.config.task.val_crop).filter(|&c| c > 0);
+        let norm = normalization(&self.config.task);
+        let s = evaluate::scores(model, test, crop, norm, batch_size, device, quiet)?;
         Ok(evaluate::evaluation(&s))
     }
 
@@ -138,10 +143,14 @@ impl Task for SegmentationTask {
             }
             eprintln!("initial weights from {}", path.display());
         }
-        let model = materialize(model);
+        let model =
+            materialize(model.with_backbone_bn_momentum(self.config.task.backbone_bn_momentum));
         if self.config.common.method == Method::Afan {
-            model.split_point(&self.config.task.afan.backbone.split)?;
-            model.split_point(&self.config.task.afan.decoder_split)?;
+            self.config
+                .task
+                .afan
+                .validate(&model)
+                .map_err(|e| TrainError::Config(format!("invalid [afan] section: {e}")))?;
         }
         Ok(model)
     }
@@ -171,6 +180,7 @@ impl Task for SegmentationTask {
         );
         let aug = &self.config.task.augment;
         let seed = self.config.common.seed;
+        let norm = normalization(&self.config.task);
         Box::new((start..per).map(move |k| {
             let it = (epoch * per + k) as u64;
             let batch = load_batch(
@@ -179,7 +189,7 @@ impl Task for SegmentationTask {
                 Some(aug),
                 None,
                 (seed, it),
-                NORMALIZE,
+                norm,
             );
             context(batch, "training")
         }))
@@ -247,12 +257,11 @@ impl SegmentationTask {
                 measures: vec![],
             });
         }
-        let se = model.split_point(&afan.backbone.split)?;
-        let sd = model.split_point(&afan.decoder_split)?;
         let attacker = attack_copy(model, afan.backbone.attack_bn);
-        let out = objective::seg_afan_objective(model, &attacker, x, (&se, &sd), afan, |o| {
+        let out = segmentation_afan_objective(model, &attacker, x, afan, |o| {
             seg_cross_entropy(o.clone(), y.clone())
-        });
+        })
+        .map_err(|e| TrainError::Config(format!("invalid [afan] section: {e}")))?;
         let points = out
             .point_losses
             .into_iter()

@@ -265,6 +265,12 @@ impl<'a, T: Task> Events<'a, T> {
             last,
             best: state.best,
             best_iteration: state.best_iteration,
+            best_record: state.best_iteration.and_then(|at| {
+                self.history
+                    .iter()
+                    .find(|r| r.get("iteration").and_then(|v| v.as_u64()) == Some(at as u64))
+                    .map(|r| json!(r))
+            }),
             evaluation: self.last_eval.map(|e| e.report),
             first_loss: self.history.first().and_then(|r| number(r, "train_loss")),
             last_loss: self.history.last().and_then(|r| number(r, "train_loss")),

@@ -84,6 +84,9 @@ pub struct Summary {
     pub best: Option<f64>,
     /// The iteration of the best headline.
     pub best_iteration: Option<usize>,
+    /// The metrics record of that evaluation (with the test figures of a run that picks its
+    /// best checkpoint on a validation split: the release's reported number).
+    pub best_record: Option<serde_json::Value>,
     /// The last evaluation's whole report (of this process).
     pub evaluation: Option<serde_json::Value>,
     /// Mean training loss of the first and the last recorded window.
