@@ -68,11 +68,15 @@ fn write_voc(root: &Path) {
     fs::write(sets.join("val.txt"), ids[4..].join("\n")).unwrap();
 }
 
-const SMALL: [&str; 14] = [
+/// Evaluation on full images (`val_crop = 0`; the VOC release preset crops to 513), so that
+/// `eval` scores what `infer` predicts.
+const SMALL: [&str; 16] = [
     "--set",
     "model.backbone={mobilenet_v2={width_mult=0.25}}",
     "--set",
     "voc_aug=false",
+    "--set",
+    "val_crop=0",
     "--set",
     "augment.crop=32",
     "--iterations",
@@ -288,7 +292,8 @@ fn cityscapes_baseline_and_afan_train_eval_infer() {
     }
 }
 
-const CITYSCAPES: [&str; 2] = ["--set", "dataset=\"cityscapes\""];
+/// `--dataset cityscapes` starts from the Cityscapes release preset.
+const CITYSCAPES: [&str; 2] = ["--dataset", "cityscapes"];
 
 /// An A-FAN run stopped after 2 of 4 iterations and resumed from its `last.ckpt` ends where the
 /// uninterrupted run ends: the same loss at every evaluation (full precision), the same first and

@@ -233,6 +233,37 @@ fn detection(old: &Value, class_names: &Value) -> Value {
     if old["dataset"] == "voc" && class_names.is_array() {
         c.insert("classes".into(), class_names.clone());
     }
+    // The detector the first format built, where the release presets (issue 17) now differ:
+    // every field an old `detector` table could not hold, at its value of that time.
+    if let Some(Value::Object(d)) = c.get_mut("detector") {
+        d.entry("head_init").or_insert(json!("normal"));
+        let rpn = d.entry("rpn").or_insert(json!({}));
+        if let Value::Object(rpn) = rpn {
+            for (k, v) in [
+                ("nms_rule", "torchvision"),
+                ("objectness", "sigmoid"),
+                ("anchor_layout", "legacy"),
+                ("sampling", "per_image"),
+                ("loss_norm", "per_batch"),
+                ("bounds", "image"),
+            ] {
+                rpn.entry(k).or_insert(json!(v));
+            }
+        }
+        let roi = d.entry("roi").or_insert(json!({}));
+        if let Value::Object(roi) = roi {
+            for (k, v) in [
+                ("pooled_max_2x2", json!(false)),
+                ("head_pool", json!("mean")),
+                ("sampling", json!("per_image")),
+                ("loss_norm", json!("per_batch")),
+                ("add_gt_boxes", json!(true)),
+                ("nms_rule", json!("torchvision")),
+            ] {
+                roi.entry(k).or_insert(v);
+            }
+        }
+    }
     let s = &old["schedule"];
     c.insert(
         "schedule".into(),
