@@ -328,7 +328,7 @@ fn fixtures(dir: Option<PathBuf>) -> Result<()> {
 
 /// The scripts that write committed fixtures (the others under xtask/reference are modules,
 /// benchmarks and manual checks).
-const GOLDEN_SCRIPTS: [&str; 11] = [
+const GOLDEN_SCRIPTS: [&str; 13] = [
     "golden_cifar.py",
     "golden_cifar_attacks.py",
     "golden_torchvision.py",
@@ -337,6 +337,8 @@ const GOLDEN_SCRIPTS: [&str; 11] = [
     "mobilenet_v2_keys.py",
     "golden_deeplab.py",
     "roi_align.py",
+    "conv_kernels.py",
+    "resize_bilinear.py",
     "seg_metrics.py",
     "coco_eval_fixtures.py",
     "voc_map_fixtures.py",

@@ -16,7 +16,8 @@
 //!   scatter against the weight-matrix product the other backends run (`[R*49, H*W] x [H*W, C]`);
 //! - `upsample`: DeepLabV3+'s bilinear resizes (ASPP output to stride 4, logits to the input).
 //!
-//! Each line: flex's forward / input gradient / weight gradient, then afan's.
+//! Each line: flex's forward / input gradient / weight gradient, then afan's. A third argument
+//! `afan-only` skips flex's convolutions (to compare afan builds or `AFAN_CONV_BLOCK_COLUMNS`).
 
 mod common;
 
@@ -72,17 +73,21 @@ fn conv_line(c: &Conv, iters: usize) {
     );
     let dyt = tensor(dy.clone(), [g.batch, g.out_ch, oh, ow]);
     let opts = ConvOptions::new(g.stride, g.padding, g.dilation, g.groups);
-    let flex = [
-        time(iters, || {
-            Flex::conv2d(xt.clone(), wt.clone(), None, opts.clone())
-        }),
-        time(iters, || {
-            Flex::conv2d_x_backward(xt.clone(), wt.clone(), dyt.clone(), opts.clone())
-        }),
-        time(iters, || {
-            Flex::conv2d_weight_backward(xt.clone(), wt.clone(), dyt.clone(), opts.clone())
-        }),
-    ];
+    let flex = if std::env::args().any(|a| a == "afan-only") {
+        [f64::NAN; 3]
+    } else {
+        [
+            time(iters, || {
+                Flex::conv2d(xt.clone(), wt.clone(), None, opts.clone())
+            }),
+            time(iters, || {
+                Flex::conv2d_x_backward(xt.clone(), wt.clone(), dyt.clone(), opts.clone())
+            }),
+            time(iters, || {
+                Flex::conv2d_weight_backward(xt.clone(), wt.clone(), dyt.clone(), opts.clone())
+            }),
+        ]
+    };
     let afan = [
         time(iters, || conv2d_forward(g, &x, &w)),
         time(iters, || conv2d_backward(g, &x, &w, &dy, [true, false])),
