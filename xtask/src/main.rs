@@ -328,8 +328,13 @@ fn fixtures(dir: Option<PathBuf>) -> Result<()> {
 
 /// The scripts that write committed fixtures (the others under xtask/reference are modules,
 /// benchmarks and manual checks).
-const GOLDEN_SCRIPTS: [&str; 13] = [
+const GOLDEN_SCRIPTS: [&str; 18] = [
     "golden_cifar.py",
+    "release_step_classification.py",
+    "release_step_classification_learnable.py",
+    "release_step_detection.py",
+    "release_step_segmentation.py",
+    "pil_resize_fixtures.py",
     "golden_cifar_attacks.py",
     "golden_torchvision.py",
     "pth_fixtures.py",
