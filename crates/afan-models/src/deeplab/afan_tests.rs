@@ -232,8 +232,8 @@ fn the_shared_head_draws_one_dropout_mask_per_release_pass() {
     model.head.aspp.dropout.prob = 0.5;
     let head = SharedHead::run(&model, x, &se, &sd);
     let (sd_feature, clean) = (
-        head.feature_sd.into_data().to_vec::<f32>().unwrap(),
-        head.clean_aspp.into_data().to_vec::<f32>().unwrap(),
+        head.feature_sd.into_data().try_to_vec::<f32>().unwrap(),
+        head.clean_aspp.into_data().try_to_vec::<f32>().unwrap(),
     );
     // Where both masks kept a value it is the same (the undropped output over 1 - p); the
     // sd feature and the clean pass lose different elements, as the release's two passes do.
