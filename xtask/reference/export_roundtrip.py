@@ -182,7 +182,9 @@ def main():
             names = args.names or sorted(p.name[:-len("_io.safetensors")] for p in directory.glob("*_io.safetensors"))
         else:
             out = subprocess.run(["cargo", "run", "-q", "-p", "afan-models", "--example", "export_models", "--",
-                                  str(directory), *selection], check=True, capture_output=True, text=True)
+                                  str(directory), *selection], capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"export_models failed ({out.returncode}):\n{out.stderr}")
             names = out.stdout.split()
         print(f"torch {torch.__version__}, torchvision {torchvision.__version__}")
         failed = [n for n in names if not check(directory, n)]

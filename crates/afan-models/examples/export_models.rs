@@ -122,7 +122,7 @@ fn save<M: PytorchExport, const D: usize>(
     }
     let mut io = StateDict::default();
     for (key, t) in [("input", input.into_data()), ("output", output.into_data())] {
-        let shape = t.shape.to_vec();
+        let shape = t.shape().to_vec();
         io.insert(
             key.into(),
             t.convert::<f32>().try_into_vec()?,

@@ -38,7 +38,7 @@ pub enum ImportError {
     /// The state dict does not fit the model.
     #[error(
         "the weights do not fit {model}: {}",
-        describe(missing, unexpected, shapes, dtypes, values)
+        describe(missing, unexpected, shapes, dtypes, &[])
     )]
     Mismatch {
         /// The model's name.
@@ -51,8 +51,19 @@ pub enum ImportError {
         shapes: Vec<(String, Vec<usize>, Vec<usize>)>,
         /// `(key, dtype)` of tensors the model needs as floats but the file stores otherwise.
         dtypes: Vec<(String, &'static str)>,
-        /// `(key, expected values)` of constant buffers that hold other values than the ones
-        /// afan's model computes with (see [`PytorchBuffer::fixed`]).
+    },
+    /// The state dict fits the model, but constant buffers hold other values than the ones
+    /// afan's model computes with (see [`PytorchBuffer::fixed`]): another preprocessing.
+    /// (A variant of its own, reported once the keys and shapes fit, keeps
+    /// [`ImportError::Mismatch`], and so every `Result` of an import, small.)
+    #[error(
+        "the weights do not fit {model}: {}",
+        describe(&[], &[], &[], &[], values)
+    )]
+    Constants {
+        /// The model's name.
+        model: String,
+        /// `(key, expected values)`.
         values: Vec<(String, String)>,
     },
 }
@@ -154,13 +165,22 @@ impl ImportReport {
         if self.is_complete() {
             return Ok(());
         }
+        let fits = self.missing.is_empty()
+            && self.unexpected.is_empty()
+            && self.shapes.is_empty()
+            && self.dtypes.is_empty();
+        if fits {
+            return Err(ImportError::Constants {
+                model: self.model,
+                values: self.values,
+            });
+        }
         Err(ImportError::Mismatch {
             model: self.model,
             missing: self.missing,
             unexpected: self.unexpected,
             shapes: self.shapes,
             dtypes: self.dtypes,
-            values: self.values,
         })
     }
 

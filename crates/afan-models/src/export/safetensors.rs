@@ -15,7 +15,9 @@ use std::path::Path;
 
 /// Writes `dict` into `temp` (at `temp_path`); `target` names the file in messages.
 pub(super) fn write(dict: &StateDict, temp: &mut File, target: &Path) -> Result<(), ExportError> {
-    let bytes: Vec<(&str, Dtype, &[usize], Cow<[u8]>)> = dict
+    // (key, dtype, shape, little-endian bytes)
+    type Record<'a> = (&'a str, Dtype, &'a [usize], Cow<'a, [u8]>);
+    let bytes: Vec<Record> = dict
         .tensors
         .iter()
         .map(|(key, e)| {

@@ -88,7 +88,7 @@ fn classifiers_round_trip_bitwise_through_both_formats() {
             m.forward(x.clone())
                 .into_data()
                 .convert::<f32>()
-                .to_vec()
+                .try_into_vec::<f32>()
                 .unwrap()
         };
         let (got, want) = (logits(&back), logits(&model));
