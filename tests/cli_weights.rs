@@ -248,3 +248,88 @@ fn weights_that_do_not_fit_or_do_not_parse_are_one_clear_error() {
         &["--mean/--std"],
     );
 }
+
+#[test]
+fn export_writes_state_dicts_that_evaluate_like_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = pytorch_weights(dir.path());
+    let (train, test) = shapes10(16, 48, 5);
+    let data = write_cifar_dataset(dir.path(), CifarKind::Cifar10, &train, &test).unwrap();
+    let ckpt = dir.path().join("resnet20.ckpt");
+    ok(&[
+        "convert",
+        "--from",
+        s(&weights),
+        "--model",
+        "resnet20",
+        "--out",
+        s(&ckpt),
+    ]);
+    let common = ["--dataset", "cifar10", "--data", s(&data), "--json"];
+    let mut args = vec!["eval", "--checkpoint", s(&ckpt)];
+    args.extend(common);
+    let (want, _) = ok(&args);
+    assert_eq!(want["samples"], 48);
+
+    // Both formats, the second one's format from the extension; each evaluates as a state dict
+    // exactly like the checkpoint (same loss and accuracy: same logits).
+    for (name, format) in [("w.safetensors", Some("safetensors")), ("w.pt", None)] {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "export",
+            "--checkpoint",
+            s(&ckpt),
+            "--out",
+            s(&out),
+            "--json",
+        ];
+        if let Some(f) = format {
+            args.extend(["--format", f]);
+        }
+        let (summary, _) = ok(&args);
+        assert_eq!(summary["model"], "resnet20", "{summary}");
+        assert_eq!(summary["format"], format.unwrap_or("pth"));
+        assert_eq!(summary["bytes"], std::fs::metadata(&out).unwrap().len());
+        let mut args = vec!["eval", "--weights", s(&out), "--model", "resnet20"];
+        args.extend(common);
+        let (got, _) = ok(&args);
+        assert_eq!(got, want, "{name}");
+        // The release's names, with PyTorch's batch-norm counters, which the fixture lacks.
+        let dict = StateDict::from_file(&out).unwrap();
+        assert!(dict.keys().any(|k| k.ends_with("num_batches_tracked")));
+        assert!(dict.keys().all(|k| !k.starts_with("module.")));
+    }
+
+    // An existing file is replaced only with --overwrite; the refusal leaves it as it was.
+    let out = dir.path().join("w.safetensors");
+    std::fs::write(&out, b"keep").unwrap();
+    let args = ["export", "--checkpoint", s(&ckpt), "--out", s(&out)];
+    fails(&args, &[s(&out), "already exists", "--overwrite"]);
+    assert_eq!(std::fs::read(&out).unwrap(), b"keep");
+    let mut args = args.to_vec();
+    args.push("--overwrite");
+    ok(&args);
+    assert!(StateDict::from_file(&out).unwrap().len() > 100);
+
+    // A format that is neither is named; so is an extension that says nothing.
+    let out = dir.path().join("w.onnx");
+    let args = ["export", "--checkpoint", s(&ckpt), "--out", s(&out)];
+    fails(
+        &[&args[..], &["--format", "onnx"]].concat(),
+        &["--format onnx", "safetensors or pth"],
+    );
+    fails(&args, &[s(&out), "--format safetensors|pth"]);
+    fails(
+        &[
+            "export",
+            "--checkpoint",
+            "/nonexistent/best.ckpt",
+            "--out",
+            s(&out),
+            "--format",
+            "pth",
+        ],
+        &["/nonexistent/best.ckpt"],
+    );
+    assert!(!out.exists());
+}
