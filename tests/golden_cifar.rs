@@ -8,8 +8,8 @@
 //! against f64 can only agree absolutely near zero.
 
 use afan_core::{
-    AfanConfig, MomentStats, SplitModel, SplitPoint, afan_objective, attack_copy, cross_entropy,
-    feature_pgd, materialize, moment_exchange, strength_points,
+    AfanConfig, CleanPass, GradientRouting, MomentStats, SplitModel, SplitPoint, afan_objective,
+    attack_copy, cross_entropy, feature_pgd, materialize, moment_exchange, strength_points,
 };
 use afan_models::{CifarResNet, PytorchImport, StateDict};
 use burn::module::{Module, ModuleVisitor, Param};
@@ -72,13 +72,23 @@ fn setup(
     let m = model(dict, &dev);
     let x = tensor::<4>(dict, "x", &dev);
     let y: Tensor<1, Int> = tensor::<1>(dict, "y", &dev).int();
-    let mut cfg = AfanConfig::default();
+    // afan's routing before issue 17, which this fixture re-states: the augmented point on the
+    // live feature, moments exchanged, the clean pass first (the release's classification step is
+    // tests/golden_release_classification.rs).
+    let mut cfg = AfanConfig {
+        mask: "1".parse().unwrap(),
+        routing: GradientRouting::HeadAndTail,
+        clean_pass: CleanPass::First,
+        ..AfanConfig::default()
+    };
     cfg.pgd.steps = 3;
     let point = m.split_point("layer1").unwrap();
     (m, x, y, cfg, point)
 }
 
-fn check(
+/// Compares every tensor of `m` the prefix selects with the fixture (see [`Check`]) and returns
+/// how many were compared.
+pub(crate) fn check(
     dict: &StateDict,
     m: &CifarResNet,
     grads: &GradientsParams,
@@ -183,15 +193,7 @@ fn afan_gradients_and_sgd_step_match_pytorch_given_its_attack() {
         "every parameter's gradient compared"
     );
 
-    let mut sgd = SgdConfig::new()
-        .with_momentum(Some(MomentumConfig {
-            momentum: 0.9,
-            dampening: 0.0,
-            nesterov: false,
-        }))
-        .with_weight_decay(Some(WeightDecayConfig { penalty: 5e-4 }))
-        .init();
-    let m = sgd.step(0.1, m, grads);
+    let m = release_sgd().step(0.1, m, grads);
     assert_eq!(check(&dict, &m, &GradientsParams::new(), "sgd."), 59);
 }
 
@@ -232,6 +234,19 @@ fn running_statistics_after_an_afan_step_match_pytorch() {
         check(&dict, &synced, &GradientsParams::new(), "after."),
         2 * 19
     );
+}
+
+/// The release's optimizer (`Classification/main_perturb.py` L72-74: PyTorch's SGD, momentum 0.9
+/// without dampening, weight decay 5e-4 added to the gradient).
+pub(crate) fn release_sgd() -> burn::optim::ModuleOptimizer {
+    SgdConfig::new()
+        .with_momentum(Some(MomentumConfig {
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: false,
+        }))
+        .with_weight_decay(Some(WeightDecayConfig { penalty: 5e-4 }))
+        .init()
 }
 
 /// Compares a model's parameters (`sgd.`), their gradients (`grad.`) or its running statistics

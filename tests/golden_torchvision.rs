@@ -15,9 +15,8 @@ use burn::module::Module;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-#[path = "support/hash_weights.rs"]
-mod hash_weights;
 use crate::golden::{assert_close, host, tensor};
+use crate::hash_weights;
 
 fn fixture_path() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -4,7 +4,7 @@ steps on the feature, 2 strength points, positional moment exchange on point 1, 
 median seconds after warm-up, printed as one JSON object.
 
 Usage: python torch_step_bench.py [--batch 128] [--pgd-steps 3] [--iters 5] [--warmup 2] [--json]
-(other `afan bench` flags are accepted and ignored).
+[--threads N] (other `afan bench` flags are accepted and ignored).
 """
 import argparse, json, statistics, time
 import torch, torch.nn.functional as F
@@ -18,8 +18,11 @@ def main():
     p.add_argument("--pgd-steps", type=int, default=3)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", action="store_true")
     args, _ = p.parse_known_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = CifarResNet()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)

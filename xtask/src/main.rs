@@ -7,7 +7,9 @@
 //!   optional feature, so nothing else would notice it breaking).
 //! - `bench [ARGS]`: the release-build step benchmark (`afan bench`), plus, when a Python with
 //!   PyTorch is given in `AFAN_TORCH_PYTHON`, the same steps in PyTorch in the same run, so the
-//!   ratio in docs/benchmarks.md is measured on one machine at one time.
+//!   ratio in docs/benchmarks.md is measured on one machine at one time. `--task detect|segment`
+//!   gets each task's sizes unless given, and prints afan's and PyTorch's figures side by side;
+//!   `--threads N` runs both on N threads.
 //! - `fixtures [DIR]`: CIFAR-format data without downloading anything: the generated shapes as
 //!   `cifar-10-batches-bin/` (learnable), and a random-pixel CIFAR-100 `.tar.gz` archive.
 //! - `goldens`: regenerates every committed reference fixture from PyTorch, torchvision and
@@ -223,16 +225,32 @@ fn has_nextest() -> bool {
 }
 
 fn bench(extra: &[String]) -> Result<()> {
+    let (threads, extra) = take_flag(extra, "--threads");
+    let envs: Vec<(&str, &str)> = threads
+        .as_deref()
+        .map(|n| vec![("RAYON_NUM_THREADS", n)])
+        .unwrap_or_default();
+    let python_threads: Vec<String> = threads
+        .iter()
+        .flat_map(|n| ["--threads".to_string(), n.clone()])
+        .collect();
+    let task = flag_value(&extra, "--task")
+        .unwrap_or("classify")
+        .to_string();
+    if matches!(task.as_str(), "detect" | "segment") {
+        return bench_detseg(&task, &extra, &envs, &python_threads);
+    }
     let mut args = vec!["run", "--release", "-p", "afan-cli", "--", "bench"];
     args.extend(extra.iter().map(String::as_str));
-    cargo(&args, &[])?;
+    cargo(&args, &envs)?;
     match std::env::var("AFAN_TORCH_PYTHON") {
         Ok(python) => {
             let script = root().join("xtask/reference/torch_step_bench.py");
             eprintln!("+ {python} {} {}", script.display(), extra.join(" "));
             let status = Command::new(&python)
                 .arg(&script)
-                .args(extra)
+                .args(&extra)
+                .args(&python_threads)
                 .status()
                 .with_context(|| format!("cannot run {python}"))?;
             if !status.success() {
@@ -244,6 +262,148 @@ fn bench(extra: &[String]) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// The value after `flag` in `args` (`--flag value` or `--flag=value`).
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let prefix = format!("{flag}=");
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == flag {
+            args.get(i + 1).map(String::as_str)
+        } else {
+            a.strip_prefix(&prefix)
+        }
+    })
+}
+
+/// `args` without `flag` and its value, and that value.
+fn take_flag(args: &[String], flag: &str) -> (Option<String>, Vec<String>) {
+    let value = flag_value(args, flag).map(str::to_string);
+    let prefix = format!("{flag}=");
+    let mut rest = Vec::new();
+    let mut skip = false;
+    for a in args {
+        if std::mem::take(&mut skip) {
+            continue;
+        }
+        if a == flag {
+            skip = true;
+        } else if !a.starts_with(&prefix) {
+            rest.push(a.clone());
+        }
+    }
+    (value, rest)
+}
+
+/// `afan bench --task detect|segment` takes the classification defaults (`--batch 128 --size
+/// 32`) for flags it is not given; these are each task's own sizes (docs/benchmarks.md): one
+/// 600x800 image for the detector, 129x129 crops in pairs for DeepLabV3+.
+fn task_defaults(task: &str) -> &'static [(&'static str, &'static str)] {
+    match task {
+        "detect" => &[("--batch", "1")],
+        _ => &[("--size", "129"), ("--batch", "2")],
+    }
+}
+
+/// `bench --task detect|segment`: afan's rows and, with `AFAN_TORCH_PYTHON`, PyTorch's same
+/// steps (`xtask/reference/torch_<task>_bench.py`) side by side with their ratio.
+fn bench_detseg(
+    task: &str,
+    extra: &[String],
+    envs: &[(&str, &str)],
+    python_threads: &[String],
+) -> Result<()> {
+    let mut args = extra.to_vec();
+    for (flag, value) in task_defaults(task) {
+        if flag_value(&args, flag).is_none() {
+            args.extend([flag.to_string(), value.to_string()]);
+        }
+    }
+    let Ok(python) = std::env::var("AFAN_TORCH_PYTHON") else {
+        let mut cmd = vec!["run", "--release", "-p", "afan-cli", "--", "bench"];
+        cmd.extend(args.iter().map(String::as_str));
+        cargo(&cmd, envs)?;
+        eprintln!(
+            "(set AFAN_TORCH_PYTHON=/path/to/python-with-torch to time PyTorch in the same run)"
+        );
+        return Ok(());
+    };
+    if !args.iter().any(|a| a == "--json") {
+        args.push("--json".into());
+    }
+    let mut cmd = cargo_command();
+    cmd.args(["run", "--release", "-p", "afan-cli", "--", "bench"])
+        .args(&args)
+        .envs(envs.iter().copied())
+        .current_dir(root());
+    eprintln!(
+        "+ cargo run --release -p afan-cli -- bench {}",
+        args.join(" ")
+    );
+    let afan: serde_json::Value = serde_json::from_slice(&captured(cmd, "afan bench")?)
+        .context("afan bench printed no JSON rows")?;
+    let script = root().join(format!("xtask/reference/torch_{task}_bench.py"));
+    eprintln!("+ {python} {} {}", script.display(), args.join(" "));
+    let mut cmd = Command::new(&python);
+    cmd.arg(&script)
+        .args(&args)
+        .args(python_threads)
+        .current_dir(root().join("xtask/reference"));
+    let torch: serde_json::Value = serde_json::from_slice(&captured(cmd, "the PyTorch reference")?)
+        .context("the PyTorch reference printed no JSON")?;
+    let key = |r: &serde_json::Value| {
+        let text = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        (text("backbone"), text("method"))
+    };
+    let seconds = |r: &serde_json::Value| r.get("step_s").and_then(|v| v.as_f64());
+    let torch_rows = torch["rows"].as_array().cloned().unwrap_or_default();
+    println!(
+        "{task} training step, afan (`afan bench {}`) and {} ({} threads), median seconds",
+        args.join(" "),
+        torch["pytorch"]["framework"].as_str().unwrap_or("pytorch"),
+        torch["pytorch"]["threads"]
+    );
+    println!(
+        "{:<14} {:<9} {:>10} {:>10} {:>14} {:>14}",
+        "backbone", "method", "afan (s)", "torch (s)", "afan / torch", "afan RSS (MiB)"
+    );
+    for row in afan.as_array().into_iter().flatten() {
+        let (backbone, method) = key(row);
+        let theirs = torch_rows
+            .iter()
+            .find(|r| key(r) == key(row))
+            .and_then(seconds);
+        let ours = seconds(row).unwrap_or(f64::NAN);
+        let backbone = if backbone.is_empty() {
+            "resnet18".into()
+        } else {
+            backbone
+        };
+        println!(
+            "{:<14} {:<9} {:>10.3} {:>10.3} {:>14.2} {:>14.0}",
+            backbone,
+            method,
+            ours,
+            theirs.unwrap_or(f64::NAN),
+            ours / theirs.unwrap_or(f64::NAN),
+            row.get("peak_rss_mib")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
+}
+
+/// The standard output of `cmd` (its standard error shown as it runs), or an error naming `what`.
+fn captured(mut cmd: Command, what: &str) -> Result<Vec<u8>> {
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run {what}"))?;
+    if !out.status.success() {
+        bail!("{what} failed ({})", out.status);
+    }
+    Ok(out.stdout)
 }
 
 fn fixtures(dir: Option<PathBuf>) -> Result<()> {
@@ -269,8 +429,13 @@ fn fixtures(dir: Option<PathBuf>) -> Result<()> {
 
 /// The scripts that write committed fixtures (the others under xtask/reference are modules,
 /// benchmarks and manual checks).
-const GOLDEN_SCRIPTS: [&str; 11] = [
+const GOLDEN_SCRIPTS: [&str; 16] = [
     "golden_cifar.py",
+    "release_step_classification.py",
+    "release_step_classification_learnable.py",
+    "release_step_detection.py",
+    "release_step_segmentation.py",
+    "pil_resize_fixtures.py",
     "golden_cifar_attacks.py",
     "golden_torchvision.py",
     "pth_fixtures.py",

@@ -1,9 +1,11 @@
-//! One A-FAN configuration: where to cut, how to attack, which points to train on and how to weigh
-//! them. Defaults are the release's classification setting.
+//! One A-FAN configuration: where to cut, how to attack, which points to train on, where their
+//! gradient goes and how to weigh them. Defaults are the release's classification setting
+//! ([`AfanConfig::release_classification`]).
 
 use crate::loss::{LossPreset, LossWeights};
 use crate::moments::{ExchangeMask, MOMENT_EPSILON, MomentStats};
-use crate::pgd::FeaturePgdConfig;
+use crate::pgd::{FeaturePgdConfig, Projection};
+use crate::routing::{CleanPass, GradientRouting};
 use serde::{Deserialize, Serialize};
 
 /// How batch normalization behaves in the passes that only serve the attack.
@@ -37,8 +39,9 @@ pub struct AfanConfig {
     /// Classification uses 2 (clean and full strength), detection 5, segmentation 3.
     pub strengths: usize,
     /// Which augmented points (1..N-1) get the adversarial moments instead of the perturbation.
-    /// Classification default `1`: the full-strength point is trained on as clean content with
-    /// adversarial moments (set `0` for plain feature-adversarial training).
+    /// Classification default `0`: the release trains on the attacked feature itself and has no
+    /// moment exchange in classification; `1` trains the full-strength point as clean content
+    /// with adversarial moments.
     pub mask: ExchangeMask,
     /// Statistics of the moment exchange.
     pub stats: MomentStats,
@@ -50,20 +53,61 @@ pub struct AfanConfig {
     pub preset: LossPreset,
     /// Batch-norm behaviour during attack passes.
     pub attack_bn: AttackBatchNorm,
+    /// Whether the augmented points train the head too (`head_and_tail`) or only the layers
+    /// after the split (`tail_only`, the release).
+    pub routing: GradientRouting,
+    /// Whether the clean feature goes through the tail before or after the augmented points
+    /// (running statistics only; the release: last in classification, first elsewhere).
+    pub clean_pass: CleanPass,
 }
 
 impl Default for AfanConfig {
+    /// [`AfanConfig::release_classification`].
     fn default() -> Self {
+        Self::release_classification()
+    }
+}
+
+impl AfanConfig {
+    /// The release's classification step, field by field: `Classification/main_perturb.py` run
+    /// as the README says (`Classification/cmd/run_perturb.sh`, which sets `--gamma 0.5`).
+    ///
+    /// - `split = "layer1"`: `--perturb_idx` default 13 (main_perturb.py L45), the end of the
+    ///   ResNet-56s `sequential_model`'s stage 1 (resnet_s.py L86-95: 4 stem entries + 9 blocks).
+    /// - `pgd.steps = 5`: `--steps` default 5 (main_perturb.py L44).
+    /// - `pgd.step_size = 0.5`: `--gamma 0.5` (run_perturb.sh L1; argparse default 1.5, L46),
+    ///   divided by 255 at L180.
+    /// - `pgd.epsilon = 2`: `--eps` default 2 (L47; used only by random start and clipping).
+    /// - `pgd.random_start = false`: `--randinit` off (L48; attack_algo.py L42-44).
+    /// - `pgd.projection = none`: `--clip` off (L49; attack_algo.py L55-56).
+    /// - `strengths = 2`, `mask = "0"`: one adversarial point trained as is, no moment exchange
+    ///   (L195: `model(feature_map_adv, ...)`; README: classification supports feature
+    ///   augmentation only). `stats`/`moment_epsilon` keep the release's other tasks' values.
+    /// - `preset = classification`: `(CE(adv) + CE(clean)) / 2` (L197).
+    /// - `attack_bn = train`: `model.train()` (L159) for every pass, the attack's included
+    ///   (attack_algo.py L50).
+    /// - `routing = tail_only`: `model(input, end_point=...).detach()` (L173); the clean loss
+    ///   from a full forward (L196).
+    /// - `clean_pass = last`: `output_adv` (L195) before `output_clean` (L196).
+    pub fn release_classification() -> Self {
         Self {
             split: "layer1".to_string(),
-            pgd: FeaturePgdConfig::default(),
+            pgd: FeaturePgdConfig {
+                steps: 5,
+                step_size: 0.5,
+                epsilon: 2.0,
+                random_start: false,
+                projection: Projection::None,
+            },
             strengths: 2,
-            mask: "1".parse().expect("valid mask"),
+            mask: ExchangeMask::none(1),
             stats: MomentStats::Positional,
             moment_epsilon: MOMENT_EPSILON,
             weights: None,
             preset: LossPreset::Classification,
             attack_bn: AttackBatchNorm::Train,
+            routing: GradientRouting::TailOnly,
+            clean_pass: CleanPass::Last,
         }
     }
 }
@@ -161,12 +205,29 @@ mod tests {
     #[test]
     fn defaults_are_the_release_classification_setting_and_valid() {
         let c = AfanConfig::default();
+        assert_eq!(c, AfanConfig::release_classification());
+        assert_eq!(c.split, "layer1");
         assert_eq!(c.pgd.steps, 5);
         assert_eq!(c.pgd.step_size, 0.5);
         assert_eq!(c.pgd.epsilon, 2.0);
         assert!(!c.pgd.random_start);
+        assert_eq!(c.pgd.projection, Projection::None);
+        assert_eq!(c.mask.to_string(), "0");
         assert_eq!(c.loss_weights().points, vec![0.5, 0.5]);
+        assert_eq!(c.attack_bn, AttackBatchNorm::Train);
+        assert_eq!(c.routing, GradientRouting::TailOnly);
+        assert_eq!(c.clean_pass, CleanPass::Last);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn routing_reads_from_toml_and_defaults_to_tail_only() {
+        let c: AfanConfig = toml::from_str("routing = \"head_and_tail\"").unwrap();
+        assert_eq!(c.routing, GradientRouting::HeadAndTail);
+        let c: AfanConfig = toml::from_str("split = \"layer2\"").unwrap();
+        assert_eq!(c.routing, GradientRouting::TailOnly);
+        let e = toml::from_str::<AfanConfig>("routing = \"head\"").unwrap_err();
+        assert!(e.to_string().contains("tail_only"), "{e}");
     }
 
     #[test]

@@ -12,20 +12,28 @@
 
 pub mod config;
 pub mod device;
+pub mod learnable;
 pub mod loss;
 pub mod moments;
 pub mod objective;
 pub mod pgd;
 pub mod pixel;
+pub mod routing;
 pub mod split;
 pub mod strength;
 
 pub use config::{AfanConfig, AttackBatchNorm};
+pub use learnable::{
+    LearnableConfig, LearnableOutput, PointWeights, WeightProjection, learnable_objective,
+};
 pub use loss::{LossPreset, LossWeights, cross_entropy};
 pub use moments::{ExchangeMask, MomentStats, moment_exchange};
-pub use objective::{AfanOutput, afan_objective, attack_copy, augmented_losses, materialize};
+pub use objective::{
+    AfanOutput, afan_objective, attack_copy, augmented_features, augmented_losses, materialize,
+};
 pub use pgd::{FeaturePgdConfig, PgdOutcome, Projection, feature_pgd};
 pub use pixel::{PixelPgdConfig, pixel_pgd};
+pub use routing::{CleanPass, GradientRouting};
 pub use split::{SplitError, SplitModel, SplitPoint};
 pub use strength::strength_points;
 

@@ -4,6 +4,7 @@
 use crate::config::{AfanConfig, AttackBatchNorm};
 use crate::moments::moment_exchange;
 use crate::pgd::{PgdOutcome, feature_pgd};
+use crate::routing::{CleanPass, GradientRouting};
 use crate::split::{SplitModel, SplitPoint};
 use crate::strength::strength_points;
 use burn::module::{Module, ModuleMapper, Param};
@@ -54,7 +55,8 @@ pub fn attack_copy<M: Module>(model: &M, bn: AttackBatchNorm) -> M {
 ///
 /// `model` runs the training passes (gradients reach its parameters); `attacker` — normally
 /// [`attack_copy`] of the same model — runs the attack passes. `loss_fn` is the task loss of an
-/// output; it is also the attack loss, as in the release.
+/// output; it is also the attack loss, as in the release. [`augmented_losses`] says which passes
+/// run, in which order, and where their gradients go.
 pub fn afan_objective<M, L>(
     model: &M,
     attacker: &M,
@@ -65,6 +67,7 @@ pub fn afan_objective<M, L>(
 ) -> AfanOutput<M::Output>
 where
     M: SplitModel,
+    M::Input: Clone,
     L: Fn(&M::Output) -> Tensor<1>,
 {
     let (point_losses, clean_output, pgd) =
@@ -81,6 +84,22 @@ where
 /// point, detection a RoI point): attack the feature at `point`, take the strength points, exchange
 /// moments where the mask says, and return each point's loss (point 0 clean), the clean output and
 /// the attack — leaving the weighting to the caller.
+///
+/// The passes, as the release runs them under [`GradientRouting::TailOnly`]:
+/// 1. the clean head pass `model.forward_to(x)`, whose tail pass gives the clean loss (the
+///    release's separate full forward `model(x)`: the same numbers);
+/// 2. with [`AttackBatchNorm::Train`], a second head pass on `attacker` — the release's detached
+///    `model(x, end_point=...).detach()` — whose only effect beyond its value is the second
+///    momentum update of the head's running statistics that the release makes. It builds no
+///    graph (the attacker's parameters require no gradient). With
+///    [`AttackBatchNorm::Frozen`] no attack-only pass may touch the statistics, so the attack
+///    starts from the clean head pass, detached;
+/// 3. the `K` attack passes through the tail on `attacker`;
+/// 4. the tail passes of the augmented points, built from the detached feature, and of the clean
+///    feature, in the order `config.clean_pass` says.
+///
+/// Under [`GradientRouting::HeadAndTail`] the head runs once and the augmented points are built
+/// on its live output, so they train the head too.
 pub fn augmented_losses<M, L>(
     model: &M,
     attacker: &M,
@@ -91,30 +110,70 @@ pub fn augmented_losses<M, L>(
 ) -> (Vec<Tensor<1>>, M::Output, crate::PgdOutcome)
 where
     M: SplitModel,
+    M::Input: Clone,
     L: Fn(&M::Output) -> Tensor<1>,
 {
-    let feature = model.forward_to(input, point);
-    let pgd = feature_pgd(feature.clone(), &config.pgd, |f| {
+    let (clean, base) = match (config.routing, config.attack_bn) {
+        (GradientRouting::TailOnly, AttackBatchNorm::Train) => {
+            let clean = model.forward_to(input.clone(), point);
+            (clean, attacker.forward_to(input, point).detach())
+        }
+        (routing, _) => {
+            let clean = model.forward_to(input, point);
+            let base = routing.route(clean.clone());
+            (clean, base)
+        }
+    };
+    let pgd = feature_pgd(base.clone(), &config.pgd, |f| {
         loss_fn(&attacker.forward_from(f, point))
     });
-    let points = strength_points(feature.clone(), pgd.adversarial.clone(), config.strengths);
+    let augmented = augmented_features(base, pgd.adversarial.clone(), config);
 
-    let mut clean_output = None;
-    let mut point_losses = Vec::with_capacity(points.len());
-    for (i, f) in points.into_iter().enumerate() {
-        let f = if config.mask.applies_to(i) {
-            moment_exchange(feature.clone(), f, config.stats, config.moment_epsilon)
-        } else {
-            f
-        };
-        let output = model.forward_from(f, point);
-        point_losses.push(loss_fn(&output));
-        if i == 0 {
-            clean_output = Some(output);
+    let train = |features: Vec<Tensor<4>>| -> Vec<Tensor<1>> {
+        features
+            .into_iter()
+            .map(|f| loss_fn(&model.forward_from(f, point)))
+            .collect()
+    };
+    let (clean_output, augmented_losses) = match config.clean_pass {
+        CleanPass::First => {
+            let clean_output = model.forward_from(clean, point);
+            (clean_output, train(augmented))
         }
-    }
-    let clean = clean_output.expect("validated configs have at least two points");
-    (point_losses, clean, pgd)
+        CleanPass::Last => {
+            let augmented_losses = train(augmented);
+            (model.forward_from(clean, point), augmented_losses)
+        }
+    };
+    let mut point_losses = Vec::with_capacity(augmented_losses.len() + 1);
+    point_losses.push(loss_fn(&clean_output));
+    point_losses.extend(augmented_losses);
+    (point_losses, clean_output, pgd)
+}
+
+/// The augmented features `1..N` of a step: the strength points between `base` and
+/// `adversarial`, each replaced by `base` re-normalized to its moments where the mask says.
+///
+/// `base` is the feature the attack started from, already routed
+/// ([`GradientRouting::route`]): detached, the points are constants that train only the tail;
+/// live, they carry gradient back into the head.
+pub fn augmented_features(
+    base: Tensor<4>,
+    adversarial: Tensor<4>,
+    config: &AfanConfig,
+) -> Vec<Tensor<4>> {
+    strength_points(base.clone(), adversarial, config.strengths)
+        .into_iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, f)| {
+            if config.mask.applies_to(i) {
+                moment_exchange(base.clone(), f, config.stats, config.moment_epsilon)
+            } else {
+                f
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -8,8 +8,10 @@ use burn::tensor::Tensor;
 /// `n` evenly spaced points `f + t (f_adv - f)`, `t = i / (n - 1)`, `i = 0..n`.
 ///
 /// Point 0 is the clean feature itself and point `n - 1` the full-strength one. The difference
-/// `f_adv - f` is taken as a constant (as a pixel perturbation is in adversarial training), so every
-/// point still carries the gradient of `clean` back into the head of the network.
+/// `f_adv - f` is taken as a constant (as a pixel perturbation is in adversarial training), so
+/// every point carries the gradient of `clean` back into whatever produced it: pass a detached
+/// `clean` (the release's routing, [`crate::GradientRouting::route`]) and the points are
+/// constants that train only the tail.
 ///
 /// `n == 1` yields only the clean feature; `n == 0` yields nothing.
 pub fn strength_points(clean: Tensor<4>, adversarial: Tensor<4>, n: usize) -> Vec<Tensor<4>> {

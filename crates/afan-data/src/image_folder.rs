@@ -12,7 +12,6 @@ use crate::error::DataError;
 use crate::image_input::{ImageTransform, decode_image, to_chw};
 use crate::loader::{Batch, LoaderConfig, epoch_order, num_batches};
 use crate::seed::{rng_for, tag};
-use image::imageops::FilterType;
 use rand::Rng;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -192,15 +191,15 @@ impl ImageFolder {
     }
 }
 
-/// torchvision's `RandomResizedCrop.get_params` (scale (0.08, 1), ratio (3/4, 4/3)) followed by a
-/// bilinear resize to `size` and a horizontal flip with probability 1/2; `[3, size, size]` in
-/// [0, 1].
+/// torchvision's `RandomResizedCrop.get_params` (scale (0.08, 1), ratio (3/4, 4/3)) followed by
+/// Pillow's bilinear resize to `size` (what `F.resized_crop` runs on a PIL image) and a horizontal
+/// flip with probability 1/2; `[3, size, size]` in [0, 1].
 fn random_resized_crop(path: &Path, size: u32, rng: &mut impl Rng) -> Result<Vec<f32>, DataError> {
     let image = decode_image(path)?;
     let (w, h) = image.dimensions();
     let (x, y, cw, ch) = crop_params(w, h, rng);
     let crop = image::imageops::crop_imm(&image, x, y, cw, ch).to_image();
-    let mut out = image::imageops::resize(&crop, size, size, FilterType::Triangle);
+    let mut out = crate::resize::resize_rgb(&crop, size, size);
     if rng.random::<bool>() {
         image::imageops::flip_horizontal_in_place(&mut out);
     }

@@ -8,7 +8,6 @@
 //! 8-bit rounding, which moves logits slightly but not what a model predicts.
 
 use crate::error::DataError;
-use image::imageops::FilterType;
 use std::path::Path;
 
 /// The evaluation transform.
@@ -67,10 +66,11 @@ impl ImageTransform {
                 ),
             });
         }
+        // torchvision's `Resize` on a PIL image: Pillow's antialiased bilinear.
         let resized = if (w, h) == image.dimensions() {
             image.clone()
         } else {
-            image::imageops::resize(image, w, h, FilterType::Triangle)
+            crate::resize::resize_rgb(image, w, h)
         };
         let (x0, y0) = self.crop_origin(w, h);
         let crop = image::imageops::crop_imm(&resized, x0, y0, self.crop, self.crop).to_image();

@@ -17,6 +17,7 @@ pub mod image_input;
 pub mod loader;
 pub mod metrics;
 pub mod prefetch;
+pub mod resize;
 mod seed;
 pub mod seg;
 pub mod synthetic;

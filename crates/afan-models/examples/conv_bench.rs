@@ -47,15 +47,7 @@ struct Conv {
 
 impl Conv {
     fn new((c, k, size, stride, count): (usize, usize, usize, usize, usize)) -> Self {
-        let g = ConvGeom {
-            batch: BATCH,
-            in_ch: c,
-            in_hw: [size, size],
-            out_ch: k,
-            kernel: [3, 3],
-            stride: [stride; 2],
-            padding: [1, 1],
-        };
+        let g = ConvGeom::dense([BATCH, c, k], [size, size], [3, 3], [stride; 2], [1, 1]);
         let [oh, ow] = g.out_hw();
         Self {
             g,

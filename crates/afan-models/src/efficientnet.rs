@@ -91,8 +91,8 @@ fn make_divisible(v: f64) -> usize {
 /// Conv, batch norm and (optionally) SiLU: torchvision's `Conv2dNormActivation`.
 #[derive(Module, Debug)]
 pub struct ConvNormAct {
-    /// The conv (torchvision child `0`).
-    pub conv: Conv2d,
+    /// The conv (torchvision child `0`), on afan's kernels where they run.
+    pub conv: crate::conv::Conv2d,
     /// The batch norm (torchvision child `1`).
     pub bn: BatchNorm2d,
     /// Whether SiLU follows.
@@ -125,7 +125,7 @@ impl ConvNormAct {
             })
             .init(device);
         Self {
-            conv,
+            conv: conv.into(),
             bn: v.norm(cout).init(device),
             act,
         }

@@ -52,8 +52,8 @@ pub fn conv(
 /// which callers apply: ReLU in DeepLab, ReLU6 in MobileNetV2).
 #[derive(burn::module::Module, Debug)]
 pub struct ConvBn {
-    /// The convolution (torchvision `.0`).
-    pub conv: Conv2d,
+    /// The convolution (torchvision `.0`), on afan's kernels where they run.
+    pub conv: crate::conv::Conv2d,
     /// Its BatchNorm (torchvision `.1`).
     pub bn: crate::norm::BatchNorm2d,
 }
@@ -62,7 +62,7 @@ impl ConvBn {
     /// Wraps `conv` (of `channels` outputs) with a PyTorch-initialised BatchNorm.
     pub fn new(conv: Conv2d, channels: usize, device: &Device) -> Self {
         Self {
-            conv,
+            conv: conv.into(),
             bn: crate::norm::BatchNorm2dConfig::new(channels).init(device),
         }
     }

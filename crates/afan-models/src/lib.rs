@@ -16,9 +16,13 @@ pub mod registry;
 pub mod resnet;
 mod simd;
 pub mod state_dict;
+pub mod upsample;
 
 pub use cifar_resnet::CifarResNet;
-pub use deeplab::{DeepLabBackbone, DeepLabConfig, DeepLabV3Plus};
+pub use deeplab::{
+    DeepLabBackbone, DeepLabConfig, DeepLabV3Plus, SegmentationAfanConfig,
+    segmentation_afan_objective,
+};
 pub use detection::afan::{DetectionAfanConfig, detection_afan_objective};
 pub use detection::faster_rcnn::{FasterRcnn, FasterRcnnConfig};
 pub use detection::step::{

@@ -4,7 +4,9 @@
 //! poly decay with power 0.9, 513 crops with random scale 0.5-2 and flips.
 
 use crate::config::Method;
-use afan_core::{AfanConfig, ExchangeMask, FeaturePgdConfig, LossPreset};
+use afan_core::{
+    AfanConfig, CleanPass, ExchangeMask, FeaturePgdConfig, GradientRouting, LossPreset,
+};
 use afan_data::seg::SegAugment;
 use afan_models::{DeepLabBackbone, DeepLabConfig};
 use anyhow::{Context, Result, bail};
@@ -89,6 +91,10 @@ impl Default for SegAfanConfig {
                 strengths: 3,
                 mask: "01".parse::<ExchangeMask>().expect("valid mask"),
                 preset: LossPreset::Segmentation,
+                // afan's routing before issue 17 until the segmentation part of that issue gives
+                // this objective the release's.
+                routing: GradientRouting::HeadAndTail,
+                clean_pass: CleanPass::First,
                 ..AfanConfig::default()
             },
             decoder_split: "decoder".into(),

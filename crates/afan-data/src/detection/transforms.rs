@@ -26,58 +26,48 @@ impl ResizeConfig {
         max_size: 1333,
     };
 
-    /// Output `(height, width)` for an input of `(height, width)`, as Detectron2's
-    /// `ResizeShortestEdge`: scale the short side to `min_size`, shrink further if the
-    /// long side then exceeds `max_size`, round half up.
+    /// Output `(height, width)` for an input of `(height, width)`, as the release's
+    /// `preprocess` (`Detection/dataset/base.py` L74-86) computes it: scale the short side to
+    /// `min_size`, shrink further if the long side then exceeds `max_size`, and Python's
+    /// `round` (half to even) of each side times that scale, in the release's order of
+    /// operations.
     pub fn output_size(&self, height: usize, width: usize) -> (usize, usize) {
         let (h, w) = (height as f64, width as f64);
-        let scale = self.min_size as f64 / h.min(w);
-        let (mut nh, mut nw) = (h * scale, w * scale);
-        let long = nh.max(nw);
-        if long > self.max_size as f64 {
-            let s = self.max_size as f64 / long;
-            nh *= s;
-            nw *= s;
-        }
-        ((nh + 0.5) as usize, (nw + 0.5) as usize)
+        let scale_for_shorter_side = self.min_size as f64 / h.min(w);
+        let longer_side_after_scaling = h.max(w) * scale_for_shorter_side;
+        let scale_for_longer_side = if longer_side_after_scaling > self.max_size as f64 {
+            self.max_size as f64 / longer_side_after_scaling
+        } else {
+            1.0
+        };
+        let scale = scale_for_shorter_side * scale_for_longer_side;
+        let side = |v: f64| ((v * scale).round_ties_even() as usize).max(1);
+        (side(h), side(w))
     }
 }
 
-/// Source coordinate of output index `dst` for PyTorch's bilinear interpolation with
-/// `align_corners=False` (half-pixel centres, clamped at 0), and its two neighbours.
-fn source_index(dst: usize, ratio: f64, len: usize) -> (usize, usize, f32) {
-    let src = ((dst as f64 + 0.5) * ratio - 0.5).max(0.0);
-    let i0 = (src as usize).min(len - 1);
-    let i1 = (i0 + 1).min(len - 1);
-    (i0, i1, (src - i0 as f64) as f32)
-}
-
-/// Resizes `[c, h, w]` pixels bilinearly to `[c, out_h, out_w]` exactly as
-/// `F.interpolate(mode="bilinear", align_corners=False)` without antialiasing (what
-/// torchvision's detection transform runs); Burn's and the `image` crate's defaults
-/// differ, hence this small loop.
-pub fn resize_bilinear(
+/// Resizes `[c, h, w]` pixels in `[0, 1]` to `[c, out_h, out_w]` as the release's
+/// `transforms.Resize` on its PIL image does: each plane as 8-bit values (exact for decoded
+/// images; generated ones are rounded to the nearest level, as saving them would), Pillow's
+/// antialiased bilinear ([`crate::resize::pil_bilinear`]), back to `[0, 1]`.
+pub fn resize_pil_bilinear(
     pixels: &[f32],
     channels: usize,
     (h, w): (usize, usize),
     (out_h, out_w): (usize, usize),
 ) -> Vec<f32> {
-    let (ry, rx) = (h as f64 / out_h as f64, w as f64 / out_w as f64);
-    let xs: Vec<_> = (0..out_w).map(|x| source_index(x, rx, w)).collect();
-    let mut out = vec![0f32; channels * out_h * out_w];
-    for c in 0..channels {
-        let plane = &pixels[c * h * w..(c + 1) * h * w];
-        for y in 0..out_h {
-            let (y0, y1, ly) = source_index(y, ry, h);
-            let row = &mut out[(c * out_h + y) * out_w..(c * out_h + y + 1) * out_w];
-            for (o, &(x0, x1, lx)) in row.iter_mut().zip(&xs) {
-                let top = plane[y0 * w + x0] * (1.0 - lx) + plane[y0 * w + x1] * lx;
-                let bottom = plane[y1 * w + x0] * (1.0 - lx) + plane[y1 * w + x1] * lx;
-                *o = top * (1.0 - ly) + bottom * ly;
-            }
-        }
-    }
-    out
+    pixels
+        .chunks_exact(h * w)
+        .take(channels)
+        .flat_map(|plane| {
+            let bytes: Vec<u8> = plane
+                .iter()
+                .map(|&v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+                .collect();
+            crate::resize::pil_bilinear(&bytes, (w, h), 1, (out_w, out_h))
+        })
+        .map(|v| f32::from(v) / 255.0)
+        .collect()
 }
 
 /// Resizes a sample by `config`, scaling its boxes by the exact per-axis factors.
@@ -88,7 +78,7 @@ pub fn resize(sample: DetectionSample, config: &ResizeConfig) -> DetectionSample
         nw as f64 / sample.width as f64,
     );
     DetectionSample {
-        pixels: resize_bilinear(&sample.pixels, 3, (sample.height, sample.width), (nh, nw)),
+        pixels: resize_pil_bilinear(&sample.pixels, 3, (sample.height, sample.width), (nh, nw)),
         height: nh,
         width: nw,
         boxes: sample.boxes.iter().map(|b| b.scaled(sx, sy)).collect(),
@@ -123,19 +113,22 @@ mod tests {
     }
 
     #[test]
-    fn bilinear_matches_pytorch_align_corners_false() {
-        // F.interpolate(torch.tensor([[[[0., 1.], [2., 3.]]]]), size=(4, 4), mode="bilinear",
-        // align_corners=False) rows: [0, .25, .75, 1], +0.5, +1.5, +2 per row step.
-        let out = resize_bilinear(&[0.0, 1.0, 2.0, 3.0], 1, (2, 2), (4, 4));
-        let row = [0.0, 0.25, 0.75, 1.0];
-        let want: Vec<f32> = [0.0, 0.5, 1.5, 2.0]
-            .iter()
-            .flat_map(|dy| row.iter().map(move |x| x + dy))
-            .collect();
-        assert_eq!(out, want);
-        // Downsampling 4 -> 2 samples at 0.5 and 2.5: averages of neighbours.
-        let out = resize_bilinear(&[0.0, 1.0, 2.0, 3.0], 1, (1, 4), (1, 2));
-        assert_eq!(out, vec![0.5, 2.5]);
+    fn pixels_resize_as_pillow_does_their_8_bit_planes() {
+        // 2 -> 1 across: Pillow averages the two levels (0 and 255 give 128); each plane alone.
+        let out = resize_pil_bilinear(&[0.0, 1.0, 1.0, 1.0], 2, (1, 2), (1, 1));
+        assert_eq!(out, vec![128.0 / 255.0, 1.0]);
+    }
+
+    #[test]
+    fn output_sizes_round_half_to_even_as_the_release() {
+        // Ties: 5x2 (h x w) to short side 3 is 7.5 -> 8 (even), 7x2 is 10.5 -> 10 (half up,
+        // as Detectron2 rounds, would give 11).
+        let r = ResizeConfig {
+            min_size: 3,
+            max_size: 100,
+        };
+        assert_eq!(r.output_size(5, 2), (8, 3));
+        assert_eq!(r.output_size(7, 2), (10, 3));
     }
 
     fn sample() -> DetectionSample {

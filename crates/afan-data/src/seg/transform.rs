@@ -4,7 +4,6 @@
 //! smaller (image with 0, mask with 255 so padding is ignored), horizontal flip, optional colour
 //! jitter. Validation: full size, or shorter side resized to the crop and a centre crop.
 
-use image::imageops::{self, FilterType};
 use image::{GrayImage, RgbImage};
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -76,15 +75,17 @@ fn from_images(rgb: RgbImage, mask: GrayImage) -> SegSample {
     }
 }
 
-/// Resizes to `width x height`: bilinear for the image, nearest for the labels.
+/// Resizes to `width x height` as the release's `ExtResize`/`ExtRandomScale` do
+/// (`Segmentation/utils/ext_transforms.py`): Pillow's bilinear for the image, Pillow's nearest
+/// for the labels.
 fn resize(s: &SegSample, width: usize, height: usize) -> SegSample {
     if (width, height) == (s.width, s.height) {
         return s.clone();
     }
     let (w, h) = (width as u32, height as u32);
     from_images(
-        imageops::resize(&rgb_image(s), w, h, FilterType::Triangle),
-        imageops::resize(&gray_image(s), w, h, FilterType::Nearest),
+        crate::resize::resize_rgb(&rgb_image(s), w, h),
+        crate::resize::resize_labels(&gray_image(s), w, h),
     )
 }
 

@@ -17,15 +17,17 @@ use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 use burn::tensor::DType;
 use burn::tensor::ops::ConvOptions;
 
-/// A bias-free, ungrouped, undilated 2-d convolution with symmetric zero padding.
+/// A bias-free 2-d convolution with symmetric zero padding (grouped and dilated too).
 #[backend_extension(Flex, Autodiff)]
 pub trait FastConv: Backend {
-    /// `x [N, C, H, W]` convolved with `weight [K, C, kh, kw]`.
+    /// `x [N, C, H, W]` convolved with `weight [K, C / groups, kh, kw]`.
     fn afan_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
+        dilation: [usize; 2],
+        groups: usize,
     ) -> FloatTensor<Self>;
 }
 
@@ -41,8 +43,13 @@ pub trait FastConvBackward: FastConv {
     ) -> (Option<FloatTensor<Self>>, Option<FloatTensor<Self>>);
 }
 
-fn options(stride: [usize; 2], padding: [usize; 2]) -> ConvOptions<2> {
-    ConvOptions::new(stride, padding, [1, 1], 1)
+fn options(
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> ConvOptions<2> {
+    ConvOptions::new(stride, padding, dilation, groups)
 }
 
 /// The geometry and `f32` data of `x` and `weight`, or `None` where the kernels do not apply
@@ -56,7 +63,9 @@ fn f32_inputs<'a>(
         return None;
     }
     let ([n, c, h, w], [k, wc, kh, kw]) = (dims4(x), dims4(weight));
-    if wc != c || options.groups != 1 || options.dilation != [1, 1] || options.is_asymmetric() {
+    let groups = options.groups;
+    let grouped = groups > 0 && c % groups == 0 && k % groups == 0 && wc * groups == c;
+    if !grouped || options.is_asymmetric() || options.dilation.contains(&0) {
         return None;
     }
     let geom = ConvGeom {
@@ -67,8 +76,10 @@ fn f32_inputs<'a>(
         kernel: [kh, kw],
         stride: options.stride,
         padding: options.padding.map(|(p, _)| p),
+        dilation: options.dilation,
+        groups,
     };
-    (h + 2 * geom.padding[0] >= kh && w + 2 * geom.padding[1] >= kw).then_some(())?;
+    geom.fits().then_some(())?;
     Some((geom, x.as_slice::<f32>()?, weight.as_slice::<f32>()?))
 }
 
@@ -78,8 +89,10 @@ impl FastConv for Flex {
         weight: FlexTensor,
         stride: [usize; 2],
         padding: [usize; 2],
+        dilation: [usize; 2],
+        groups: usize,
     ) -> FlexTensor {
-        let options = options(stride, padding);
+        let options = options(stride, padding, dilation, groups);
         let (x, weight) = (contiguous(x), contiguous(weight));
         match f32_inputs(&x, &weight, &options) {
             Some((g, xs, ws)) => {
@@ -153,7 +166,10 @@ impl<B: FastConvBackward, C: CheckpointStrategy> FastConv for Autodiff<B, C> {
         weight: FloatTensor<Self>,
         stride: [usize; 2],
         padding: [usize; 2],
+        dilation: [usize; 2],
+        groups: usize,
     ) -> FloatTensor<Self> {
+        let options = options(stride, padding, dilation, groups);
         let prep = FastConvOp
             .prepare::<C>([x.node(), weight.node()])
             .compute_bound()
@@ -162,15 +178,23 @@ impl<B: FastConvBackward, C: CheckpointStrategy> FastConv for Autodiff<B, C> {
             OpsKind::Tracked(mut prep) => {
                 let x_state = prep.checkpoint(&x);
                 let w_state = prep.checkpoint(&weight);
-                let out =
-                    B::afan_conv2d(x.into_primitive(), weight.into_primitive(), stride, padding);
-                prep.finish((x_state, w_state, options(stride, padding)), out)
+                let out = B::afan_conv2d(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    stride,
+                    padding,
+                    dilation,
+                    groups,
+                );
+                prep.finish((x_state, w_state, options), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::afan_conv2d(
                 x.into_primitive(),
                 weight.into_primitive(),
                 stride,
                 padding,
+                dilation,
+                groups,
             )),
         }
     }

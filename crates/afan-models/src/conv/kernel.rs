@@ -1,5 +1,6 @@
-//! Convolution kernels on contiguous NCHW `f32` slices: per image, im2col into a reused
-//! thread-local buffer and one `gemm` call, images spread over the rayon pool.
+//! Convolution kernels on contiguous NCHW `f32` slices: per image (or per block of small images,
+//! [`images_per_block`]), im2col into a reused thread-local buffer and one `gemm` call per
+//! channel group, images spread over the rayon pool.
 //!
 //! Why not flex's own convolution: it converts every input to NHWC and back, zero-fills fresh
 //! patch matrices, computes the input gradient as a transposed convolution and the weight gradient
@@ -12,6 +13,7 @@
 //! Determinism: every sum has a fixed order that depends on the shapes only (per image, then
 //! over fixed groups of images), never on the thread count or on rayon's scheduling.
 
+use super::depthwise::{depthwise_backward, depthwise_forward, is_depthwise};
 pub use super::geom::ConvGeom;
 use super::geom::flip_transpose;
 use super::patches::{col2im, im2col};
@@ -24,6 +26,19 @@ use std::mem::MaybeUninit;
 /// Groups of images whose weight gradients are summed separately (in parallel) and then in order;
 /// enough to keep a many-core pool busy, few enough that the partial sums stay small.
 const WEIGHT_GRAD_GROUPS: usize = 16;
+
+/// Columns (output pixels over all images of a block) below which images share one product.
+/// A RoI head's 4x4 maps gave gemm 16 columns per image: each call packed the whole weight (and,
+/// for the weight gradient, read and wrote the whole accumulator) to multiply it by a sliver,
+/// which made `layer4` on 128 regions most of a detector's step. Blocks of images, side by side
+/// in one patch matrix, give it at least this many.
+pub const BLOCK_COLUMNS: usize = 256;
+
+/// Images whose patch matrices go side by side into one product: a function of the shapes only,
+/// so that every sum keeps its order whatever the thread count.
+pub fn images_per_block(g: &ConvGeom) -> usize {
+    (BLOCK_COLUMNS / g.out_pixels().max(1)).clamp(1, g.batch.max(1))
+}
 
 /// How the input gradient of a convolution is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,31 +132,136 @@ fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
     unsafe { &mut *(v as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
-/// Runs `f` on the patch matrix of image `x_n` (`[C*kh*kw, OH*OW]`, row-major): the image
-/// itself for a pointwise convolution, else im2col's copy in this thread's scratch.
+/// Runs `f` on the patch matrix of image `x_n` (`[C*kh*kw, OH*OW]`, row-major; `g` ungrouped,
+/// `x_n` one group's channels): the image itself for a pointwise convolution, else im2col's copy
+/// in this thread's scratch.
 fn with_patches<R>(g: &ConvGeom, x_n: &[f32], f: impl FnOnce(Mat) -> R) -> R {
     let pixels = g.out_pixels();
     if g.is_pointwise() {
         return f(Mat::rows(x_n, pixels));
     }
     with_scratch(Scratch::Col, g.patch() * pixels, |col| {
-        im2col(g, x_n, col);
+        im2col(g, x_n, col, pixels);
         f(Mat::written(col, pixels))
     })
 }
 
-/// One image of the forward convolution: `y_n [K, OH*OW] = W [K, C*kh*kw] * col(x_n)`, every
-/// element of `y_n` written.
-fn forward_image(g: &ConvGeom, x_n: &[f32], w: &[f32], y_n: &mut [MaybeUninit<f32>]) {
-    let (patch, pixels) = (g.patch(), g.out_pixels());
-    let lhs = Mat::rows(w, patch);
-    with_patches(g, x_n, |col| {
-        matmul(y_n, [g.out_ch, pixels, patch], lhs, col, false)
-    });
+/// The parts of one image, its weight or its output that belong to each group, in order.
+struct Groups {
+    /// Elements of one group's input channels, output channels and weights.
+    input: usize,
+    output: usize,
+    weight: usize,
 }
 
-/// Forward convolution: `x [N, C, H, W]`, `w [K, C, kh, kw]` -> `[N, K, OH, OW]`.
+impl Groups {
+    fn of(g: &ConvGeom) -> Self {
+        let one = g.one_group();
+        Self {
+            input: one.in_len(),
+            output: one.out_len(),
+            weight: g.group_out() * g.patch(),
+        }
+    }
+}
+
+/// One image of the forward convolution: per group, `y_n [K/G, OH*OW] = W [K/G, C/G*kh*kw] *
+/// col(x_n)`, every element of `y_n` written.
+fn forward_image(g: &ConvGeom, x_n: &[f32], w: &[f32], y_n: &mut [MaybeUninit<f32>]) {
+    let (patch, pixels) = (g.patch(), g.out_pixels());
+    let (one, parts) = (g.one_group(), Groups::of(g));
+    let chunks = y_n
+        .chunks_mut(parts.output.max(1))
+        .zip(x_n.chunks(parts.input.max(1)))
+        .zip(w.chunks(parts.weight.max(1)));
+    for ((y_g, x_g), w_g) in chunks.take(g.groups) {
+        let lhs = Mat::rows(w_g, patch);
+        with_patches(&one, x_g, |col| {
+            matmul(y_g, [g.group_out(), pixels, patch], lhs, col, false)
+        });
+    }
+}
+
+/// The patch matrices of one group's channels of several images side by side: image `n`'s in
+/// columns `n*OH*OW..`, rows `cols` long. `g` is ungrouped; `x_g(n)` is image `n`'s channels.
+fn block_patches<'a>(
+    g: &ConvGeom,
+    images: usize,
+    x_g: impl Fn(usize) -> &'a [f32],
+    col: &mut [MaybeUninit<f32>],
+) {
+    let pixels = g.out_pixels();
+    let cols = images * pixels;
+    for n in 0..images {
+        let dst = &mut col[n * pixels..];
+        if g.is_pointwise() {
+            for (c, src) in x_g(n).chunks(pixels.max(1)).enumerate() {
+                dst[c * cols..c * cols + pixels].write_copy_of_slice(src);
+            }
+        } else {
+            im2col(g, x_g(n), dst, cols);
+        }
+    }
+}
+
+/// One group's output gradient of several images side by side (`[K/G, images*OH*OW]`), the
+/// right-hand side of the block products of the backward pass.
+fn block_rows<'a>(
+    rows: usize,
+    pixels: usize,
+    images: usize,
+    src: impl Fn(usize) -> &'a [f32],
+    dst: &mut [MaybeUninit<f32>],
+) {
+    let cols = images * pixels;
+    for n in 0..images {
+        for (k, row) in src(n).chunks(pixels.max(1)).take(rows).enumerate() {
+            dst[k * cols + n * pixels..][..pixels].write_copy_of_slice(row);
+        }
+    }
+}
+
+/// The forward convolution of a block of images (`x_b`, `y_b` hold whole images), every element
+/// of `y_b` written: one product per group over all of them, then each image's rows moved to
+/// their NCHW place.
+fn forward_block(g: &ConvGeom, x_b: &[f32], w: &[f32], y_b: &mut [MaybeUninit<f32>]) {
+    let images = y_b.len() / g.out_len().max(1);
+    if images <= 1 {
+        return forward_image(g, x_b, w, y_b);
+    }
+    let (patch, pixels) = (g.patch(), g.out_pixels());
+    let (one, parts) = (g.one_group(), Groups::of(g));
+    let (in_len, out_len, cols) = (g.in_len(), g.out_len(), images * pixels);
+    for (grp, w_g) in w.chunks(parts.weight.max(1)).take(g.groups).enumerate() {
+        let x_g = |n: usize| &x_b[n * in_len + grp * parts.input..][..parts.input];
+        with_scratch(Scratch::Col, patch * cols, |col| {
+            block_patches(&one, images, x_g, col);
+            with_scratch(Scratch::Out, g.group_out() * cols, |out| {
+                let rhs = Mat::written(col, cols);
+                matmul(
+                    out,
+                    [g.group_out(), cols, patch],
+                    Mat::rows(w_g, patch),
+                    rhs,
+                    false,
+                );
+                for n in 0..images {
+                    let y_n = &mut y_b[n * out_len + grp * parts.output..][..parts.output];
+                    for (k, dst) in y_n.chunks_mut(pixels.max(1)).enumerate() {
+                        dst.copy_from_slice(&out[k * cols + n * pixels..][..pixels]);
+                    }
+                }
+            })
+        });
+    }
+}
+
+/// Forward convolution: `x [N, C, H, W]`, `w [K, C/G, kh, kw]` -> `[N, K, OH, OW]` (depthwise
+/// convolutions by [`super::depthwise`]).
 pub fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
+    if is_depthwise(g) {
+        return depthwise_forward(g, x, w);
+    }
     let mut y = uninit_vec(g.batch * g.out_len());
     conv2d_forward_into(g, x, w, &mut y);
     // SAFETY: `conv2d_forward_into` writes every element (`forward_image` writes all of each
@@ -152,14 +272,15 @@ pub fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
 /// [`conv2d_forward`] into `y`, every element of which it writes.
 pub(super) fn conv2d_forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) {
     assert_eq!(y.len(), g.batch * g.out_len());
-    y.par_chunks_mut(g.out_len().max(1))
-        .zip(x.par_chunks(g.in_len().max(1)))
-        .for_each(|(y_n, x_n)| forward_image(g, x_n, w, y_n));
-    release_large(g.patch() * g.out_pixels() * size_of::<f32>());
+    let nb = images_per_block(g);
+    y.par_chunks_mut(g.out_len().max(1) * nb)
+        .zip(x.par_chunks(g.in_len().max(1) * nb))
+        .for_each(|(y_b, x_b)| forward_block(g, x_b, w, y_b));
+    release_large(g.patch() * g.out_pixels() * nb * size_of::<f32>());
 }
 
 /// The input gradient of one image by `route`, every element of `dx_n` written. `w_conv` is the
-/// flipped, transposed weight when the route is [`InputRoute::Conv`].
+/// flipped, transposed weight when the route is [`InputRoute::Conv`] (ungrouped only).
 fn input_grad_image(
     g: &ConvGeom,
     route: InputRoute,
@@ -169,40 +290,155 @@ fn input_grad_image(
     dx_n: &mut [MaybeUninit<f32>],
 ) {
     let (patch, pixels) = (g.patch(), g.out_pixels());
-    let lhs = Mat::transposed(w, patch);
-    let dims = [patch, pixels, g.out_ch];
+    let dims = [patch, pixels, g.group_out()];
+    let (one, parts) = (g.one_group(), Groups::of(g));
+    let groups = || {
+        dy_n.chunks(parts.output.max(1))
+            .zip(w.chunks(parts.weight.max(1)))
+            .take(g.groups)
+    };
     if g.is_pointwise() {
-        matmul(dx_n, dims, lhs, Mat::rows(dy_n, pixels), false);
+        for (dx_g, (dy_g, w_g)) in dx_n.chunks_mut(parts.input.max(1)).zip(groups()) {
+            matmul(
+                dx_g,
+                dims,
+                Mat::transposed(w_g, patch),
+                Mat::rows(dy_g, pixels),
+                false,
+            );
+        }
         return;
     }
     match (route, g.input_grad_conv()) {
         (InputRoute::Conv, Some(gt)) => forward_image(&gt, dy_n, w_conv, dx_n),
         (InputRoute::Conv, None) => panic!("no input-gradient convolution for {g:?}"),
-        (InputRoute::Col2im, _) => with_scratch(Scratch::Dcol, patch * pixels, |dcol| {
-            matmul(dcol, dims, lhs, Mat::rows(dy_n, pixels), false);
-            // SAFETY: the product above wrote all `patch * pixels` elements.
-            let dcol = unsafe { dcol.assume_init_mut() };
+        (InputRoute::Col2im, _) => {
             dx_n.fill(MaybeUninit::new(0.0));
             // SAFETY: just filled.
-            col2im(g, dcol, unsafe { dx_n.assume_init_mut() });
-        }),
+            let dx_n = unsafe { dx_n.assume_init_mut() };
+            for (dx_g, (dy_g, w_g)) in dx_n.chunks_mut(parts.input.max(1)).zip(groups()) {
+                with_scratch(Scratch::Dcol, patch * pixels, |dcol| {
+                    let lhs = Mat::transposed(w_g, patch);
+                    matmul(dcol, dims, lhs, Mat::rows(dy_g, pixels), false);
+                    // SAFETY: the product above wrote all `patch * pixels` elements.
+                    col2im(&one, unsafe { dcol.assume_init_mut() }, pixels, dx_g);
+                });
+            }
+        }
     }
 }
 
-/// Adds one image's weight gradient, transposed (`[C*kh*kw, K]`), onto `dwt`:
-/// `dwt += col(x_n) * dy_n^T`. In this order gemm packs the small `dy_n` and streams the patch
-/// matrix along its rows, as im2col wrote it; `dw += dy_n * col^T` made it gather the patch
+/// Adds one image's weight gradient, transposed per group (`G x [C/G*kh*kw, K/G]`), onto `dwt`:
+/// `dwt_g += col(x_n,g) * dy_n,g^T`. In this order gemm packs the small `dy_n` and streams the
+/// patch matrix along its rows, as im2col wrote it; `dw += dy_n * col^T` made it gather the patch
 /// matrix across rows.
 fn weight_grad_image(g: &ConvGeom, x_n: &[f32], dy_n: &[f32], dwt: &mut [f32]) {
     let (patch, pixels) = (g.patch(), g.out_pixels());
-    let rhs = Mat::transposed(dy_n, pixels);
-    with_patches(g, x_n, |col| {
-        matmul(as_uninit(dwt), [patch, g.out_ch, pixels], col, rhs, true)
-    });
+    let (one, parts) = (g.one_group(), Groups::of(g));
+    let groups = dwt
+        .chunks_mut(parts.weight.max(1))
+        .zip(x_n.chunks(parts.input.max(1)))
+        .zip(dy_n.chunks(parts.output.max(1)));
+    for ((dwt_g, x_g), dy_g) in groups.take(g.groups) {
+        let rhs = Mat::transposed(dy_g, pixels);
+        with_patches(&one, x_g, |col| {
+            matmul(
+                as_uninit(dwt_g),
+                [patch, g.group_out(), pixels],
+                col,
+                rhs,
+                true,
+            )
+        });
+    }
+}
+
+/// The input gradient of a block of images (`dy_b`, `dx_b` hold whole images) by `route`,
+/// every element of `dx_b` written.
+fn input_grad_block(
+    g: &ConvGeom,
+    route: InputRoute,
+    w: &[f32],
+    w_conv: &[f32],
+    dy_b: &[f32],
+    dx_b: &mut [MaybeUninit<f32>],
+) {
+    let images = dx_b.len() / g.in_len().max(1);
+    if images <= 1 {
+        return input_grad_image(g, route, w, w_conv, dy_b, dx_b);
+    }
+    if let (InputRoute::Conv, Some(gt)) = (route, g.input_grad_conv()) {
+        return forward_block(&gt, dy_b, w_conv, dx_b);
+    }
+    let (patch, pixels) = (g.patch(), g.out_pixels());
+    let (one, parts) = (g.one_group(), Groups::of(g));
+    let (in_len, out_len, cols) = (g.in_len(), g.out_len(), images * pixels);
+    dx_b.fill(MaybeUninit::new(0.0));
+    // SAFETY: just filled.
+    let dx_b = unsafe { dx_b.assume_init_mut() };
+    for (grp, w_g) in w.chunks(parts.weight.max(1)).take(g.groups).enumerate() {
+        let dy_g = |n: usize| &dy_b[n * out_len + grp * parts.output..][..parts.output];
+        with_scratch(Scratch::Out, g.group_out() * cols, |rows| {
+            block_rows(g.group_out(), pixels, images, dy_g, rows);
+            with_scratch(Scratch::Dcol, patch * cols, |dcol| {
+                let (lhs, rhs) = (Mat::transposed(w_g, patch), Mat::written(rows, cols));
+                matmul(dcol, [patch, cols, g.group_out()], lhs, rhs, false);
+                // SAFETY: the product above wrote all `patch * cols` elements.
+                let dcol = unsafe { dcol.assume_init_mut() };
+                for n in 0..images {
+                    let dx_n = &mut dx_b[n * in_len + grp * parts.input..][..parts.input];
+                    if one.is_pointwise() {
+                        for (c, dst) in dx_n.chunks_mut(pixels.max(1)).enumerate() {
+                            dst.copy_from_slice(&dcol[c * cols + n * pixels..][..pixels]);
+                        }
+                    } else {
+                        col2im(&one, &mut dcol[n * pixels..], cols, dx_n);
+                    }
+                }
+            })
+        });
+    }
+}
+
+/// Adds the weight gradient of a block of images onto `dwt` (transposed per group, as
+/// [`weight_grad_image`]): one product per group over all of them.
+fn weight_grad_block(g: &ConvGeom, x_b: &[f32], dy_b: &[f32], dwt: &mut [f32]) {
+    let images = dy_b.len() / g.out_len().max(1);
+    if images <= 1 {
+        return weight_grad_image(g, x_b, dy_b, dwt);
+    }
+    let (patch, pixels) = (g.patch(), g.out_pixels());
+    let (one, parts) = (g.one_group(), Groups::of(g));
+    let (in_len, out_len, cols) = (g.in_len(), g.out_len(), images * pixels);
+    for (grp, dwt_g) in dwt
+        .chunks_mut(parts.weight.max(1))
+        .take(g.groups)
+        .enumerate()
+    {
+        let x_g = |n: usize| &x_b[n * in_len + grp * parts.input..][..parts.input];
+        let dy_g = |n: usize| &dy_b[n * out_len + grp * parts.output..][..parts.output];
+        with_scratch(Scratch::Col, patch * cols, |col| {
+            block_patches(&one, images, x_g, col);
+            with_scratch(Scratch::Out, g.group_out() * cols, |rows| {
+                block_rows(g.group_out(), pixels, images, dy_g, rows);
+                // SAFETY: `block_rows` wrote all `K/G * cols` elements.
+                let rows = unsafe { rows.assume_init_ref() };
+                let (lhs, rhs) = (Mat::written(col, cols), Mat::transposed(rows, cols));
+                matmul(
+                    as_uninit(dwt_g),
+                    [patch, g.group_out(), cols],
+                    lhs,
+                    rhs,
+                    true,
+                );
+            })
+        });
+    }
 }
 
 /// Gradients of a convolution with respect to its input and/or its weight, from the output
-/// gradient `dy [N, K, OH, OW]`, the input gradient by [`InputRoute::choose`].
+/// gradient `dy [N, K, OH, OW]`, the input gradient by [`InputRoute::choose`] (depthwise
+/// convolutions by [`super::depthwise`]).
 pub fn conv2d_backward(
     g: &ConvGeom,
     x: &[f32],
@@ -210,11 +446,15 @@ pub fn conv2d_backward(
     dy: &[f32],
     need: [bool; 2],
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    if is_depthwise(g) {
+        return depthwise_backward(g, x, w, dy, need);
+    }
     conv2d_backward_by(g, InputRoute::choose(g), x, w, dy, need)
 }
 
-/// [`conv2d_backward`] with the input gradient by `route`. Both gradients share one pass over
-/// the batch, image by image, so that each image's data is read while in cache.
+/// [`conv2d_backward`] with the input gradient by `route` (through im2col and gemm, grouped or
+/// not). Both gradients share one pass over the batch, image by image, so that each image's data
+/// is read while in cache.
 pub fn conv2d_backward_by(
     g: &ConvGeom,
     route: InputRoute,
@@ -233,18 +473,26 @@ pub fn conv2d_backward_by(
         InputRoute::Conv => g.out_ch * g.kernel[0] * g.kernel[1] * g.in_hw[0] * g.in_hw[1],
         InputRoute::Col2im => g.patch() * g.out_pixels(),
     };
-    release_large(scratch.max(g.patch() * g.out_pixels()) * size_of::<f32>());
+    let nb = images_per_block(g);
+    release_large(scratch.max(g.patch() * g.out_pixels()) * nb * size_of::<f32>());
     // SAFETY: `backward_into` writes every element of `dx` when `need_x` (`input_grad_image`
     // writes all of each image's gradient; kernel_tests poisons the output to check it).
     let dx = need_x.then(|| unsafe { assume_init(dx) });
-    (dx, need_w.then(|| transpose(&dwt, g.patch(), g.out_ch)))
+    let dw = need_w.then(|| {
+        let part = g.group_out() * g.patch();
+        dwt.chunks(part.max(1))
+            .flat_map(|dwt_g| transpose(dwt_g, g.patch(), g.group_out()))
+            .collect()
+    });
+    (dx, dw)
 }
 
 /// The pass over the batch of [`conv2d_backward_by`]: writes `dx` (when asked) and returns the
-/// transposed weight gradient (zeros when not asked). Images go in fixed groups, a function of
-/// the batch size only: each group sums its images' weight gradients in image order and the
-/// groups are summed in group order, so the result does not depend on how rayon schedules the
-/// work (per-thread accumulators did, and a resumed run then differed from an uninterrupted one).
+/// transposed weight gradient (zeros when not asked). Images go in fixed groups of whole blocks
+/// ([`images_per_block`]), a function of the shapes only: each group sums its blocks' weight
+/// gradients in order and the groups are summed in group order, so the result does not depend on
+/// how rayon schedules the work (per-thread accumulators did, and a resumed run then differed
+/// from an uninterrupted one).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward_into(
     g: &ConvGeom,
@@ -258,16 +506,19 @@ pub(super) fn backward_into(
 ) -> Vec<f32> {
     let w_len = g.out_ch * g.patch();
     let (in_len, out_len) = (g.in_len().max(1), g.out_len().max(1));
-    let per = g.batch.div_ceil(WEIGHT_GRAD_GROUPS).max(1);
+    // Whole blocks per group, so that a block's product never straddles two groups.
+    let nb = images_per_block(g);
+    let per = g.batch.div_ceil(nb).div_ceil(WEIGHT_GRAD_GROUPS).max(1) * nb;
     let group = |dx_g: &mut [MaybeUninit<f32>], x_g: &[f32], dy_g: &[f32]| {
         let mut dwt = vec![0.0f32; if need_w { w_len } else { 0 }];
-        for (i, (x_n, dy_n)) in x_g.chunks(in_len).zip(dy_g.chunks(out_len)).enumerate() {
+        let blocks = x_g.chunks(in_len * nb).zip(dy_g.chunks(out_len * nb));
+        for (i, (x_b, dy_b)) in blocks.enumerate() {
             if need_x {
-                let dx_n = &mut dx_g[i * in_len..(i + 1) * in_len];
-                input_grad_image(g, route, w, w_conv, dy_n, dx_n);
+                let dx_b = &mut dx_g[i * in_len * nb..][..x_b.len()];
+                input_grad_block(g, route, w, w_conv, dy_b, dx_b);
             }
             if need_w {
-                weight_grad_image(g, x_n, dy_n, &mut dwt);
+                weight_grad_block(g, x_b, dy_b, &mut dwt);
             }
         }
         dwt

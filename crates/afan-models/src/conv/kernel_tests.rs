@@ -1,7 +1,8 @@
 //! The kernels on raw slices against Burn's own convolution ops on flex (`conv2d`,
 //! `conv2d_x_backward`, `conv2d_weight_backward`, which Burn's autodiff runs), over tiny shapes
 //! that reach every path: stride 1/2/3, padding 0/1/2, 1x1/3x3/5x5/non-square kernels, `K <= C`
-//! and `K > C`, both input-gradient routes. Then what the reference cannot show: no element of an
+//! and `K > C`, both input-gradient routes, dilation, groups, and the depthwise kernel (whose
+//! shapes also run through the grouped im2col path, a second reference). Then what the reference cannot show: no element of an
 //! output or scratch matrix is read before it is written, results do not depend on the thread
 //! count, and large scratch buffers are given back.
 
@@ -14,7 +15,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Shape, TensorData};
 use std::mem::MaybeUninit;
 
-/// (batch, in, out, [h, w], [kh, kw], stride, padding).
+/// (batch, in, out, [h, w], [kh, kw], stride, padding, dilation, groups).
 type Case = (
     usize,
     usize,
@@ -23,28 +24,44 @@ type Case = (
     [usize; 2],
     usize,
     [usize; 2],
+    usize,
+    usize,
 );
 
-const CASES: [Case; 16] = [
-    (2, 3, 2, [1, 1], [3, 3], 1, [1, 1]), // 1x1 image (a deep ResNet stage on a tiny input)
-    (2, 2, 3, [2, 1], [3, 3], 1, [1, 1]), // smaller than the kernel
-    (3, 4, 2, [8, 8], [3, 3], 1, [1, 1]), // K < C: the convolution route
-    (3, 4, 4, [8, 8], [3, 3], 1, [1, 1]), // K = C (ResNet blocks)
-    (3, 2, 5, [8, 8], [3, 3], 1, [1, 1]), // K > C: col2im chosen
-    (2, 4, 3, [7, 7], [3, 3], 2, [1, 1]), // stride 2, odd size
-    (2, 3, 6, [8, 8], [3, 3], 2, [1, 1]), // stride 2, even size (stage transitions)
-    (2, 3, 4, [6, 5], [3, 3], 1, [0, 0]), // no padding, non-square: rows one at a time
-    (2, 5, 3, [6, 6], [1, 1], 1, [0, 0]), // 1x1: no patch matrix
-    (2, 4, 6, [7, 7], [1, 1], 2, [0, 0]), // 1x1 stride 2 (downsample)
-    (1, 2, 2, [4, 4], [1, 1], 1, [1, 1]), // 1x1 padded: no input-gradient convolution
-    (2, 3, 2, [5, 9], [1, 3], 1, [0, 1]), // non-square kernel, shifted planes
-    (2, 6, 3, [9, 9], [5, 5], 1, [2, 2]), // 5x5 "same": shifts of two rows and columns
-    (2, 3, 4, [9, 9], [7, 7], 2, [3, 3]), // the torchvision stem
-    (1, 2, 2, [10, 10], [3, 3], 3, [1, 1]), // stride 3: the generic gather and scatter
-    (17, 2, 2, [4, 4], [3, 3], 1, [1, 1]), // more images than weight-gradient groups
+const CASES: [Case; 30] = [
+    (2, 3, 2, [1, 1], [3, 3], 1, [1, 1], 1, 1), // 1x1 image (a deep ResNet stage on a tiny input)
+    (2, 2, 3, [2, 1], [3, 3], 1, [1, 1], 1, 1), // smaller than the kernel
+    (3, 4, 2, [8, 8], [3, 3], 1, [1, 1], 1, 1), // K < C: the convolution route
+    (3, 4, 4, [8, 8], [3, 3], 1, [1, 1], 1, 1), // K = C (ResNet blocks)
+    (3, 2, 5, [8, 8], [3, 3], 1, [1, 1], 1, 1), // K > C: col2im chosen
+    (2, 4, 3, [7, 7], [3, 3], 2, [1, 1], 1, 1), // stride 2, odd size
+    (2, 3, 6, [8, 8], [3, 3], 2, [1, 1], 1, 1), // stride 2, even size (stage transitions)
+    (2, 3, 4, [6, 5], [3, 3], 1, [0, 0], 1, 1), // no padding, non-square: rows one at a time
+    (2, 5, 3, [6, 6], [1, 1], 1, [0, 0], 1, 1), // 1x1: no patch matrix
+    (2, 4, 6, [7, 7], [1, 1], 2, [0, 0], 1, 1), // 1x1 stride 2 (downsample)
+    (1, 2, 2, [4, 4], [1, 1], 1, [1, 1], 1, 1), // 1x1 padded: no input-gradient convolution
+    (2, 3, 2, [5, 9], [1, 3], 1, [0, 1], 1, 1), // non-square kernel, shifted planes
+    (2, 6, 3, [9, 9], [5, 5], 1, [2, 2], 1, 1), // 5x5 "same": shifts of two rows and columns
+    (2, 3, 4, [9, 9], [7, 7], 2, [3, 3], 1, 1), // the torchvision stem
+    (1, 2, 2, [10, 10], [3, 3], 3, [1, 1], 1, 1), // stride 3: the generic gather and scatter
+    (17, 2, 2, [4, 4], [3, 3], 1, [1, 1], 1, 1), // more images than weight-gradient groups
+    (2, 4, 3, [9, 9], [3, 3], 1, [2, 2], 2, 1), // dilated "same" (a dilated ResNet block)
+    (2, 3, 4, [9, 7], [3, 3], 1, [6, 6], 6, 1), // ASPP: most taps in the padding
+    (1, 3, 2, [9, 8], [3, 3], 2, [2, 2], 2, 1), // dilated, stride 2: rows one at a time
+    (1, 2, 3, [9, 9], [3, 3], 1, [0, 0], 2, 1), // dilated, no padding
+    (2, 6, 4, [7, 7], [3, 3], 1, [1, 1], 1, 2), // 2 groups
+    (2, 6, 6, [7, 7], [3, 3], 2, [1, 1], 1, 3), // 3 groups, stride 2
+    (2, 4, 8, [6, 6], [1, 1], 1, [0, 0], 1, 2), // grouped 1x1
+    (2, 3, 6, [6, 6], [3, 3], 1, [1, 1], 1, 3), // depthwise with multiplier 2: grouped im2col
+    (2, 5, 5, [8, 8], [3, 3], 1, [1, 1], 1, 5), // depthwise (MobileNetV2's stride-1 blocks)
+    (2, 4, 4, [9, 9], [3, 3], 2, [1, 1], 1, 4), // depthwise, stride 2, odd size
+    (2, 3, 3, [9, 9], [3, 3], 1, [2, 2], 2, 3), // depthwise, dilated (output stride 16)
+    (1, 3, 3, [11, 10], [5, 5], 2, [2, 2], 1, 3), // depthwise 5x5 stride 2 (EfficientNet)
+    (2, 3, 3, [7, 7], [3, 3], 3, [1, 1], 1, 3), // depthwise, stride 3: generic loops
+    (17, 2, 2, [2, 1], [3, 3], 1, [1, 1], 1, 2), // depthwise, smaller than the kernel
 ];
 
-fn geom((batch, c, k, hw, kernel, stride, padding): Case) -> ConvGeom {
+fn geom((batch, c, k, hw, kernel, stride, padding, dilation, groups): Case) -> ConvGeom {
     ConvGeom {
         batch,
         in_ch: c,
@@ -53,6 +70,8 @@ fn geom((batch, c, k, hw, kernel, stride, padding): Case) -> ConvGeom {
         kernel,
         stride: [stride; 2],
         padding,
+        dilation: [dilation; 2],
+        groups,
     }
 }
 
@@ -90,9 +109,9 @@ fn vec_of(t: FlexTensor) -> Vec<f32> {
 fn reference(g: &ConvGeom, d: &Data) -> [Vec<f32>; 3] {
     let [oh, ow] = g.out_hw();
     let x = tensor(&d.x, [g.batch, g.in_ch, g.in_hw[0], g.in_hw[1]]);
-    let w = tensor(&d.w, [g.out_ch, g.in_ch, g.kernel[0], g.kernel[1]]);
+    let w = tensor(&d.w, [g.out_ch, g.group_in(), g.kernel[0], g.kernel[1]]);
     let dy = tensor(&d.dy, [g.batch, g.out_ch, oh, ow]);
-    let opts = ConvOptions::new(g.stride, g.padding, [1, 1], 1);
+    let opts = ConvOptions::new(g.stride, g.padding, g.dilation, g.groups);
     [
         vec_of(Flex::conv2d(x.clone(), w.clone(), None, opts.clone())),
         vec_of(Flex::conv2d_x_backward(
@@ -143,10 +162,31 @@ fn matches_burn_on_every_path() {
             assert!(gw.is_none());
             assert_close(&gx.unwrap(), &dx, &format!("{what} input grad alone"));
         }
+        let (gx, gw) = conv2d_backward(&g, &d.x, &d.w, &d.dy, [true, true]);
+        assert_close(&gx.unwrap(), &dx, &format!("{g:?} chosen input grad"));
+        assert_close(&gw.unwrap(), &dw, &format!("{g:?} chosen weight grad"));
         let (gx, gw) = conv2d_backward(&g, &d.x, &d.w, &d.dy, [false, true]);
         assert!(gx.is_none());
         assert_close(&gw.unwrap(), &dw, &format!("{g:?} weight grad alone"));
+        let (gx, gw) = conv2d_backward(&g, &d.x, &d.w, &d.dy, [true, false]);
+        assert!(gw.is_none());
+        assert_close(&gx.unwrap(), &dx, &format!("{g:?} input grad alone"));
     }
+}
+
+/// The depthwise kernel takes exactly the depthwise shapes (one input and one output channel
+/// per group); a channel multiplier goes through the grouped im2col path.
+#[test]
+fn depthwise_kernel_takes_one_channel_per_group() {
+    use super::depthwise::is_depthwise;
+    let taken: Vec<bool> = CASES.iter().map(|&c| is_depthwise(&geom(c))).collect();
+    let expected: Vec<bool> = CASES
+        .iter()
+        .map(|c| c.8 > 1 && c.1 == c.8 && c.2 == c.8)
+        .collect();
+    assert_eq!(taken, expected);
+    assert!(!is_depthwise(&geom(CASES[23])), "multiplier 2");
+    assert!(is_depthwise(&geom(CASES[24])));
 }
 
 /// The convolution route for stride 1 and `K <= C`, col2im otherwise (and always for 1x1, where
@@ -160,6 +200,8 @@ fn route_choice_follows_channels_and_stride() {
     assert_eq!(route(CASES[5]), InputRoute::Col2im); // stride 2
     assert_eq!(route(CASES[8]), InputRoute::Col2im); // 1x1
     assert_eq!(route(CASES[10]), InputRoute::Col2im); // 1x1 padded
+    assert_eq!(route(CASES[16]), InputRoute::Conv); // dilated "same", K < C
+    assert_eq!(route(CASES[20]), InputRoute::Col2im); // grouped
 }
 
 fn pool(threads: usize) -> rayon::ThreadPool {
@@ -188,43 +230,74 @@ fn uninitialised_outputs_and_scratch_are_fully_written() {
             for route in routes(&g) {
                 poison(1 << 16, f32::NAN);
                 let mut gx = poisoned(dx.len());
-                let w_conv = super::geom::flip_transpose(&g, &d.w);
+                let w_conv = match route {
+                    InputRoute::Conv => super::geom::flip_transpose(&g, &d.w),
+                    InputRoute::Col2im => Vec::new(),
+                };
                 let gw =
                     backward_into(&g, route, &d.x, &d.w, &w_conv, &d.dy, [true, true], &mut gx);
                 // SAFETY: as above.
                 let gx: Vec<f32> = gx.iter().map(|v| unsafe { v.assume_init() }).collect();
                 assert_close(&gx, &dx, &format!("{g:?} {route:?} input grad"));
+                // Transposed per group: group `grp`'s block is `[patch, K/G]`.
+                let (patch, ko) = (g.patch(), g.group_out());
                 let gw: Vec<f32> = (0..dw.len())
-                    .map(|i| gw[(i % g.patch()) * g.out_ch + i / g.patch()])
+                    .map(|i| {
+                        let (grp, k, p) = (i / (ko * patch), (i / patch) % ko, i % patch);
+                        gw[grp * ko * patch + p * ko + k]
+                    })
                     .collect();
                 assert_close(&gw, &dw, &format!("{g:?} {route:?} weight grad"));
+            }
+            if super::depthwise::is_depthwise(&g) {
+                let mut out = poisoned(y.len());
+                super::depthwise::depthwise_forward_into(&g, &d.x, &d.w, &mut out);
+                // SAFETY: as above.
+                let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
+                assert_close(&out, &y, &format!("{g:?} depthwise forward"));
+                let mut gx = poisoned(dx.len());
+                super::depthwise::depthwise_input_grad_into(&g, &d.w, &d.dy, &mut gx);
+                // SAFETY: as above.
+                let gx: Vec<f32> = gx.iter().map(|v| unsafe { v.assume_init() }).collect();
+                assert_close(&gx, &dx, &format!("{g:?} depthwise input grad"));
             }
         }
     });
 }
 
-/// Bit-identical results with 1 and 3 threads, and from one run to the next.
+/// Bit-identical results with 1 and 3 threads, and from one run to the next: dense, dilated,
+/// grouped and depthwise.
 #[test]
 fn results_do_not_depend_on_thread_count() {
-    let g = geom((40, 6, 5, [9, 9], [3, 3], 1, [1, 1]));
-    let d = data(&g);
-    let run = |threads| {
-        pool(threads).install(|| {
-            let y = conv2d_forward(&g, &d.x, &d.w);
-            let mut all = vec![y];
-            for route in routes(&g) {
-                let (dx, dw) = conv2d_backward_by(&g, route, &d.x, &d.w, &d.dy, [true, true]);
+    for case in [
+        (40, 6, 5, [9, 9], [3, 3], 1, [1, 1], 1, 1),
+        (20, 6, 5, [9, 9], [3, 3], 1, [2, 2], 2, 1),
+        (20, 6, 4, [9, 9], [3, 3], 2, [1, 1], 1, 2),
+        (20, 7, 7, [40, 40], [3, 3], 1, [2, 2], 2, 7),
+        (20, 7, 7, [9, 9], [3, 3], 2, [1, 1], 1, 7),
+    ] {
+        let g = geom(case);
+        let d = data(&g);
+        let run = |threads| {
+            pool(threads).install(|| {
+                let y = conv2d_forward(&g, &d.x, &d.w);
+                let mut all = vec![y];
+                for route in routes(&g) {
+                    let (dx, dw) = conv2d_backward_by(&g, route, &d.x, &d.w, &d.dy, [true, true]);
+                    all.extend([dx.unwrap(), dw.unwrap()]);
+                }
+                let (dx, dw) = conv2d_backward(&g, &d.x, &d.w, &d.dy, [true, true]);
                 all.extend([dx.unwrap(), dw.unwrap()]);
-            }
-            all.concat()
-                .iter()
-                .map(|v| v.to_bits())
-                .collect::<Vec<u32>>()
-        })
-    };
-    let one = run(1);
-    assert_eq!(one, run(3));
-    assert_eq!(one, run(1));
+                all.concat()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<u32>>()
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(3), "{g:?}");
+        assert_eq!(one, run(1), "{g:?}");
+    }
 }
 
 /// A convolution whose patch matrix is over [`SCRATCH_KEEP_BYTES`] leaves no thread holding that
@@ -232,12 +305,12 @@ fn results_do_not_depend_on_thread_count() {
 #[test]
 fn large_scratch_is_released_after_use() {
     pool(2).install(|| {
-        let small = geom((2, 4, 4, [8, 8], [3, 3], 1, [1, 1]));
+        let small = geom((2, 4, 4, [8, 8], [3, 3], 1, [1, 1], 1, 1));
         let d = data(&small);
         conv2d_forward(&small, &d.x, &d.w);
         assert!(held_bytes() >= small.patch() * 64 * size_of::<f32>());
         // 1152 x 4096 patch matrix: 18.9 MB.
-        let large = geom((1, 128, 1, [64, 64], [3, 3], 1, [1, 1]));
+        let large = geom((1, 128, 1, [64, 64], [3, 3], 1, [1, 1], 1, 1));
         assert!(large.patch() * 4096 * size_of::<f32>() > SCRATCH_KEEP_BYTES);
         let d = data(&large);
         let y = conv2d_forward(&large, &d.x, &d.w);

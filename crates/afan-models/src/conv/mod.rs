@@ -1,9 +1,12 @@
 //! A 2-d convolution module with the record of `burn::nn::conv::Conv2d` (same field names and
 //! shapes, so checkpoints, PyTorch key maps and goldens are unchanged) whose forward runs afan's
 //! own CPU kernels on the `flex` backend, where Burn's convolution was two thirds of a ResNet-20
-//! training step. Every other backend, and the cases the kernels do not cover (groups, dilation,
-//! asymmetric or "same" padding, non-`f32` data), go through Burn's `conv2d`.
+//! training step: im2col + gemm for dense, grouped and dilated convolutions ([`kernel`]), a
+//! direct kernel for depthwise ones ([`depthwise`]). Every other backend, and the cases the
+//! kernels do not cover (asymmetric or "same" padding, non-`f32` data), go through Burn's
+//! `conv2d`.
 
+pub mod depthwise;
 #[cfg(feature = "flex")]
 mod ext;
 mod geom;
@@ -11,7 +14,7 @@ pub mod kernel;
 #[cfg(test)]
 mod kernel_tests;
 mod patches;
-mod scratch;
+pub(crate) mod scratch;
 #[cfg(all(test, feature = "flex"))]
 mod tests;
 
@@ -74,7 +77,14 @@ impl Conv2d {
     pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         match self.fast_padding(&input) {
             Some(padding) => {
-                let out = fast_conv2d(input, self.weight.val(), self.stride, padding);
+                let out = fast_conv2d(
+                    input,
+                    self.weight.val(),
+                    self.stride,
+                    padding,
+                    self.dilation,
+                    self.groups,
+                );
                 match &self.bias {
                     Some(bias) => out + bias.val().reshape([1, -1, 1, 1]),
                     None => out,
@@ -86,7 +96,7 @@ impl Conv2d {
 
     /// The symmetric padding when afan's kernels can run this convolution on `input`'s device.
     fn fast_padding(&self, input: &Tensor<4>) -> Option<[usize; 2]> {
-        if !crate::flex::is_flex(&input.device()) || self.groups != 1 || self.dilation != [1, 1] {
+        if !crate::flex::is_flex(&input.device()) {
             return None;
         }
         match self.padding {
@@ -99,13 +109,16 @@ impl Conv2d {
     }
 }
 
-/// afan's convolution (bias-free, groups 1, dilation 1, symmetric `padding`) on a `flex` tensor.
+/// afan's convolution (bias-free, symmetric `padding`; `weight` `[K, C / groups, kh, kw]`) on a
+/// `flex` tensor.
 #[cfg(feature = "flex")]
 pub fn fast_conv2d(
     x: Tensor<4>,
     weight: Tensor<4>,
     stride: [usize; 2],
     padding: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
 ) -> Tensor<4> {
     use burn::backend::Dispatch;
     let out = <Dispatch as FastConv>::afan_conv2d(
@@ -113,11 +126,20 @@ pub fn fast_conv2d(
         weight.into_dispatch(),
         stride,
         padding,
+        dilation,
+        groups,
     );
     Tensor::from_dispatch(out)
 }
 
 #[cfg(not(feature = "flex"))]
-fn fast_conv2d(_: Tensor<4>, _: Tensor<4>, _: [usize; 2], _: [usize; 2]) -> Tensor<4> {
+fn fast_conv2d(
+    _: Tensor<4>,
+    _: Tensor<4>,
+    _: [usize; 2],
+    _: [usize; 2],
+    _: [usize; 2],
+    _: usize,
+) -> Tensor<4> {
     unreachable!("is_flex is false without the flex feature")
 }

@@ -1,5 +1,7 @@
-//! im2col and col2im on one NCHW image: the patch matrix `[C*kh*kw, OH*OW]` whose product with
-//! the weight is the convolution, and the scatter of its gradient back onto the image.
+//! im2col and col2im on one NCHW image (or one group's channels of it): the patch matrix
+//! `[C*kh*kw, OH*OW]` whose product with the weight is the convolution, and the scatter of its
+//! gradient back onto the image. Dilated kernels read their taps `dilation` apart; nothing else
+//! changes.
 //!
 //! Both walk the patch matrix one row (channel, kernel offset) at a time, after working out once
 //! per image where each kernel offset reads ([`Tap`]; computing it per row put integer divisions
@@ -12,11 +14,12 @@
 use super::geom::{ConvGeom, valid_range};
 use std::mem::MaybeUninit;
 
-/// Where kernel offset (`ki`, `kj`) reads. Output rows `rows.0..rows.1` are inside the image; in
-/// each of them, columns outside `cols.0..cols.1` fall in the padding.
+/// Where kernel tap (`ki`, `kj`) reads: `oi = ki * dilation` rows and `oj = kj * dilation`
+/// columns from the window's corner. Output rows `rows.0..rows.1` are inside the image; in each
+/// of them, columns outside `cols.0..cols.1` fall in the padding.
 struct Tap {
-    ki: usize,
-    kj: usize,
+    oi: usize,
+    oj: usize,
     rows: (usize, usize),
     cols: (usize, usize),
     /// For shifted planes: patch-row elements `first..last` are plane elements `first + shift..`.
@@ -38,10 +41,11 @@ fn taps(g: &ConvGeom) -> Vec<Tap> {
     let [kh, kw] = g.kernel;
     let shifted = g.stride == [1, 1] && ow == w;
     let tap = |ki: usize, kj: usize| {
-        let rows = valid_range(ki, g.padding[0], g.stride[0], h, oh);
-        let cols = valid_range(kj, g.padding[1], g.stride[1], w, ow);
+        let (oi, oj) = (ki * g.dilation[0], kj * g.dilation[1]);
+        let rows = valid_range(oi, g.padding[0], g.stride[0], h, oh);
+        let cols = valid_range(oj, g.padding[1], g.stride[1], w, ow);
         let piece = shifted.then(|| {
-            let shift = (ki as isize - g.padding[0] as isize) * w as isize + kj as isize
+            let shift = (oi as isize - g.padding[0] as isize) * w as isize + oj as isize
                 - g.padding[1] as isize;
             let first = ((rows.0 * w) as isize).max(-shift);
             let last = ((rows.1 * w) as isize).min((h * w) as isize - shift);
@@ -58,8 +62,8 @@ fn taps(g: &ConvGeom) -> Vec<Tap> {
             }
         });
         Tap {
-            ki,
-            kj,
+            oi,
+            oj,
             rows,
             cols,
             piece,
@@ -71,7 +75,8 @@ fn taps(g: &ConvGeom) -> Vec<Tap> {
         .collect()
 }
 
-/// Calls `f(patch row, input plane offset, tap)` for every row of the patch matrix.
+/// Calls `f(patch row, input plane offset, tap)` for every row of the patch matrix (of one group:
+/// `g` is ungrouped here).
 fn for_each_patch_row(g: &ConvGeom, mut f: impl FnMut(usize, usize, &Tap)) {
     let taps = taps(g);
     let plane = g.in_hw[0] * g.in_hw[1];
@@ -84,17 +89,19 @@ fn for_each_patch_row(g: &ConvGeom, mut f: impl FnMut(usize, usize, &Tap)) {
 
 /// The input index (in its plane) of output (`oy`, `tap.cols.0`) at `tap`'s offset.
 fn row_start(g: &ConvGeom, tap: &Tap, oy: usize) -> usize {
-    (oy * g.stride[0] + tap.ki - g.padding[0]) * g.in_hw[1] + tap.cols.0 * g.stride[1] + tap.kj
+    (oy * g.stride[0] + tap.oi - g.padding[0]) * g.in_hw[1] + tap.cols.0 * g.stride[1] + tap.oj
         - g.padding[1]
 }
 
-/// Writes the patch matrix of one image `x [C, H, W]` into `col` (every element).
-pub(super) fn im2col(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]) {
+/// Writes the patch matrix of one image `x [C, H, W]` into `col` (every element of its
+/// `C*kh*kw` rows of `OH*OW`, row `r` starting at `r * ld`: several images' patch matrices can
+/// sit side by side in one wider matrix).
+pub(super) fn im2col(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>], ld: usize) {
     let [oh, ow] = g.out_hw();
     let plane = g.in_hw[0] * g.in_hw[1];
     let pixels = oh * ow;
     for_each_patch_row(g, |row, offset, tap| {
-        let dst = &mut col[row * pixels..(row + 1) * pixels];
+        let dst = &mut col[row * ld..row * ld + pixels];
         let src = &x[offset..offset + plane];
         let ((y0, y1), (lo, hi)) = (tap.rows, tap.cols);
         zero(&mut dst[..y0 * ow]);
@@ -114,14 +121,15 @@ pub(super) fn im2col(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]) {
     });
 }
 
-/// Adds the patch-matrix gradient `dcol` back onto the image gradient `dx` (`[C, H, W]`).
-/// `dcol` is scratch: the entries that fall in the padding may be zeroed on the way.
-pub(super) fn col2im(g: &ConvGeom, dcol: &mut [f32], dx: &mut [f32]) {
+/// Adds the patch-matrix gradient `dcol` (rows `ld` apart, as [`im2col`] writes them) back onto
+/// the image gradient `dx` (`[C, H, W]`). `dcol` is scratch: the entries that fall in the
+/// padding may be zeroed on the way.
+pub(super) fn col2im(g: &ConvGeom, dcol: &mut [f32], ld: usize, dx: &mut [f32]) {
     let [oh, ow] = g.out_hw();
     let plane = g.in_hw[0] * g.in_hw[1];
     let pixels = oh * ow;
     for_each_patch_row(g, |row, offset, tap| {
-        let src = &mut dcol[row * pixels..(row + 1) * pixels];
+        let src = &mut dcol[row * ld..row * ld + pixels];
         let dst = &mut dx[offset..offset + plane];
         let ((y0, y1), (lo, hi)) = (tap.rows, tap.cols);
         if let Some(p) = tap.piece {

@@ -24,12 +24,16 @@ pub(super) enum Scratch {
     Col = 0,
     /// The patch-matrix gradient that col2im scatters back.
     Dcol = 1,
+    /// A block's product before its images' rows move to their place, or a block's output
+    /// gradient side by side.
+    Out = 2,
 }
 
 type Buffer = RefCell<Vec<MaybeUninit<f32>>>;
 
 thread_local! {
-    static BUFFERS: [Buffer; 2] = const { [RefCell::new(Vec::new()), RefCell::new(Vec::new())] };
+    static BUFFERS: [Buffer; 3] =
+        const { [RefCell::new(Vec::new()), RefCell::new(Vec::new()), RefCell::new(Vec::new())] };
 }
 
 /// Runs `f` on this thread's `which` buffer, `len` elements long, with unspecified contents.
@@ -101,7 +105,7 @@ pub(super) fn poison(len: usize, value: f32) {
 }
 
 /// `len` uninitialised elements, for an output every element of which a kernel writes.
-pub(super) fn uninit_vec(len: usize) -> Vec<MaybeUninit<f32>> {
+pub(crate) fn uninit_vec(len: usize) -> Vec<MaybeUninit<f32>> {
     let mut v = Vec::with_capacity(len);
     v.resize(len, MaybeUninit::uninit());
     v
@@ -112,7 +116,7 @@ pub(super) fn uninit_vec(len: usize) -> Vec<MaybeUninit<f32>> {
 /// # Safety
 ///
 /// Every element of `v` must have been written.
-pub(super) unsafe fn assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
+pub(crate) unsafe fn assume_init(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
     let mut v = std::mem::ManuallyDrop::new(v);
     let (ptr, len, cap) = (v.as_mut_ptr(), v.len(), v.capacity());
     // SAFETY: `MaybeUninit<f32>` and `f32` have the same size and alignment, the allocation is

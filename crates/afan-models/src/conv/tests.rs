@@ -1,5 +1,8 @@
-//! afan's convolution against a hand-computed case and against Burn's own `conv2d` (forward,
-//! input gradient, weight gradient) on the shapes the ResNets use, in miniature.
+//! afan's convolution against a hand-computed case, against Burn's own `conv2d` (forward, input
+//! gradient, weight gradient) on the shapes the ResNets use, in miniature, and against PyTorch's
+//! `F.conv2d` on the depthwise, grouped and dilated shapes of MobileNetV2, EfficientNet and
+//! DeepLab (`tests/fixtures/conv_kernels.safetensors`, written by
+//! `xtask/reference/conv_kernels.py`).
 
 use super::*;
 use burn::nn::conv::Conv2dConfig;
@@ -26,11 +29,11 @@ fn ones_kernel_sums_neighbourhoods() {
         &dev,
     );
     let w = Tensor::<4>::ones([1, 1, 3, 3], &dev);
-    let y = fast_conv2d(x.clone(), w.clone(), [1, 1], [1, 1]);
+    let y = fast_conv2d(x.clone(), w.clone(), [1, 1], [1, 1], [1, 1], 1);
     let expected = [12.0, 21.0, 16.0, 27.0, 45.0, 33.0, 24.0, 39.0, 28.0];
     y.into_data()
         .assert_eq(&TensorData::new(expected.to_vec(), [1, 1, 3, 3]), false);
-    let y = fast_conv2d(x, w, [2, 2], [1, 1]);
+    let y = fast_conv2d(x, w, [2, 2], [1, 1], [1, 1], 1);
     y.into_data().assert_eq(
         &TensorData::new(vec![12.0f32, 16.0, 24.0, 28.0], [1, 1, 2, 2]),
         false,
@@ -49,7 +52,7 @@ fn ones_kernel_gradients_count_window_coverage() {
     )
     .require_grad();
     let w = Tensor::<4>::ones([1, 1, 3, 3], &dev).require_grad();
-    let grads = fast_conv2d(x.clone(), w.clone(), [1, 1], [1, 1])
+    let grads = fast_conv2d(x.clone(), w.clone(), [1, 1], [1, 1], [1, 1], 1)
         .sum()
         .backward();
     let dx = x.grad(&grads).unwrap();
@@ -95,7 +98,7 @@ fn matches_burn_forward_input_grad_and_weight_grad() {
         let mut run = |fast: bool| {
             let (x, w) = (x.clone().require_grad(), w.clone().require_grad());
             let y = if fast {
-                fast_conv2d(x.clone(), w.clone(), [stride; 2], [pad; 2])
+                fast_conv2d(x.clone(), w.clone(), [stride; 2], [pad; 2], [1, 1], 1)
             } else {
                 let options = ConvOptions::new([stride; 2], [pad; 2], [1, 1], 1);
                 conv2d(x.clone(), w.clone(), None, options)
@@ -112,15 +115,7 @@ fn matches_burn_forward_input_grad_and_weight_grad() {
         close(dx, dx_ref.clone(), &format!("{case}: input grad"));
         close(dw, dw_ref.clone(), &format!("{case}: weight grad"));
 
-        let g = ConvGeom {
-            batch: b,
-            in_ch: c,
-            in_hw: [size; 2],
-            out_ch: k,
-            kernel: [kernel; 2],
-            stride: [stride; 2],
-            padding: [pad; 2],
-        };
+        let g = ConvGeom::dense([b, c, k], [size; 2], [kernel; 2], [stride; 2], [pad; 2]);
         let (xs, ws, dy) = (values(&x), values(&w), dy.unwrap());
         let conv = g.input_grad_conv().is_some();
         for route in [InputRoute::Col2im, InputRoute::Conv] {
@@ -155,7 +150,7 @@ fn one_sided_gradients_match_burn() {
     let w = Tensor::<4>::random([4, 3, 3, 3], Distribution::Normal(0.0, 1.0), &dev);
     let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
     let (xg, wg) = (x.clone().require_grad(), w.clone().require_grad());
-    let g = fast_conv2d(x.clone(), wg.clone(), [1, 1], [1, 1])
+    let g = fast_conv2d(x.clone(), wg.clone(), [1, 1], [1, 1], [1, 1], 1)
         .powf_scalar(2.0)
         .sum()
         .backward();
@@ -168,7 +163,7 @@ fn one_sided_gradients_match_burn() {
         wg.grad(&g_ref).unwrap(),
         "weight only",
     );
-    let g = fast_conv2d(xg.clone(), w.clone(), [1, 1], [1, 1])
+    let g = fast_conv2d(xg.clone(), w.clone(), [1, 1], [1, 1], [1, 1], 1)
         .powf_scalar(2.0)
         .sum()
         .backward();
@@ -179,8 +174,9 @@ fn one_sided_gradients_match_burn() {
     close(xg.grad(&g).unwrap(), xg.grad(&g_ref).unwrap(), "input only");
 }
 
-/// The module gives Burn's module's output for the configurations it accelerates and for those it
-/// hands back to Burn (bias, groups, dilation, "same" padding), and keeps its record layout.
+/// The module gives Burn's module's output for the configurations it accelerates (bias, groups,
+/// dilation) and for those it hands back to Burn ("same" and asymmetric padding), and keeps its
+/// record layout.
 #[test]
 fn module_matches_burn_module() {
     let dev = Device::flex();
@@ -195,18 +191,70 @@ fn module_matches_burn_module() {
             .with_padding(PaddingConfig2d::Same),
         Conv2dConfig::new([4, 6], [3, 3]).with_dilation([2, 2]),
         Conv2dConfig::new([4, 6], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 0, 0, 1)),
+        Conv2dConfig::new([4, 4], [3, 3])
+            .with_groups(4)
+            .with_dilation([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(2, 2, 2, 2)),
+        Conv2dConfig::new([4, 6], [3, 3])
+            .with_groups(2)
+            .with_stride([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)),
     ];
     let x = Tensor::<4>::random([2, 4, 9, 9], Distribution::Normal(0.0, 1.0), &dev);
-    // The first three run afan's kernels, the others Burn's convolution.
+    // "Same" and asymmetric padding run Burn's convolution, the others afan's kernels.
     for (i, config) in configs.into_iter().enumerate() {
         let reference = config.init(&dev);
         let fast = Conv2d::from(reference.clone());
-        assert_eq!(fast.fast_padding(&x).is_some(), i < 3, "{config:?}");
+        assert_eq!(
+            fast.fast_padding(&x).is_some(),
+            i != 3 && i != 5,
+            "{config:?}"
+        );
         close(
             fast.forward(x.clone()),
             reference.forward(x.clone()),
             &format!("{config:?}"),
         );
         assert_eq!(fast.num_params(), reference.num_params());
+    }
+}
+
+/// Forward, input gradient and weight gradient through autodiff against PyTorch's `F.conv2d`
+/// (computed in float64) on depthwise (stride 1 and 2, dilated, 5x5), grouped and dilated
+/// (ASPP-like, most taps in the padding) shapes.
+#[test]
+fn depthwise_grouped_and_dilated_match_pytorch() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/conv_kernels.safetensors");
+    let dict = crate::StateDict::from_safetensors(&path).unwrap();
+    let dev = Device::flex().autodiff();
+    let tensor = |key: &str| {
+        let (values, shape) = dict
+            .get(key)
+            .unwrap_or_else(|| panic!("fixture lacks {key}"));
+        Tensor::<4>::from_data(TensorData::new(values.to_vec(), shape.to_vec()), &dev)
+    };
+    let cases = [
+        "dw_s1", "dw_s2", "dw_d2", "dw_k5s2", "grouped", "dil6", "dil2_s1", "dil2_p0",
+    ];
+    for case in cases {
+        let (meta, _) = dict.get(&format!("{case}.meta")).unwrap();
+        let [stride, pad, dil, groups] = [0, 1, 2, 3].map(|i| meta[i] as usize);
+        let x = tensor(&format!("{case}.x")).require_grad();
+        let w = tensor(&format!("{case}.w")).require_grad();
+        let y = fast_conv2d(
+            x.clone(),
+            w.clone(),
+            [stride; 2],
+            [pad; 2],
+            [dil; 2],
+            groups,
+        );
+        let grads = (y.clone() * tensor(&format!("{case}.r"))).sum().backward();
+        let (dx, dw) = (x.grad(&grads).unwrap(), w.grad(&grads).unwrap());
+        let want = |name: &str| tensor(&format!("{case}.{name}")).inner();
+        close(y.inner(), want("y"), &format!("{case}: forward"));
+        close(dx, want("dx"), &format!("{case}: input grad"));
+        close(dw, want("dw"), &format!("{case}: weight grad"));
     }
 }

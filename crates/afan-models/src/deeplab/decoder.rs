@@ -5,9 +5,7 @@
 use super::aspp::Aspp;
 use crate::layers::{ConvBn, ConvInit, conv_ext};
 use burn::module::{Module, Param};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::nn::conv::Conv2dConfig;
 use burn::tensor::{Device, Distribution, Tensor};
 
 /// Channels the low-level feature is reduced to.
@@ -16,16 +14,7 @@ pub const LOW_LEVEL_CHANNELS: usize = 48;
 /// `F.interpolate(x, size, mode="bilinear", align_corners=False)`: Burn's default is
 /// `align_corners = true`, so it is set explicitly.
 pub fn upsample_bilinear(x: Tensor<4>, size: [usize; 2]) -> Tensor<4> {
-    let [_, _, h, w] = x.dims();
-    if [h, w] == size {
-        return x;
-    }
-    interpolate(
-        x,
-        InterpolateOptions::new(InterpolateMode::Bilinear)
-            .with_align_corners(false)
-            .with_output_size(size),
-    )
+    crate::upsample::resize_bilinear(x, size, false)
 }
 
 /// ASPP, low-level projection and classifier.
@@ -38,7 +27,7 @@ pub struct DeepLabHead {
     /// 3x3 conv of the 304 concatenated channels to 256, BN, ReLU (release `classifier.0/1`).
     pub fuse: ConvBn,
     /// 1x1 conv to the classes, with bias (release `classifier.3`).
-    pub classifier: Conv2d,
+    pub classifier: crate::conv::Conv2d,
 }
 
 impl DeepLabHead {
@@ -78,7 +67,7 @@ impl DeepLabHead {
                 c,
                 device,
             ),
-            classifier,
+            classifier: classifier.into(),
         }
     }
 

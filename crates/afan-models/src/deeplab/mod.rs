@@ -12,8 +12,10 @@
 //! (`decoder`, the concatenated 304 channels). Past `layer1` the feature carries the skip
 //! connection too (see [`mod@pack`]).
 
+pub mod afan;
 mod aspp;
 mod decoder;
+mod momentum;
 pub mod pack;
 mod pretrained;
 
@@ -22,8 +24,12 @@ mod release_tests;
 #[cfg(test)]
 mod tests;
 
+pub use afan::{
+    SegmentationAfanConfig, SegmentationAfanError, SkipFeature, segmentation_afan_objective,
+};
 pub use aspp::{ASPP_CHANNELS, Aspp};
 pub use decoder::{DeepLabHead, LOW_LEVEL_CHANNELS, upsample_bilinear};
+pub use momentum::RELEASE_BACKBONE_BN_MOMENTUM;
 pub use pretrained::{release_key, resnet_key};
 
 use crate::mobilenet_v2::{MOBILENET_STAGE_ENDS, MobileNetV2};
@@ -191,6 +197,41 @@ impl DeepLabV3Plus {
     fn decode(&self, deep: Tensor<4>, low: Tensor<4>) -> Tensor<4> {
         let aspp = self.head.aspp.forward(deep);
         self.head.classify(self.head.decoder_input(aspp, low))
+    }
+
+    /// The release's head pass to `point` (`network/backbone/resnet.py` L201-253,
+    /// `network/utils.py` L31-36): the feature there and, separately, the low-level (stride-4)
+    /// feature of the same pass, which the release hands to the tail unperturbed.
+    pub fn forward_to_parts(&self, input: Tensor<4>, point: &SplitPoint) -> (Tensor<4>, Tensor<4>) {
+        let low = self.stage(1, input);
+        let feature = match point.index {
+            0 => low.clone(),
+            s @ 1..=3 => (2..=s + 1).fold(low.clone(), |f, st| self.stage(st, f)),
+            ASPP => self.head.aspp.forward(self.stages(low.clone(), 2)),
+            DECODER => {
+                let aspp = self.head.aspp.forward(self.stages(low.clone(), 2));
+                self.head.decoder_input(aspp, low.clone())
+            }
+            i => panic!("DeepLabV3Plus has no split point {i}"),
+        };
+        (feature, low)
+    }
+
+    /// The release's tail pass from `point` (`resnet.py` L255-286 `flag == 'tail'`,
+    /// `_deeplab.py` L61-78 `aspp_tail` / `concat_tail`): the rest of the network on `feature`
+    /// with `low` as the skip connection (unused past the decoder's concatenation).
+    pub fn forward_from_parts(
+        &self,
+        feature: Tensor<4>,
+        low: Tensor<4>,
+        point: &SplitPoint,
+    ) -> Tensor<4> {
+        match point.index {
+            s @ 0..=3 => self.decode(self.stages(feature, s + 2), low),
+            ASPP => self.head.classify(self.head.decoder_input(feature, low)),
+            DECODER => self.head.classify(feature),
+            i => panic!("DeepLabV3Plus has no split point {i}"),
+        }
     }
 
     /// Logits upsampled to the input size: what the release's model returns.

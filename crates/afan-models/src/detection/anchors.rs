@@ -1,13 +1,34 @@
-//! Reference boxes of the RPN, as the release's `generate_anchors` (py-faster-rcnn) makes them.
+//! Reference boxes of the RPN, in two layouts ([`AnchorLayout`]).
 //!
-//! One set of `scales x ratios` boxes centred on a `base_size` cell, shifted to every position of
-//! the feature map (stride `base_size`). The release computes the shapes with numpy's rounding
-//! (half to even) in the legacy "+1" pixel convention; the values here are those boxes with `x2`,
-//! `y2` moved up by one, so that their width in this crate's continuous convention is exactly
-//! `round(sqrt(base^2 / ratio)) * scale` as in the release.
+//! - **Release** (`Detection/rpn/region_proposal_network.py` L198-228, `generate_anchors`): the
+//!   centres divide the *image* evenly, `linspace(0, H, h + 2)[1:-1]` rows and likewise columns,
+//!   so they depend on the image size as well as on the feature size; each centre carries
+//!   `ratios x sizes` boxes of width `size * sqrt(1 / ratio)` and height `size * sqrt(ratio)`,
+//!   unrounded (`size = base_size * scale`).
+//! - **Legacy** (py-faster-rcnn's `generate_anchors`, which afan used before issue 17): one set
+//!   of `scales x ratios` boxes centred on a `base_size` cell, shifted to every position of the
+//!   feature map (stride `base_size`). py-faster-rcnn computes the shapes with numpy's rounding
+//!   (half to even) in the legacy "+1" pixel convention; the values here are those boxes with
+//!   `x2`, `y2` moved up by one, so that their width in this crate's continuous convention is
+//!   exactly `round(sqrt(base^2 / ratio)) * scale`.
+//!
+//! Both enumerate rows, then columns, then ratios, then sizes, the order of the RPN's outputs.
 
 use super::boxes::BBox;
 use serde::{Deserialize, Serialize};
+
+/// Where the anchors sit: the release's even division of the image, or py-faster-rcnn's stride
+/// grid (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnchorLayout {
+    /// `generate_anchors` of the release (region_proposal_network.py L198-228).
+    #[default]
+    Release,
+    /// py-faster-rcnn's cell anchors shifted by the stride (afan before issue 17): centres at
+    /// `stride * i + (base - 1) / 2`, sides rounded.
+    Legacy,
+}
 
 /// Anchor shapes; the defaults are the release's Pascal VOC setting.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,6 +87,47 @@ impl AnchorConfig {
                     ctr + 0.5 * (w - 1.0) + 1.0,
                     ctr + 0.5 * (h - 1.0) + 1.0,
                 ]);
+            }
+        }
+        out
+    }
+
+    /// Every anchor of a `feature_size` (`[h, w]`) map over an `image_size` (`[H, W]`, the padded
+    /// batch in the release) in `layout`.
+    pub fn anchors(
+        &self,
+        layout: AnchorLayout,
+        feature_size: [usize; 2],
+        image_size: [usize; 2],
+    ) -> Vec<BBox> {
+        match layout {
+            AnchorLayout::Release => self.release_anchors(feature_size, image_size),
+            AnchorLayout::Legacy => self.grid_anchors(feature_size),
+        }
+    }
+
+    /// The release's anchors (region_proposal_network.py L206-226): centres and shapes in f64 as
+    /// numpy computes them, cast to f32 (`.float()`, L225), corners in f32 (`from_center_base`).
+    pub fn release_anchors(&self, [h, w]: [usize; 2], [ih, iw]: [usize; 2]) -> Vec<BBox> {
+        // np.linspace(0, stop, n + 2)[1:-1]: step stop / (n + 1), each point i * step.
+        let centres = |stop: usize, n: usize| -> Vec<f64> {
+            let step = stop as f64 / (n + 1) as f64;
+            (1..=n).map(|i| i as f64 * step).collect()
+        };
+        let (ys, xs) = (centres(ih, h), centres(iw, w));
+        let mut out = Vec::with_capacity(h * w * self.num_anchors());
+        for &cy in &ys {
+            for &cx in &xs {
+                for &ratio in &self.ratios {
+                    for &scale in &self.scales {
+                        let size = self.base_size as f64 * f64::from(scale);
+                        let r = f64::from(ratio);
+                        let bw = (size * (1.0 / r).sqrt()) as f32;
+                        let bh = (size * r.sqrt()) as f32;
+                        let (cx, cy) = (cx as f32, cy as f32);
+                        out.push([cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0]);
+                    }
+                }
             }
         }
         out

@@ -4,14 +4,16 @@
 use super::*;
 use crate::detection::afan::{DetectionAfanConfig, detection_afan_objective};
 use crate::detection::anchors::AnchorConfig;
-use crate::detection::step::{DetectionInput, DetectionTarget, DetectorStep, StepPlan};
+use crate::detection::sampler::SamplingScope;
+use crate::detection::step::{DetectionInput, DetectionTarget, DetectorStep, Sampling, StepPlan};
 use afan_core::{SplitModel, attack_copy};
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::TensorData;
 
 /// ResNet-18 on 64x64 images: a 4x4 `layer3` map, 16- and 32-pixel anchors, small samples, and
-/// 2x2 pooled regions (`layer4` on the regions dominates the cost).
+/// 4x4 pooled regions halved to 2x2 (`layer4` on the regions dominates the cost); the release's
+/// semantics otherwise, but small-normal predictors, so that the initial losses are known.
 fn tiny_config() -> FasterRcnnConfig {
     let mut c = FasterRcnnConfig::voc();
     c.backbone = "resnet18".into();
@@ -28,8 +30,9 @@ fn tiny_config() -> FasterRcnnConfig {
     c.rpn.pre_nms_test = 100;
     c.rpn.post_nms_test = 20;
     c.roi.batch_per_image = 16;
-    c.roi.pool.output_size = [2, 2];
+    c.roi.pool.output_size = [4, 4];
     c.frozen_stages = 0;
+    c.head_init = HeadInit::Normal;
     c
 }
 
@@ -101,7 +104,10 @@ fn configuration_errors_name_the_field() {
             .contains("spatial_scale")
     );
     assert_eq!(FasterRcnnConfig::coco().rpn.anchors.num_anchors(), 12);
-    assert_eq!(FasterRcnnConfig::voc().validate(), Ok(ResNetDepth::R101));
+    // The release's scripts: ResNet-50, RPN beta 1 on VOC and 0.1111 on COCO.
+    assert_eq!(FasterRcnnConfig::voc().validate(), Ok(ResNetDepth::R50));
+    assert_eq!(FasterRcnnConfig::voc().rpn.smooth_l1_beta, 1.0);
+    assert_eq!(FasterRcnnConfig::coco().rpn.smooth_l1_beta, 0.1111);
 }
 
 #[test]
@@ -151,9 +157,9 @@ fn split_round_trip_is_exact_and_the_plan_is_shared() {
     assert!(drawn.0.is_some() && drawn.1.is_some());
     assert!(full.iter().all(|v| v.is_finite() && *v >= 0.0), "{full:?}");
     // Small initial predictor weights: RPN objectness starts near log 2, RoI classification
-    // near log 3 (less close: the unnormalized layer4 features are large).
+    // near log 3 (less close: the unnormalized, max-pooled layer4 features are large).
     assert!((full[0] - 2f32.ln()).abs() < 0.05, "{full:?}");
-    assert!((full[2] - 3f32.ln()).abs() < 0.2, "{full:?}");
+    assert!((full[2] - 3f32.ln()).abs() < 0.5, "{full:?}");
     for name in ["layer1", "layer2", "layer3"] {
         let p = step.split_point(name).unwrap();
         let via = step
@@ -161,24 +167,74 @@ fn split_round_trip_is_exact_and_the_plan_is_shared() {
             .values();
         assert_eq!(via, full, "{name}");
     }
-    let roi = step.split_point("roi").unwrap();
-    let f = step.forward_to(x.clone(), &roi);
+    let pooled_point = step.split_point("roi_pooled").unwrap();
+    let pooled = step.forward_to(x.clone(), &pooled_point);
     let samples = plan.roi_samples().unwrap();
     let r: usize = samples.iter().map(|s| s.boxes.len()).sum();
-    assert_eq!(f.dims(), [r, 256, 2, 2]);
-    let via = step.forward_from(f.clone(), &roi).values();
+    assert_eq!(pooled.dims(), [r, 256, 2, 2]);
+    let via = step.forward_from(pooled.clone(), &pooled_point).values();
     assert_eq!(via, [0.0, 0.0, full[2], full[3]]);
-    // A recorded pass keeps exactly the RoI features `forward_to(roi)` computes, once.
+    // The release's point: each region's vector after layer4 and its max-pool.
+    let roi = step.split_point("roi").unwrap();
+    let vector = step.forward_to(x.clone(), &roi);
+    assert_eq!(vector.dims(), [r, 512, 1, 1]);
+    let via = step.forward_from(vector.clone(), &roi).values();
+    assert_eq!(via, [0.0, 0.0, full[2], full[3]]);
+    // A recorded pass keeps exactly what `forward_to` a RoI point computes, and the RPN losses.
+    step.take_recorded_roi();
     assert!(step.take_recorded_roi().is_none());
     step.record_next_roi();
     let p = step.split_point("layer2").unwrap();
     step.forward_from(step.forward_to(x.clone(), &p), &p);
-    assert_eq!(values(step.take_recorded_roi().unwrap()), values(f));
+    let recorded = step.take_recorded_roi().unwrap();
+    assert_eq!(values(recorded.pooled), values(pooled));
+    assert_eq!(values(recorded.vector), values(vector));
+    assert_eq!(recorded.samples, samples);
+    let rpn = recorded.rpn_losses.map(|t| values(t)[0]);
+    assert_eq!(rpn, [full[0], full[1]]);
     assert!(step.take_recorded_roi().is_none());
     // Every pass reused the samples of the first.
     assert_eq!((plan.rpn_targets(), plan.roi_samples()), drawn);
     let e = step.split_point("layer4").unwrap_err().to_string();
-    assert!(e.contains("layer1, layer2, layer3, roi"), "{e}");
+    assert!(e.contains("layer1, layer2, layer3, roi_pooled, roi"), "{e}");
+}
+
+#[test]
+fn per_pass_sampling_draws_again_and_fixed_proposals_are_used() {
+    let dev = afan_core::device::test_device();
+    let mut config = tiny_config();
+    // Fewer anchors sampled than there are candidates, so that draws differ.
+    config.rpn.batch_per_image = 8;
+    let model = config.init(&dev).unwrap();
+    let plan = StepPlan::new(3);
+    plan.set_sampling(Sampling::PerPass);
+    let step = DetectorStep::new(&model, &plan);
+    let x = input(&dev);
+    step.forward(x.clone());
+    let first = plan.rpn_targets().unwrap();
+    step.forward(x.clone());
+    assert_ne!(
+        plan.rpn_targets().unwrap(),
+        first,
+        "a second pass draws its own sample"
+    );
+    let proposals = vec![
+        vec![[8.0, 8.0, 40.0, 30.0], [0.0, 0.0, 10.0, 10.0]],
+        vec![[4.0, 20.0, 30.0, 56.0]],
+    ];
+    let model = seeded_init(&dev, 1);
+    let plan = StepPlan::with_proposals(0, proposals.clone());
+    DetectorStep::new(&model, &plan).forward(x);
+    let samples = plan.roi_samples().unwrap();
+    for (s, p) in samples.iter().zip(&proposals) {
+        // Fewer than the caps: every proposal, none of the ground truth (the release's rule).
+        let mut got = s.boxes.clone();
+        got.sort_by(|a, b| a[0].total_cmp(&b[0]));
+        let mut want = p.clone();
+        want.sort_by(|a, b| a[0].total_cmp(&b[0]));
+        assert_eq!(got, want);
+    }
+    assert_eq!(samples[0].labels, vec![1, 0]);
 }
 
 #[test]
@@ -187,27 +243,53 @@ fn samples_respect_the_configured_counts() {
     let model = seeded_init(&dev, 1);
     let plan = StepPlan::new(0);
     DetectorStep::new(&model, &plan).forward(input(&dev));
-    let anchors = model.config.rpn.anchors.grid_anchors([4, 4]);
-    for (t, size) in plan.rpn_targets().unwrap().iter().zip([[64, 64], [64, 48]]) {
-        assert!(t.sampled.len() <= 64 && t.deltas.len() <= 32 && !t.deltas.is_empty());
+    // The release's anchors over the padded 64x64 batch, and its bounds for both images.
+    let anchors = model.config.rpn.anchors_for([4, 4], [64, 64]);
+    let rpn = plan.rpn_targets().unwrap();
+    let (sampled, fg): (usize, usize) = rpn
+        .iter()
+        .map(|t| (t.sampled.len(), t.deltas.len()))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    assert!(
+        sampled <= 2 * 64 && fg <= 2 * 32 && fg > 0,
+        "{sampled} {fg}"
+    );
+    for t in &rpn {
         // Cross-boundary anchors are never sampled.
         assert!(
             t.sampled
                 .iter()
-                .all(|&a| super::super::boxes::inside(&anchors[a], size, 0.0))
+                .all(|&a| super::super::boxes::inside(&anchors[a], [64, 64], 0.0))
         );
         assert_eq!(
             t.labels.iter().filter(|&&l| l == 1.0).count(),
             t.deltas.len()
         );
     }
+    let rois = plan.roi_samples().unwrap();
+    let total: usize = rois.iter().map(|s| s.boxes.len()).sum();
+    let fg: usize = rois.iter().map(|s| s.deltas.len()).sum();
+    assert!(total <= 2 * 16 && fg <= 2 * 4, "{total} {fg}");
+    for s in &rois {
+        assert_eq!(s.labels.iter().filter(|&&l| l > 0).count(), s.deltas.len());
+    }
+    // torchvision's rules: per image, ground truth among the candidates.
+    let mut config = tiny_config();
+    config.roi.sampling = SamplingScope::PerImage;
+    config.roi.add_gt_boxes = true;
+    config.rpn.sampling = SamplingScope::PerImage;
+    let model = config.init(&dev).unwrap();
+    let plan = StepPlan::new(0);
+    DetectorStep::new(&model, &plan).forward(input(&dev));
     for (s, gt) in plan.roi_samples().unwrap().iter().zip(targets()) {
-        let fg = s.labels.iter().filter(|&&l| l > 0).count();
+        let fg = s.deltas.len();
         assert!(
-            s.boxes.len() <= 32 && fg <= 8 && fg >= gt.boxes.len(),
+            s.boxes.len() <= 16 && fg <= 4 && fg >= gt.boxes.len(),
             "{fg}"
         );
-        assert_eq!(fg, s.deltas.len());
+    }
+    for t in plan.rpn_targets().unwrap() {
+        assert!(t.sampled.len() <= 64 && t.deltas.len() <= 32);
     }
 }
 

@@ -1,16 +1,30 @@
-//! RoIAlign and RoIPool built from differentiable tensor ops, so autodiff provides the gradient
-//! on every backend.
+//! RoIAlign and RoIPool.
 //!
 //! RoIAlign is linear in the features: every output cell is a fixed weighted sum of feature cells
-//! (the bilinear weights of its sampling points, averaged). The weights depend only on the boxes,
-//! which carry no gradient, so they are computed on the host with torchvision's exact rules and
-//! applied as one matrix product per image, `[R*PH*PW, H*W] x [H*W, C]`. That is a gather of the
-//! four bilinear neighbours with duplicates pre-summed; its backward is the transposed product.
-//! RoIPool (max) gathers every feature cell of each quantised bin and takes the maximum.
+//! (the bilinear weights of its sampling points, averaged). The sampling points depend only on
+//! the boxes, which carry no gradient, so they are worked out on the host with torchvision's
+//! exact rules ([`kernel::RoiSamples`]). On `flex`, afan's kernels gather them directly and
+//! scatter the gradient back ([`kernel`], a backend extension op); on every other backend they
+//! become one weight matrix per image, applied as the product `[R*PH*PW, H*W] x [H*W, C]`, whose
+//! backward autodiff provides (a gather with duplicates pre-summed, but work proportional to the
+//! whole feature map for every bin: ~3 GMAC per pass for 128 regions of a 600x800 image).
+//! RoIPool (max) gathers every feature cell of each quantised bin and takes the maximum, with
+//! Burn's ops everywhere.
+
+#[cfg(feature = "flex")]
+mod ext;
+pub mod kernel;
+#[cfg(all(test, feature = "flex"))]
+mod kernel_tests;
+
+#[cfg(feature = "flex")]
+pub use ext::{FastRoiAlign, FastRoiAlignBackward};
 
 use super::boxes::BBox;
 use burn::tensor::{Int, Tensor, TensorData};
+use kernel::{AlignParams, RoiSamples};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// A region of interest: the image it belongs to and its box in input-image pixels.
 pub type Roi = (usize, BBox);
@@ -65,77 +79,23 @@ impl RoiPoolConfig {
         }
     }
 
-    fn align(&self, features: Tensor<4>, rois: &[Roi]) -> Tensor<4> {
-        let [b, c, h, w] = features.dims();
-        let [ph, pw] = self.output_size;
-        let device = features.device();
-        let mut parts = Vec::new();
-        let mut order = Vec::new();
-        for image in 0..b {
-            let mine: Vec<usize> = (0..rois.len()).filter(|&r| rois[r].0 == image).collect();
-            if mine.is_empty() {
-                continue;
-            }
-            let mut weights = vec![0f32; mine.len() * ph * pw * h * w];
-            for (k, &r) in mine.iter().enumerate() {
-                let rows = &mut weights[k * ph * pw * h * w..(k + 1) * ph * pw * h * w];
-                self.align_weights(&rois[r].1, [h, w], rows);
-            }
-            let m = Tensor::<2>::from_data(
-                TensorData::new(weights, [mine.len() * ph * pw, h * w]),
-                &device,
-            );
-            let flat = features
-                .clone()
-                .slice(image..image + 1)
-                .reshape([c, h * w])
-                .transpose();
-            parts.push(m.matmul(flat));
-            order.extend(mine);
+    /// torchvision's `roi_align` parameters of this configuration.
+    pub fn align_params(&self) -> AlignParams {
+        AlignParams {
+            output_size: self.output_size,
+            spatial_scale: self.spatial_scale,
+            sampling_ratio: self.sampling_ratio,
+            aligned: self.aligned,
         }
-        let pooled = if parts.is_empty() {
-            Tensor::<2>::zeros([0, c], &device)
-        } else {
-            Tensor::cat(parts, 0)
-        };
-        let pooled = restore_order(pooled, &order, ph * pw);
-        pooled
-            .reshape([rois.len(), ph, pw, c])
-            .permute([0, 3, 1, 2])
     }
 
-    /// Fills `rows` (`[PH*PW, H*W]`) with the averaged bilinear weights of one region.
-    fn align_weights(&self, roi: &BBox, [h, w]: [usize; 2], rows: &mut [f32]) {
-        let [ph, pw] = self.output_size;
-        let offset = if self.aligned { 0.5 } else { 0.0 };
-        let s = self.spatial_scale;
-        let (x0, y0) = (roi[0] * s - offset, roi[1] * s - offset);
-        let (mut rw, mut rh) = (roi[2] * s - offset - x0, roi[3] * s - offset - y0);
-        if !self.aligned {
-            rw = rw.max(1.0);
-            rh = rh.max(1.0);
+    fn align(&self, features: Tensor<4>, rois: &[Roi]) -> Tensor<4> {
+        let [b, _, h, w] = features.dims();
+        let samples = RoiSamples::new(&self.align_params(), rois, [b, h, w]);
+        if crate::flex::is_flex(&features.device()) {
+            return fast_roi_align(features, Arc::new(samples));
         }
-        let (bh, bw) = (rh / ph as f32, rw / pw as f32);
-        let grid = |size: f32| match self.sampling_ratio {
-            0 => size.ceil() as usize,
-            n => n,
-        };
-        let (gh, gw) = (grid(bh), grid(bw));
-        let count = (gh * gw).max(1) as f32;
-        for py in 0..ph {
-            for px in 0..pw {
-                let row = &mut rows[(py * pw + px) * h * w..(py * pw + px + 1) * h * w];
-                for iy in 0..gh {
-                    let y = y0 + py as f32 * bh + (iy as f32 + 0.5) * bh / gh as f32;
-                    for ix in 0..gw {
-                        let x = x0 + px as f32 * bw + (ix as f32 + 0.5) * bw / gw as f32;
-                        for (cell, weight) in bilinear(y, x, h, w) {
-                            row[cell] += weight / count;
-                        }
-                    }
-                }
-            }
-        }
+        align_by_matrix(features, &samples)
     }
 
     fn max_pool(&self, features: Tensor<4>, rois: &[Roi]) -> Tensor<4> {
@@ -199,6 +159,65 @@ impl RoiPoolConfig {
     }
 }
 
+/// RoIAlign as one weight-matrix product per image (every backend but flex): rows of the
+/// averaged bilinear weights of each bin over the `H*W` cells.
+pub(crate) fn align_by_matrix(features: Tensor<4>, s: &RoiSamples) -> Tensor<4> {
+    let [b, c, h, w] = features.dims();
+    let [ph, pw] = s.output_size;
+    let bins = s.bins();
+    let device = features.device();
+    let mut parts = Vec::new();
+    let mut order = Vec::new();
+    for image in 0..b {
+        let mine: Vec<usize> = (0..s.len()).filter(|&r| s.image[r] == image).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let mut weights = vec![0f32; mine.len() * bins * h * w];
+        for (k, &r) in mine.iter().enumerate() {
+            for bin in 0..bins {
+                let row = &mut weights[(k * bins + bin) * h * w..][..h * w];
+                for sample in s.bin(r, bin) {
+                    for (cell, weight) in sample.cells.iter().zip(sample.weights) {
+                        row[*cell as usize] += weight / s.count[r];
+                    }
+                }
+            }
+        }
+        let m = Tensor::<2>::from_data(
+            TensorData::new(weights, [mine.len() * bins, h * w]),
+            &device,
+        );
+        let flat = features
+            .clone()
+            .slice(image..image + 1)
+            .reshape([c, h * w])
+            .transpose();
+        parts.push(m.matmul(flat));
+        order.extend(mine);
+    }
+    let pooled = if parts.is_empty() {
+        Tensor::<2>::zeros([0, c], &device)
+    } else {
+        Tensor::cat(parts, 0)
+    };
+    let pooled = restore_order(pooled, &order, bins);
+    pooled.reshape([s.len(), ph, pw, c]).permute([0, 3, 1, 2])
+}
+
+/// afan's RoIAlign kernel on a `flex` tensor.
+#[cfg(feature = "flex")]
+fn fast_roi_align(features: Tensor<4>, samples: Arc<RoiSamples>) -> Tensor<4> {
+    use burn::backend::Dispatch;
+    let out = <Dispatch as FastRoiAlign>::afan_roi_align(features.into_dispatch(), samples);
+    Tensor::from_dispatch(out)
+}
+
+#[cfg(not(feature = "flex"))]
+fn fast_roi_align(_: Tensor<4>, _: Arc<RoiSamples>) -> Tensor<4> {
+    unreachable!("is_flex is false without the flex feature")
+}
+
 /// Puts rows grouped by image back in region order; `block` rows per region.
 fn restore_order(pooled: Tensor<2>, order: &[usize], block: usize) -> Tensor<2> {
     if order.windows(2).all(|p| p[0] < p[1]) {
@@ -218,32 +237,6 @@ fn restore_order(pooled: Tensor<2>, order: &[usize], block: usize) -> Tensor<2> 
         0,
         Tensor::<1, Int>::from_data(TensorData::new(index, [n]), &device),
     )
-}
-
-/// The (cell, weight) pairs of torchvision's `bilinear_interpolate`: nothing outside
-/// `[-1, H] x [-1, W]`, coordinates clamped at 0, the last row/column repeated at the far edge.
-fn bilinear(y: f32, x: f32, h: usize, w: usize) -> Vec<(usize, f32)> {
-    if y < -1.0 || y > h as f32 || x < -1.0 || x > w as f32 {
-        return Vec::new();
-    }
-    let (y, x) = (y.max(0.0), x.max(0.0));
-    let axis = |v: f32, n: usize| {
-        let low = v as usize;
-        if low >= n - 1 {
-            (n - 1, n - 1, 0.0)
-        } else {
-            (low, low + 1, v - low as f32)
-        }
-    };
-    let (y_lo, y_hi, ly) = axis(y, h);
-    let (x_lo, x_hi, lx) = axis(x, w);
-    let (hy, hx) = (1.0 - ly, 1.0 - lx);
-    vec![
-        (y_lo * w + x_lo, hy * hx),
-        (y_lo * w + x_hi, hy * lx),
-        (y_hi * w + x_lo, ly * hx),
-        (y_hi * w + x_hi, ly * lx),
-    ]
 }
 
 #[cfg(test)]

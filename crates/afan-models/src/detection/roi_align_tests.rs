@@ -1,5 +1,6 @@
 //! RoIAlign / RoIPool against torchvision.ops: values and input gradients from
-//! `tests/fixtures/roi_align.safetensors` (written by `xtask/reference/roi_align.py`).
+//! `tests/fixtures/roi_align.safetensors` (written by `xtask/reference/roi_align.py`), on the
+//! test device (afan's gather kernel on flex, the weight-matrix product on the GPU backends).
 
 use super::*;
 use crate::StateDict;
@@ -19,8 +20,8 @@ fn tensor<const D: usize>(dict: &StateDict, key: &str, device: &Device) -> Tenso
     Tensor::from_data(TensorData::new(values.to_vec(), shape.to_vec()), device)
 }
 
-fn rois(dict: &StateDict) -> Vec<Roi> {
-    let (values, _) = dict.get("rois").unwrap();
+fn rois(dict: &StateDict, key: &str) -> Vec<Roi> {
+    let (values, _) = dict.get(key).unwrap();
     values
         .chunks(5)
         .map(|r| (r[0] as usize, [r[1], r[2], r[3], r[4]]))
@@ -28,10 +29,15 @@ fn rois(dict: &StateDict) -> Vec<Roi> {
 }
 
 fn check(case: &str, config: RoiPoolConfig) {
+    check_on(case, config, "")
+}
+
+/// `prefix` picks the fixture's features and boxes (`""` or `"big."`).
+fn check_on(case: &str, config: RoiPoolConfig, prefix: &str) {
     let dict = fixture();
     let dev = afan_core::device::test_device().autodiff();
-    let x = tensor::<4>(&dict, "x", &dev).require_grad();
-    let out = config.forward(x.clone(), &rois(&dict));
+    let x = tensor::<4>(&dict, &format!("{prefix}x"), &dev).require_grad();
+    let out = config.forward(x.clone(), &rois(&dict, &format!("{prefix}rois")));
     let expected = tensor::<4>(&dict, &format!("{case}.out"), &dev);
     out.clone()
         .into_data()
@@ -66,6 +72,28 @@ fn roi_align_unaligned_adaptive_matches_torchvision() {
 #[test]
 fn roi_align_aligned_fixed_sampling_matches_torchvision() {
     check("align1", config(2, true, RoiPoolMode::Align));
+}
+
+/// The release's head: 14x14 on a stride-16 map with adaptive sampling (boxes of 20 to 260
+/// pixels, one past the map's edge).
+#[test]
+fn roi_align_14x14_on_a_stride_16_map_matches_torchvision() {
+    let config = RoiPoolConfig {
+        output_size: [14, 14],
+        ..RoiPoolConfig::default()
+    };
+    check_on("align14", config, "big.");
+}
+
+#[test]
+fn roi_align_7x7_two_samples_aligned_matches_torchvision() {
+    let config = RoiPoolConfig {
+        output_size: [7, 7],
+        sampling_ratio: 2,
+        aligned: true,
+        ..RoiPoolConfig::default()
+    };
+    check_on("align7r2", config, "big.");
 }
 
 #[test]

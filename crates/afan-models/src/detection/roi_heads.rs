@@ -1,22 +1,36 @@
-//! The RoI head of the C4 layout: `layer4` of the ResNet on each pooled region, global average
-//! pool, then class logits and class-specific box deltas; its sampling, losses and the
-//! per-class post-processing that turns its outputs into detections.
+//! The RoI head of the C4 layout: `layer4` of the ResNet on each pooled region, a global pool
+//! to one vector per region (the release's RoI split point), then class logits and
+//! class-specific box deltas; its sampling, losses and the per-class post-processing that turns
+//! its outputs into detections.
 
 use super::box_coder::BoxCoder;
 use super::boxes::{BBox, clip};
-use super::losses::smooth_l1_sum;
-use super::nms::batched_nms;
-use super::roi_align::RoiPoolConfig;
+use super::head_init::HeadInit;
+use super::losses::{LossNormalization, smooth_l1_rows, weighted_sum};
+use super::nms::{NmsRule, batched_nms};
+use super::roi_align::{Roi, RoiPoolConfig};
 use super::rpn::int;
-use super::sampler::{Match, Matcher, balanced_sample};
+use super::sampler::{Match, Matcher, SamplingScope, balanced_sample_batch};
 use crate::resnet::Block;
-use afan_core::cross_entropy;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::module::max_pool2d;
+use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+
+/// How `layer4`'s output of a region becomes one vector.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadPool {
+    /// `F.adaptive_max_pool2d(hidden, 1)` (the release: `model.py` L287, L327).
+    #[default]
+    Max,
+    /// The global average of torchvision's ResNet (afan before issue 17).
+    Mean,
+}
 
 /// RoI-head settings; defaults are the release's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,18 +52,40 @@ pub struct RoiHeadConfig {
     pub box_stds: [f32; 4],
     /// Smooth-L1 transition of the box loss (1: sigma 1).
     pub smooth_l1_beta: f64,
+    /// A 2x2 max-pool (stride 2) on the pooled regions before `layer4` (the release pools to
+    /// 14x14 and halves: `roi/pooler.py` L22, L42).
+    pub pooled_max_2x2: bool,
+    /// Max (release) or mean over `layer4`'s output.
+    pub head_pool: HeadPool,
+    /// Region sampling over the batch (release) or per image.
+    pub sampling: SamplingScope,
+    /// Loss reduction: per image then the mean (release) or over the batch.
+    pub loss_norm: LossNormalization,
+    /// Add the ground-truth boxes to the proposals before sampling (torchvision, afan before
+    /// issue 17); the release samples among the proposals only (`model.py` L262-270).
+    pub add_gt_boxes: bool,
     /// Detections need a class score above this.
     pub score_threshold: f32,
     /// Per-class NMS IoU threshold of the detections.
     pub nms_threshold: f32,
-    /// Most detections kept per image.
+    /// How that NMS measures overlap (the release's kernel or torchvision's).
+    pub nms_rule: NmsRule,
+    /// Most detections kept per image; 0 keeps every one (the release: `evaluator.py` L34-38
+    /// only drops scores at or below 0.05).
     pub detections_per_image: usize,
 }
 
 impl Default for RoiHeadConfig {
+    /// The release's (`model.py`, `roi/pooler.py`): RoIAlign to 14x14 then a 2x2 max-pool,
+    /// max-pooled `layer4`, 128 regions per image drawn over the batch, a quarter foreground.
     fn default() -> Self {
         Self {
-            pool: RoiPoolConfig::default(),
+            // `output_size = (7 * 2, 7 * 2)`, `sampling_ratio=0`, `spatial_scale = 1/16`,
+            // maskrcnn-benchmark's unaligned RoIAlign (roi/pooler.py L21-22, L35).
+            pool: RoiPoolConfig {
+                output_size: [14, 14],
+                ..RoiPoolConfig::default()
+            },
             batch_per_image: 128,
             fg_fraction: 0.25,
             fg_iou: 0.5,
@@ -59,7 +95,13 @@ impl Default for RoiHeadConfig {
             smooth_l1_beta: 1.0,
             score_threshold: 0.05,
             nms_threshold: 0.3,
-            detections_per_image: 100,
+            nms_rule: NmsRule::Release,
+            detections_per_image: 0,
+            pooled_max_2x2: true,
+            head_pool: HeadPool::Max,
+            sampling: SamplingScope::PerBatch,
+            loss_norm: LossNormalization::PerImage,
+            add_gt_boxes: false,
         }
     }
 }
@@ -97,30 +139,61 @@ pub struct RoiHead {
     pub bbox_pred: Linear,
 }
 
-fn linear(input: usize, output: usize, std: f64, device: &Device) -> Linear {
-    let mut l = LinearConfig::new(input, output)
-        .with_initializer(Initializer::Normal { mean: 0.0, std })
-        .init(device);
-    l.bias = Some(Param::from_tensor(Tensor::zeros([output], device)));
-    l
+fn linear(input: usize, output: usize, std: f64, init: HeadInit, device: &Device) -> Linear {
+    let config = LinearConfig::new(input, output);
+    match init {
+        // Burn's default linear initialiser is PyTorch's, weights and bias alike.
+        HeadInit::Pytorch => config.init(device),
+        HeadInit::Normal => {
+            let mut l = config
+                .with_initializer(Initializer::Normal { mean: 0.0, std })
+                .init(device);
+            l.bias = Some(Param::from_tensor(Tensor::zeros([output], device)));
+            l
+        }
+    }
 }
 
 impl RoiHead {
-    /// A head for `num_classes` classes plus background on `channels`-wide `layer4` output.
-    /// Predictors start as in the release: N(0, 0.01) logits, N(0, 0.001) deltas, zero biases.
-    pub fn new(layer4: Vec<Block>, channels: usize, num_classes: usize, device: &Device) -> Self {
+    /// A head for `num_classes` classes plus background on `channels`-wide `layer4` output,
+    /// predictors initialised per `init` (`Normal`: N(0, 0.01) logits, N(0, 0.001) deltas,
+    /// zero biases).
+    pub fn new(
+        layer4: Vec<Block>,
+        channels: usize,
+        num_classes: usize,
+        init: HeadInit,
+        device: &Device,
+    ) -> Self {
         Self {
             layer4,
-            cls_score: linear(channels, num_classes + 1, 0.01, device),
-            bbox_pred: linear(channels, 4 * (num_classes + 1), 0.001, device),
+            cls_score: linear(channels, num_classes + 1, 0.01, init, device),
+            bbox_pred: linear(channels, 4 * (num_classes + 1), 0.001, init, device),
         }
     }
 
     /// Pooled regions `[R, C, P, P]` to logits `[R, K+1]` and deltas `[R, 4(K+1)]`.
-    pub fn forward(&self, pooled: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+    pub fn forward(&self, pooled: Tensor<4>, pool: HeadPool) -> (Tensor<2>, Tensor<2>) {
+        self.predict(self.vector(pooled, pool))
+    }
+
+    /// `layer4` and the global pool: one `[R, C, 1, 1]` vector per region, the feature before
+    /// the two predictors (the release's RoI point, `model.py` L325-329).
+    pub fn vector(&self, pooled: Tensor<4>, pool: HeadPool) -> Tensor<4> {
         let x = self.layer4.iter().fold(pooled, |f, b| b.forward(f));
-        let [r, c, _, _] = x.dims();
-        let x = x.mean_dim(2).mean_dim(3).reshape([r, c]);
+        let [r, c, h, w] = x.dims();
+        let x = x.reshape([r, c, h * w]);
+        let x = match pool {
+            HeadPool::Max => x.max_dim(2),
+            HeadPool::Mean => x.mean_dim(2),
+        };
+        x.reshape([r, c, 1, 1])
+    }
+
+    /// Logits `[R, K+1]` and deltas `[R, 4(K+1)]` from the vectors `[R, C, 1, 1]`.
+    pub fn predict(&self, vector: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let [r, c, _, _] = vector.dims();
+        let x = vector.reshape([r, c]);
         (self.cls_score.forward(x.clone()), self.bbox_pred.forward(x))
     }
 }
@@ -130,43 +203,80 @@ impl RoiHeadConfig {
         BoxCoder::with_stds(self.box_stds)
     }
 
-    /// Samples the regions of one image among its proposals and ground-truth boxes (added as
-    /// proposals, as in the release, so every object has a perfect region).
+    /// Pools `rois` from the `layer3` feature: RoIAlign (or RoIPool), then the release's 2x2
+    /// max-pool if configured.
+    pub fn pool_regions(&self, feature: Tensor<4>, rois: &[Roi]) -> Tensor<4> {
+        let pooled = self.pool.forward(feature, rois);
+        if self.pooled_max_2x2 {
+            max_pool2d(pooled, MaxPoolOptions::new([2, 2]))
+        } else {
+            pooled
+        }
+    }
+
+    /// Samples the regions of a batch among each image's proposals (and its ground-truth boxes
+    /// if `add_gt_boxes`), per `self.sampling`.
     pub fn sample(
         &self,
-        proposals: &[BBox],
-        gts: &[BBox],
-        gt_labels: &[usize],
+        proposals: &[Vec<BBox>],
+        gts: &[&[BBox]],
+        gt_labels: &[&[usize]],
         rng: &mut impl Rng,
-    ) -> RoiSample {
-        let candidates: Vec<BBox> = proposals.iter().chain(gts).copied().collect();
+    ) -> Vec<RoiSample> {
+        let candidates: Vec<Vec<BBox>> = proposals
+            .iter()
+            .zip(gts)
+            .map(|(p, g)| {
+                let gt: &[BBox] = if self.add_gt_boxes { g } else { &[] };
+                p.iter().chain(gt).copied().collect()
+            })
+            .collect();
         let matcher = Matcher {
             fg_iou: self.fg_iou,
             bg_high: self.bg_iou_high,
             bg_low: self.bg_iou_low,
             best_per_gt: false,
         };
-        let matches = matcher.assign(&candidates, gts);
-        let (fg, bg) = balanced_sample(&matches, self.batch_per_image, self.fg_fraction, rng);
+        let matches: Vec<Vec<Match>> = candidates
+            .iter()
+            .zip(gts)
+            .map(|(c, g)| matcher.assign(c, g))
+            .collect();
+        let drawn = balanced_sample_batch(
+            &matches,
+            self.batch_per_image,
+            self.fg_fraction,
+            self.sampling,
+            rng,
+        );
         let coder = self.coder();
-        let mut sample = RoiSample::default();
-        for &k in &fg {
-            let Match::Foreground(g) = matches[k] else {
-                unreachable!("sampled foreground is foreground")
-            };
-            sample.boxes.push(candidates[k]);
-            sample.labels.push(gt_labels[g]);
-            sample.deltas.push(coder.encode(&gts[g], &candidates[k]));
-        }
-        for &k in &bg {
-            sample.boxes.push(candidates[k]);
-            sample.labels.push(0);
-        }
-        sample
+        drawn
+            .into_iter()
+            .enumerate()
+            .map(|(image, (fg, bg))| {
+                let (candidates, matches) = (&candidates[image], &matches[image]);
+                let mut sample = RoiSample::default();
+                for &k in &fg {
+                    let Match::Foreground(g) = matches[k] else {
+                        unreachable!("sampled foreground is foreground")
+                    };
+                    sample.boxes.push(candidates[k]);
+                    sample.labels.push(gt_labels[image][g]);
+                    sample
+                        .deltas
+                        .push(coder.encode(&gts[image][g], &candidates[k]));
+                }
+                for &k in &bg {
+                    sample.boxes.push(candidates[k]);
+                    sample.labels.push(0);
+                }
+                sample
+            })
+            .collect()
     }
 
-    /// Classification loss (mean cross-entropy over the sampled regions) and box loss (smooth L1
-    /// of each foreground region's own-class deltas, summed, divided by the regions sampled).
+    /// Classification loss (cross-entropy of the sampled regions) and box loss (smooth L1 of each
+    /// foreground region's own-class deltas), reduced per `self.loss_norm`.
     pub fn losses(
         &self,
         logits: Tensor<2>,
@@ -178,7 +288,6 @@ impl RoiHeadConfig {
             .iter()
             .flat_map(|s| s.labels.iter().map(|&l| l as i64))
             .collect();
-        let total = labels.len();
         let mut rows = Vec::new();
         let mut columns = Vec::new();
         let mut targets: Vec<f32> = Vec::new();
@@ -191,7 +300,18 @@ impl RoiHeadConfig {
             }
             offset += s.labels.len();
         }
-        let class_loss = cross_entropy(logits, int(labels, &device));
+        let sampled: Vec<usize> = samples.iter().map(|s| s.labels.len()).collect();
+        let foreground: Vec<usize> = samples.iter().map(|s| s.deltas.len()).collect();
+        let n = labels.len();
+        let class_loss = if n == 0 {
+            (logits.sum() * 0.0).reshape([1])
+        } else {
+            let terms = log_softmax(logits, 1)
+                .gather(1, int(labels, &device).reshape([n, 1]))
+                .reshape([n])
+                .neg();
+            weighted_sum(terms, self.loss_norm.class_weights(&sampled), &device)
+        };
         let box_loss = if rows.is_empty() {
             (deltas.sum() * 0.0).reshape([1])
         } else {
@@ -200,7 +320,9 @@ impl RoiHeadConfig {
                 .select(0, int(rows, &device))
                 .gather(1, int(columns, &device).reshape([m, 4]));
             let target = Tensor::<2>::from_data(TensorData::new(targets, [m, 4]), &device);
-            smooth_l1_sum(own, target, self.smooth_l1_beta).div_scalar(total as f64)
+            let terms = smooth_l1_rows(own, target, self.smooth_l1_beta);
+            let weights = self.loss_norm.box_weights(&foreground, &sampled);
+            weighted_sum(terms, weights, &device)
         };
         (class_loss, box_loss)
     }
@@ -239,8 +361,12 @@ impl RoiHeadConfig {
                 }
             }
         }
-        let keep = batched_nms(&boxes, &scores, &labels, self.nms_threshold);
-        let keep = &keep[..keep.len().min(self.detections_per_image)];
+        let keep = batched_nms(&boxes, &scores, &labels, self.nms_threshold, self.nms_rule);
+        let cap = match self.detections_per_image {
+            0 => keep.len(),
+            n => n.min(keep.len()),
+        };
+        let keep = &keep[..cap];
         Detections {
             boxes: keep.iter().map(|&i| boxes[i]).collect(),
             scores: keep.iter().map(|&i| scores[i]).collect(),

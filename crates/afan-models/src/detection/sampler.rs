@@ -1,10 +1,70 @@
 //! Which anchors / proposals train which head: IoU matching against the ground truth and the
 //! balanced foreground/background subsampling that both the RPN (256 per image, half foreground)
-//! and the RoI head (128 per image, a quarter foreground) use.
+//! and the RoI head (128 per image, a quarter foreground) use, drawn per batch (the release) or
+//! per image ([`SamplingScope`]).
 
 use super::boxes::{BBox, iou_matrix};
 use rand::Rng;
 use rand::seq::index::sample;
+use serde::{Deserialize, Serialize};
+
+/// Whether the balanced sample is drawn over the whole batch or image by image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplingScope {
+    /// The release: one draw over the batch's candidates, at most `batch * fg_fraction * B`
+    /// foreground and `batch * B` in all, so one image may take more than its share
+    /// (`rpn/region_proposal_network.py` L84-90: 128·B of 256·B; `model.py` L271-277: 32·B of
+    /// 128·B).
+    #[default]
+    PerBatch,
+    /// torchvision and py-faster-rcnn: `batch` per image (afan before issue 17).
+    PerImage,
+}
+
+/// [`balanced_sample`] over the candidates of every image of a batch, per `scope`: the
+/// (foreground, background) indices of each image, each in increasing order.
+pub fn balanced_sample_batch(
+    matches: &[Vec<Match>],
+    batch: usize,
+    fg_fraction: f32,
+    scope: SamplingScope,
+    rng: &mut impl Rng,
+) -> Vec<(Vec<usize>, Vec<usize>)> {
+    match scope {
+        SamplingScope::PerImage => matches
+            .iter()
+            .map(|m| balanced_sample(m, batch, fg_fraction, rng))
+            .collect(),
+        SamplingScope::PerBatch => {
+            let images = matches.len();
+            let flat: Vec<(usize, usize)> = matches
+                .iter()
+                .enumerate()
+                .flat_map(|(i, m)| (0..m.len()).map(move |k| (i, k)))
+                .collect();
+            let of = |role: fn(&Match) -> bool| -> Vec<usize> {
+                (0..flat.len())
+                    .filter(|&j| role(&matches[flat[j].0][flat[j].1]))
+                    .collect()
+            };
+            let fg = of(|m| matches!(m, Match::Foreground(_)));
+            let bg = of(|m| *m == Match::Background);
+            // The release caps the foreground at `32 * batch_size` (`128 * batch_size` in the
+            // RPN): the per-image cap times the images.
+            let num_fg = fg.len().min((batch as f32 * fg_fraction) as usize * images);
+            let num_bg = bg.len().min(batch * images - num_fg);
+            let mut out = vec![(Vec::new(), Vec::new()); images];
+            for j in pick(&fg, num_fg, rng) {
+                out[flat[j].0].0.push(flat[j].1);
+            }
+            for j in pick(&bg, num_bg, rng) {
+                out[flat[j].0].1.push(flat[j].1);
+            }
+            out
+        }
+    }
+}
 
 /// The role of one candidate box.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +208,42 @@ mod tests {
         assert_eq!(roi.assign(&candidates, &[]), vec![Ignore; 4]);
         let all_bg = Matcher { bg_low: 0.0, ..roi };
         assert_eq!(all_bg.assign(&candidates, &[]), vec![Background; 4]);
+    }
+
+    #[test]
+    fn batch_sampling_shares_the_caps_across_images() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        // Image 0: 10 foreground, 100 background; image 1: 1 foreground, 5 background.
+        let image = |fg: usize, bg: usize| -> Vec<Match> {
+            (0..fg + bg)
+                .map(|i| {
+                    if i < fg {
+                        Match::Foreground(0)
+                    } else {
+                        Match::Background
+                    }
+                })
+                .collect()
+        };
+        let matches = vec![image(10, 100), image(1, 5)];
+        // Per batch, 8 per image at a quarter foreground: 4 foreground, 16 in all.
+        let got = balanced_sample_batch(&matches, 8, 0.25, SamplingScope::PerBatch, &mut rng);
+        let fg: usize = got.iter().map(|(f, _)| f.len()).sum();
+        let all: usize = got.iter().map(|(f, b)| f.len() + b.len()).sum();
+        assert_eq!((fg, all), (4, 16));
+        for (k, (f, b)) in got.iter().enumerate() {
+            assert!(f.windows(2).all(|w| w[0] < w[1]) && b.windows(2).all(|w| w[0] < w[1]));
+            let n_fg = [10, 1][k];
+            assert!(f.iter().all(|&i| i < n_fg) && b.iter().all(|&i| i >= n_fg));
+        }
+        // Per image the small image keeps its own share.
+        let got = balanced_sample_batch(&matches, 8, 0.25, SamplingScope::PerImage, &mut rng);
+        assert_eq!((got[0].0.len(), got[0].1.len()), (2, 6));
+        assert_eq!((got[1].0.len(), got[1].1.len()), (1, 5));
+        // Fewer candidates than the caps: everything, whatever the draw.
+        let small = vec![image(2, 3), image(1, 1)];
+        let got = balanced_sample_batch(&small, 8, 0.25, SamplingScope::PerBatch, &mut rng);
+        assert_eq!(got, vec![(vec![0, 1], vec![2, 3, 4]), (vec![0], vec![1])]);
     }
 
     #[test]
