@@ -35,7 +35,8 @@ fn shapes(n: usize, test_split: bool, device: &Device) -> (Tensor<4>, Tensor<1, 
     let (train, test) = afan_data::synthetic::shapes10(n, n, 7);
     let data = if test_split { test } else { train };
     let batch = batches(&data, &LoaderConfig::eval(n), 0).next().unwrap();
-    let x = Tensor::from_data(TensorData::new(batch.images, batch.shape()), device);
+    let shape = batch.shape();
+    let x = Tensor::from_data(TensorData::new(batch.images, shape), device);
     let y = Tensor::from_data(TensorData::new(batch.labels, [n]), device);
     (x, y)
 }

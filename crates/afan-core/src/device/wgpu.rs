@@ -237,7 +237,7 @@ fn kind_words(t: wgpu::DeviceType) -> &'static str {
         wgpu::DeviceType::DiscreteGpu => "discrete GPU",
         wgpu::DeviceType::IntegratedGpu => "integrated GPU",
         wgpu::DeviceType::VirtualGpu => "virtual GPU",
-        wgpu::DeviceType::Cpu => "CPU (software)",
+        wgpu::DeviceType::Cpu => "software CPU",
         wgpu::DeviceType::Other => "other",
     }
 }
