@@ -141,15 +141,18 @@ fn a_model_trained_on_flex_evaluates_alike_on_the_test_device() {
     assert_eq!(accuracy(got_logits, y), want_top1);
 }
 
-/// DeepLabV3+ on a MobileNetV2 at width 0.25, three classes, on two 33x33 images.
+/// DeepLabV3+ on a MobileNetV2 at width 0.25, three classes, on two 33x33 images; ASPP dropout
+/// off, so that two devices' passes are comparable.
 fn tiny_deeplab(device: &Device) -> DeepLabV3Plus {
-    DeepLabConfig {
+    let mut model = DeepLabConfig {
         backbone: DeepLabBackbone::MobilenetV2 { width_mult: 0.25 },
         num_classes: 3,
         output_stride: 16,
         aspp_channels: 32,
     }
-    .init(device)
+    .init(device);
+    model.head.aspp.dropout.prob = 0.0;
+    model
 }
 
 /// Per-pixel cross-entropy of stride-4 logits `[N, C, h, w]` against labels `[N, h, w]`.
@@ -172,8 +175,10 @@ fn deeplab_step(weights: &DeepLabV3Plus, device: &Device) -> (Vec<f32>, Vec<(Str
     // Stride-4 logits of a 33x33 image are 9x9.
     let labels: Vec<i64> = (0..2 * 9 * 9).map(|i| (i / 7 % 3) as i64).collect();
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [2 * 9 * 9]), &dev);
-    let mut config = AfanConfig::default();
-    config.pgd = afan_core::FeaturePgdConfig::fgsm(1.0);
+    let config = AfanConfig {
+        pgd: afan_core::FeaturePgdConfig::fgsm(1.0),
+        ..AfanConfig::default()
+    };
     let point = model.split_point("features.6").unwrap();
     let attacker = attack_copy(&model, config.attack_bn);
     let out = afan_objective(&model, &attacker, x, &point, &config, |o| pixel_loss(o, &y));
@@ -228,20 +233,27 @@ fn an_afan_deeplab_step_on_the_test_device_matches_flex() {
     }
     assert_eq!(got_grads.len(), want_grads.len());
     assert!(want_grads.len() > 100, "{} gradients", want_grads.len());
-    // Each parameter's gradient within a relative L2 distance of flex's.
+    // Each parameter's gradient within a relative L2 distance of flex's; a gradient that is ~0
+    // on flex (under 1e-3 of the largest parameter's norm, e.g. a batch-norm bias that a
+    // following batch norm cancels) is rounding noise on either side, held to 1e-2 of that
+    // floor instead. Every mismatch is listed.
     let tolerance = test_tolerance(0.0, 1e-2);
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let floor = 1e-3 * want_grads.iter().map(|(_, w)| norm(w)).fold(0f32, f32::max);
+    let mut mismatched = Vec::new();
     for ((name, g), (wname, w)) in got_grads.iter().zip(&want_grads) {
         assert_eq!(name, wname);
-        let norm = w.iter().map(|v| v * v).sum::<f32>().sqrt();
-        let diff = g
-            .iter()
-            .zip(w)
-            .map(|(a, b)| (a - b) * (a - b))
-            .sum::<f32>()
-            .sqrt();
-        assert!(
-            diff <= tolerance * norm + 1e-7,
-            "{name}: gradient differs by {diff} (norm {norm})"
-        );
+        let diff: Vec<f32> = g.iter().zip(w).map(|(a, b)| a - b).collect();
+        let (diff, norm) = (norm(&diff), norm(w));
+        if diff > tolerance * norm.max(floor) + 1e-7 {
+            mismatched.push(format!("{name}: differs by {diff:e} (norm {norm:e})"));
+        }
     }
+    assert!(
+        mismatched.is_empty(),
+        "{} of {} gradients differ from flex's:\n{}",
+        mismatched.len(),
+        want_grads.len(),
+        mismatched.join("\n")
+    );
 }
