@@ -12,6 +12,9 @@ torchvision.json with PyTorch's top-5 for each file under the standard evaluatio
     python3 xtask/reference/compare_top5.py /tmp/afan-top5
 
 With real pretrained weights, replace resnet50.pth by the downloaded file and pass --pretrained.
+Hash weights give flat probabilities (top-1 p ~ 0.003), which hide input differences;
+`--fc-scale=S` multiplies the classifier's weights and bias by S (saved so, for afan too), which
+makes the predictions as peaked as a trained model's and the comparison sensitive.
 """
 import json
 import os
@@ -39,6 +42,10 @@ else:
     for k, t in sd.items():
         if not k.endswith("num_batches_tracked"):
             sd[k] = torch.from_numpy(value(k, tuple(t.shape)))
+    scale = float(next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--fc-scale=")), 1))
+    for k in sd:
+        if k.split(".")[0] in ("fc", "classifier") and k.split(".")[-1] in ("weight", "bias"):
+            sd[k] = sd[k] * scale
     model.load_state_dict(sd)
     torch.save(model.state_dict(), os.path.join(out, f"{arch}.pth"))
 

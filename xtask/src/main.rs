@@ -451,7 +451,7 @@ fn fixtures(dir: Option<PathBuf>) -> Result<()> {
 
 /// The scripts that write committed fixtures (the others under xtask/reference are modules,
 /// benchmarks and manual checks).
-const GOLDEN_SCRIPTS: [&str; 16] = [
+const GOLDEN_SCRIPTS: [&str; 18] = [
     "golden_cifar.py",
     "release_step_classification.py",
     "release_step_classification_learnable.py",
@@ -465,6 +465,8 @@ const GOLDEN_SCRIPTS: [&str; 16] = [
     "mobilenet_v2_keys.py",
     "golden_deeplab.py",
     "roi_align.py",
+    "conv_kernels.py",
+    "resize_bilinear.py",
     "seg_metrics.py",
     "coco_eval_fixtures.py",
     "voc_map_fixtures.py",

@@ -3,9 +3,9 @@
 //! transform, with the same size and offset arithmetic. Normalization by mean/std belongs to the
 //! model (see afan-models' `InputNorm`), so it is not applied here.
 //!
-//! The resampling filter is the `image` crate's antialiased bilinear (triangle) filter, the
-//! filter torchvision's PIL path uses; the pixel values can differ from PIL's in the last bits of
-//! 8-bit rounding, which moves logits slightly but not what a model predicts.
+//! Both steps give Pillow's pixels, as torchvision's PIL path does: JPEG through libjpeg-turbo's
+//! decoder ([`crate::jpeg`], the default `libjpeg` feature) and the resize through Pillow's
+//! antialiased bilinear convolution ([`crate::resize`]).
 
 use crate::error::DataError;
 use std::path::Path;
@@ -85,12 +85,21 @@ pub fn decode_image(path: &Path) -> Result<image::RgbImage, DataError> {
         path: path.to_path_buf(),
         error,
     })?;
+    let decode_error = |message: String| DataError::Decode {
+        path: path.to_path_buf(),
+        what: "a JPEG/PNG image",
+        message,
+    };
+    #[cfg(feature = "libjpeg")]
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        match crate::jpeg::decode(&bytes) {
+            Ok(image) => return Ok(image),
+            Err(crate::jpeg::JpegError::Corrupt(message)) => return Err(decode_error(message)),
+            Err(crate::jpeg::JpegError::Unsupported) => {} // CMYK/YCCK: the image crate's turn
+        }
+    }
     Ok(image::load_from_memory(&bytes)
-        .map_err(|e| DataError::Decode {
-            path: path.to_path_buf(),
-            what: "a JPEG/PNG image",
-            message: e.to_string(),
-        })?
+        .map_err(|e| decode_error(e.to_string()))?
         .to_rgb8())
 }
 

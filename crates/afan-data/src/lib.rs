@@ -8,12 +8,15 @@
 //! which keeps this crate fast to build and easy to test.
 
 pub mod cifar;
+pub mod corruption;
 pub mod dataset;
 pub mod detection;
 pub mod error;
 pub mod fixtures;
 pub mod image_folder;
 pub mod image_input;
+#[cfg(feature = "libjpeg")]
+mod jpeg;
 pub mod loader;
 pub mod metrics;
 pub mod prefetch;
@@ -23,6 +26,7 @@ pub mod seg;
 pub mod synthetic;
 
 pub use cifar::{CifarKind, CifarSplit, load_cifar};
+pub use corruption::Corruption;
 pub use dataset::ImageDataset;
 pub use error::DataError;
 pub use fixtures::{CifarFixture, write_cifar_archive, write_cifar_dataset, write_cifar_fixture};

@@ -6,6 +6,8 @@
 //! ```
 //!
 //! Families (default `all`):
+//! - `detect-backbone`: ResNet-18 to `layer3` on one 600x800 image (the stem and `layer1` are
+//!   frozen: forward only in a step);
 //! - `roi-head`: the convolutions of ResNet-18's `layer4` on 128 pooled 7x7 regions (Faster R-CNN
 //!   C4's RoI head), the RPN's 3x3 conv on a 600x800 image's `layer3`;
 //! - `depthwise`: MobileNetV2's depthwise convolutions of a DeepLabV3+ step (129x129, batch 2,
@@ -16,7 +18,8 @@
 //!   scatter against the weight-matrix product the other backends run (`[R*49, H*W] x [H*W, C]`);
 //! - `upsample`: DeepLabV3+'s bilinear resizes (ASPP output to stride 4, logits to the input).
 //!
-//! Each line: flex's forward / input gradient / weight gradient, then afan's.
+//! Each line: flex's forward / input gradient / weight gradient, then afan's. A third argument
+//! `afan-only` skips flex's convolutions (to compare afan builds or `AFAN_CONV_BLOCK_COLUMNS`).
 
 mod common;
 
@@ -43,7 +46,7 @@ struct Conv {
 fn conv(
     name: &'static str,
     [n, c, k]: [usize; 3],
-    hw: usize,
+    hw: impl Into<Hw>,
     kernel: usize,
     [s, p, d, groups]: [usize; 4],
 ) -> Conv {
@@ -52,8 +55,23 @@ fn conv(
         g: ConvGeom {
             dilation: [d; 2],
             groups,
-            ..ConvGeom::dense([n, c, k], [hw; 2], [kernel; 2], [s; 2], [p; 2])
+            ..ConvGeom::dense([n, c, k], hw.into().0, [kernel; 2], [s; 2], [p; 2])
         },
+    }
+}
+
+/// An input size: one number for a square.
+struct Hw([usize; 2]);
+
+impl From<usize> for Hw {
+    fn from(s: usize) -> Self {
+        Hw([s, s])
+    }
+}
+
+impl From<[usize; 2]> for Hw {
+    fn from(hw: [usize; 2]) -> Self {
+        Hw(hw)
     }
 }
 
@@ -72,17 +90,21 @@ fn conv_line(c: &Conv, iters: usize) {
     );
     let dyt = tensor(dy.clone(), [g.batch, g.out_ch, oh, ow]);
     let opts = ConvOptions::new(g.stride, g.padding, g.dilation, g.groups);
-    let flex = [
-        time(iters, || {
-            Flex::conv2d(xt.clone(), wt.clone(), None, opts.clone())
-        }),
-        time(iters, || {
-            Flex::conv2d_x_backward(xt.clone(), wt.clone(), dyt.clone(), opts.clone())
-        }),
-        time(iters, || {
-            Flex::conv2d_weight_backward(xt.clone(), wt.clone(), dyt.clone(), opts.clone())
-        }),
-    ];
+    let flex = if std::env::args().any(|a| a == "afan-only") {
+        [f64::NAN; 3]
+    } else {
+        [
+            time(iters, || {
+                Flex::conv2d(xt.clone(), wt.clone(), None, opts.clone())
+            }),
+            time(iters, || {
+                Flex::conv2d_x_backward(xt.clone(), wt.clone(), dyt.clone(), opts.clone())
+            }),
+            time(iters, || {
+                Flex::conv2d_weight_backward(xt.clone(), wt.clone(), dyt.clone(), opts.clone())
+            }),
+        ]
+    };
     let afan = [
         time(iters, || conv2d_forward(g, &x, &w)),
         time(iters, || conv2d_backward(g, &x, &w, &dy, [true, false])),
@@ -137,6 +159,70 @@ fn roi_head(iters: usize) {
             "rpn.conv 256->512 38x50",
             [1, 256, 512],
             38,
+            3,
+            [1, 1, 1, 1],
+        ),
+    ] {
+        conv_line(&c, iters);
+    }
+}
+
+fn detect_backbone(iters: usize) {
+    header("Faster R-CNN C4 R-18, 600x800, batch 1");
+    for c in [
+        conv(
+            "conv1 7x7 s2 3->64 (fwd only)",
+            [1, 3, 64],
+            [600, 800],
+            7,
+            [2, 3, 1, 1],
+        ),
+        conv(
+            "layer1 64 @150x200 (x4, fwd only)",
+            [1, 64, 64],
+            [150, 200],
+            3,
+            [1, 1, 1, 1],
+        ),
+        conv(
+            "layer2.0.conv1 64->128 s2",
+            [1, 64, 128],
+            [150, 200],
+            3,
+            [2, 1, 1, 1],
+        ),
+        conv(
+            "layer2.0.downsample 1x1 s2",
+            [1, 64, 128],
+            [150, 200],
+            1,
+            [2, 0, 1, 1],
+        ),
+        conv(
+            "layer2 128 @75x100 (x3)",
+            [1, 128, 128],
+            [75, 100],
+            3,
+            [1, 1, 1, 1],
+        ),
+        conv(
+            "layer3.0.conv1 128->256 s2",
+            [1, 128, 256],
+            [75, 100],
+            3,
+            [2, 1, 1, 1],
+        ),
+        conv(
+            "layer3.0.downsample 1x1 s2",
+            [1, 128, 256],
+            [75, 100],
+            1,
+            [2, 0, 1, 1],
+        ),
+        conv(
+            "layer3 256 @38x50 (x3)",
+            [1, 256, 256],
+            [38, 50],
             3,
             [1, 1, 1, 1],
         ),
@@ -336,12 +422,21 @@ fn main() {
             println!();
         }
     };
+    run("detect-backbone", detect_backbone);
     run("roi-head", roi_head);
     run("depthwise", depthwise);
     run("dilated", dilated);
     run("roi-align", roi_align);
     run("upsample", upsample);
-    if !all && !["roi-head", "depthwise", "dilated", "roi-align", "upsample"].contains(&family) {
-        panic!("FAMILY: all, roi-head, depthwise, dilated, roi-align or upsample");
+    let families = [
+        "detect-backbone",
+        "roi-head",
+        "depthwise",
+        "dilated",
+        "roi-align",
+        "upsample",
+    ];
+    if !all && !families.contains(&family) {
+        panic!("FAMILY: all, {}", families.join(", "));
     }
 }

@@ -4,9 +4,10 @@
 //! that attacks and augmentations see pixels in 0..1.
 
 use crate::conv::Conv2d;
-use crate::import::PytorchImport;
+use crate::import::{ImportReport, PytorchBuffer, PytorchImport, load_state_dict_partial};
 use crate::layers::{ConvInit, conv};
 use crate::norm::{BatchNorm2d, BatchNorm2dConfig};
+use crate::state_dict::StateDict;
 use afan_core::{SplitModel, SplitPoint};
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
@@ -30,6 +31,33 @@ fn pytorch_key(blocks_per_stage: usize, path: &str) -> String {
         Err(_) => path.to_string(),
     }
 }
+
+/// The key of a parameter in the release's model (`Classification/resnet_s.py`), one
+/// `nn.Sequential` named `sequential_model`: 0 the input normalisation, 1 the conv, 2 its
+/// BatchNorm, 3 the ReLU, then one entry per block, then pooling, flattening and the linear layer
+/// (`sequential_model.15` for ResNet-20).
+pub fn release_key(blocks_per_stage: usize, path: &str) -> String {
+    let (module, tail) = path.split_once('.').unwrap_or((path, ""));
+    let index = match module {
+        "conv1" => 1,
+        "bn1" => 2,
+        "fc" => 3 * blocks_per_stage + 6,
+        "blocks" => {
+            let Some((i, rest)) = tail.split_once('.') else {
+                return path.to_string();
+            };
+            return match i.parse::<usize>() {
+                Ok(i) => format!("sequential_model.{}.{rest}", 4 + i),
+                Err(_) => path.to_string(),
+            };
+        }
+        _ => return path.to_string(),
+    };
+    format!("sequential_model.{index}.{tail}")
+}
+
+/// A key only the release's layout has: tells it from the `layerS.I` one on import.
+const RELEASE_PROBE: &str = "sequential_model.1.weight";
 
 /// A basic block with an option-A shortcut.
 #[derive(Module, Debug)]
@@ -214,6 +242,51 @@ impl PytorchImport for CifarResNet {
 
     fn pytorch_key(&self, path: &str) -> String {
         pytorch_key(self.n, path)
+    }
+
+    /// Reads either layout: the release's `sequential_model.N` ([`release_key`], what
+    /// [`crate::export`] writes, with its buffers: the normalisation must hold CIFAR-10's
+    /// statistics, `w` is ignored) or the `layerS.I` one of [`PytorchImport::pytorch_key`].
+    fn load_pytorch_partial(self, dict: &StateDict) -> (Self, ImportReport) {
+        let (name, n) = (self.import_name(), self.n);
+        if dict.entry(RELEASE_PROBE).is_none() {
+            return load_state_dict_partial(self, &name, dict, |p| pytorch_key(n, p));
+        }
+        let buffers = self.release_buffers();
+        let (model, mut report) = load_state_dict_partial(self, &name, dict, |p| release_key(n, p));
+        report.accept_buffers(dict, &buffers);
+        (model, report)
+    }
+}
+
+impl CifarResNet {
+    /// The tensors of the release's model that are no parameters here: the input normalisation
+    /// (`sequential_model.0`, advertorch's `NormalizeByChannelMeanStd`, applied here as
+    /// constants) and `w`, the nine per-point weights of the learnable variant
+    /// (resnet_s.py L113-114, `init_weight` 1), which afan keeps outside the model
+    /// (`afan_core::learnable`): written as the release initialises them.
+    pub fn release_buffers(&self) -> Vec<PytorchBuffer> {
+        let constant = |key: &str, values: [f32; 3]| PytorchBuffer {
+            key: key.to_string(),
+            values: values.to_vec(),
+            shape: vec![3],
+            fixed: true,
+        };
+        vec![
+            constant("sequential_model.0.mean", CIFAR_MEAN),
+            constant("sequential_model.0.std", CIFAR_STD),
+            PytorchBuffer {
+                key: "w".into(),
+                values: vec![1.0; 9],
+                shape: vec![9],
+                fixed: false,
+            },
+        ]
+    }
+
+    /// Blocks per stage (`n` of depth `6n + 2`).
+    pub fn blocks_per_stage(&self) -> usize {
+        self.n
     }
 }
 

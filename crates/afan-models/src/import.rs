@@ -7,7 +7,8 @@
 //! differ and are converted here: PyTorch stores a linear layer's weight as `[out, in]`, Burn as
 //! `[in, out]`; and PyTorch's `num_batches_tracked` has no counterpart (ignored). Anything else
 //! that does not match — a missing key, a key left over, a shape — is collected and reported by
-//! name, never skipped.
+//! name, never skipped. Tensors a PyTorch module holds beyond afan's parameters (constant
+//! buffers) are declared per model as [`PytorchBuffer`]s; [`crate::export`] is the way back.
 
 use crate::state_dict::StateDict;
 use burn::module::{Module, ModuleMapper, Param};
@@ -37,7 +38,7 @@ pub enum ImportError {
     /// The state dict does not fit the model.
     #[error(
         "the weights do not fit {model}: {}",
-        describe(missing, unexpected, shapes, dtypes)
+        describe(missing, unexpected, shapes, dtypes, &[])
     )]
     Mismatch {
         /// The model's name.
@@ -51,6 +52,20 @@ pub enum ImportError {
         /// `(key, dtype)` of tensors the model needs as floats but the file stores otherwise.
         dtypes: Vec<(String, &'static str)>,
     },
+    /// The state dict fits the model, but constant buffers hold other values than the ones
+    /// afan's model computes with (see [`PytorchBuffer::fixed`]): another preprocessing.
+    /// (A variant of its own, reported once the keys and shapes fit, keeps
+    /// [`ImportError::Mismatch`], and so every `Result` of an import, small.)
+    #[error(
+        "the weights do not fit {model}: {}",
+        describe(&[], &[], &[], &[], values)
+    )]
+    Constants {
+        /// The model's name.
+        model: String,
+        /// `(key, expected values)`.
+        values: Vec<(String, String)>,
+    },
 }
 
 fn describe(
@@ -58,6 +73,7 @@ fn describe(
     unexpected: &[String],
     shapes: &[(String, Vec<usize>, Vec<usize>)],
     dtypes: &[(String, &'static str)],
+    values: &[(String, String)],
 ) -> String {
     let mut parts = Vec::new();
     if !missing.is_empty() {
@@ -71,6 +87,9 @@ fn describe(
     }
     for (k, dtype) in dtypes {
         parts.push(format!("`{k}` has dtype {dtype}, expected a float type"));
+    }
+    for (k, want) in values {
+        parts.push(format!("`{k}` must hold {want}"));
     }
     parts.join("; ")
 }
@@ -126,6 +145,9 @@ pub struct ImportReport {
     pub shapes: Vec<(String, Vec<usize>, Vec<usize>)>,
     /// `(key, dtype)` of tensors stored as other than floats (left as initialised).
     pub dtypes: Vec<(String, &'static str)>,
+    /// `(key, expected values)` of constant buffers holding other values than afan's model
+    /// computes with (see [`PytorchBuffer::fixed`]).
+    pub values: Vec<(String, String)>,
 }
 
 impl ImportReport {
@@ -135,12 +157,23 @@ impl ImportReport {
             && self.unexpected.is_empty()
             && self.shapes.is_empty()
             && self.dtypes.is_empty()
+            && self.values.is_empty()
     }
 
     /// `Ok` for a complete load, else the mismatch as an error.
     pub fn into_result(self) -> Result<(), ImportError> {
         if self.is_complete() {
             return Ok(());
+        }
+        let fits = self.missing.is_empty()
+            && self.unexpected.is_empty()
+            && self.shapes.is_empty()
+            && self.dtypes.is_empty();
+        if fits {
+            return Err(ImportError::Constants {
+                model: self.model,
+                values: self.values,
+            });
         }
         Err(ImportError::Mismatch {
             model: self.model,
@@ -153,7 +186,58 @@ impl ImportReport {
 
     /// The problems in one line (empty for a complete load).
     pub fn problems(&self) -> String {
-        describe(&self.missing, &self.unexpected, &self.shapes, &self.dtypes)
+        describe(
+            &self.missing,
+            &self.unexpected,
+            &self.shapes,
+            &self.dtypes,
+            &self.values,
+        )
+    }
+}
+
+/// A tensor of the PyTorch module that is no parameter of afan's model: a constant buffer (the
+/// release's in-model input normalisation) or state afan keeps elsewhere (the release's
+/// learnable-variant weights `w` on the CIFAR ResNet). Export writes it, so that PyTorch loads the
+/// file strictly; import accepts it, and checks it where afan's model depends on its value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PytorchBuffer {
+    /// The state-dict key.
+    pub key: String,
+    /// Values in row-major order.
+    pub values: Vec<f32>,
+    /// Extents in PyTorch's layout.
+    pub shape: Vec<usize>,
+    /// Whether afan's model computes with exactly these values (a normalisation's mean and std,
+    /// which afan applies as constants): a file holding others is refused on import. `false`
+    /// for state that does not change afan's model (written on export, ignored on import).
+    pub fixed: bool,
+}
+
+impl ImportReport {
+    /// Accepts `buffers` in `dict`: their keys are no longer unexpected, and a fixed buffer whose
+    /// shape or values differ is reported in [`ImportReport::values`]. Their absence is no error
+    /// (a state dict of the same network without them is as complete for afan).
+    pub fn accept_buffers(&mut self, dict: &StateDict, buffers: &[PytorchBuffer]) {
+        for buffer in buffers {
+            self.unexpected.retain(|k| *k != buffer.key);
+            let Some(entry) = dict.entry(&buffer.key) else {
+                continue;
+            };
+            let same = entry.shape == buffer.shape
+                && entry.values.len() == buffer.values.len()
+                && entry
+                    .values
+                    .iter()
+                    .zip(&buffer.values)
+                    .all(|(a, b)| (a - b).abs() <= 1e-6 * b.abs().max(1.0));
+            if buffer.fixed && !same {
+                self.values.push((
+                    buffer.key.clone(),
+                    format!("{:?} of shape {:?}", buffer.values, buffer.shape),
+                ));
+            }
+        }
     }
 }
 

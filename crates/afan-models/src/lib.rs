@@ -6,6 +6,7 @@ pub mod conv;
 pub mod deeplab;
 pub mod detection;
 pub mod efficientnet;
+pub mod export;
 mod flex;
 pub mod import;
 pub mod input_norm;
@@ -29,8 +30,10 @@ pub use detection::step::{
     DetectionInput, DetectionLosses, DetectionTarget, DetectorStep, StepPlan,
 };
 pub use efficientnet::{EfficientNet, EfficientNetVariant};
+pub use export::{ExportError, ExportFormat, ExportOptions, ExportSummary, PytorchExport};
 pub use import::{
-    ImportError, ImportReport, PytorchImport, load_state_dict, load_state_dict_partial, param_paths,
+    ImportError, ImportReport, PytorchBuffer, PytorchImport, load_state_dict,
+    load_state_dict_partial, param_paths,
 };
 pub use input_norm::{InputNorm, Normalized};
 pub use mobilenet_v2::MobileNetV2;

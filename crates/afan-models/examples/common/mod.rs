@@ -68,3 +68,45 @@ pub fn iters_arg(default: usize) -> usize {
         .and_then(|a| a.parse().ok())
         .unwrap_or(default)
 }
+
+/// CPU seconds of this process so far (user + system, every thread, 10 ms ticks): a loaded
+/// machine disturbs it far less than the wall clock; with one thread (no idle spinning) it is the
+/// work done.
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is parenthesized and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let field = |i: usize| -> f64 {
+        rest.split_whitespace()
+            .nth(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime: fields 14 and 15 of the line, 0-based 11 and 12 after the name.
+    (field(11) + field(12)) / 100.0
+}
+
+/// Runs every part once as a warm-up, then `iters` interleaved rounds of all of them; the median
+/// wall-clock and CPU seconds ([`cpu_seconds`]) of each part.
+pub fn interleaved_medians(iters: usize, parts: &[&dyn Fn()]) -> (Vec<f64>, Vec<f64>) {
+    let mut wall = vec![Vec::new(); parts.len()];
+    let mut cpu = vec![Vec::new(); parts.len()];
+    for round in 0..=iters {
+        for (i, f) in parts.iter().enumerate() {
+            let (t, c) = (Instant::now(), cpu_seconds());
+            f();
+            if round > 0 {
+                wall[i].push(t.elapsed().as_secs_f64());
+                cpu[i].push(cpu_seconds() - c);
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (
+        wall.into_iter().map(median).collect(),
+        cpu.into_iter().map(median).collect(),
+    )
+}

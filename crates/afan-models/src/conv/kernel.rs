@@ -31,13 +31,38 @@ const WEIGHT_GRAD_GROUPS: usize = 16;
 /// A RoI head's 4x4 maps gave gemm 16 columns per image: each call packed the whole weight (and,
 /// for the weight gradient, read and wrote the whole accumulator) to multiply it by a sliver,
 /// which made `layer4` on 128 regions most of a detector's step. Blocks of images, side by side
-/// in one patch matrix, give it at least this many.
-pub const BLOCK_COLUMNS: usize = 256;
+/// in one patch matrix, give it at least this many (`detseg_kernels_bench roi-head` with
+/// `AFAN_CONV_BLOCK_COLUMNS` = 1 / 256 / 512 / 1024: the 4x4 convolutions' weight gradient took
+/// 565 / 416 / 300 / 344 ms at load ~10, forward and input gradient 1.3x faster from 256 on).
+pub const BLOCK_COLUMNS: usize = 512;
 
 /// Images whose patch matrices go side by side into one product: a function of the shapes only,
-/// so that every sum keeps its order whatever the thread count.
+/// so that every sum keeps its order whatever the thread count. `AFAN_CONV_BLOCK_COLUMNS`
+/// replaces [`BLOCK_COLUMNS`] (to time other sizes with one binary; 1 gives one image per
+/// product).
 pub fn images_per_block(g: &ConvGeom) -> usize {
-    (BLOCK_COLUMNS / g.out_pixels().max(1)).clamp(1, g.batch.max(1))
+    static COLUMNS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let columns = *COLUMNS.get_or_init(|| {
+        std::env::var("AFAN_CONV_BLOCK_COLUMNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(BLOCK_COLUMNS)
+    });
+    (columns / g.out_pixels().max(1)).clamp(1, g.batch.max(1))
+}
+
+/// How each product uses the pool: gemm's own threads when there are fewer independent pieces
+/// of work (blocks of images, or groups of them) than threads, else none (the pieces run in
+/// parallel). A detector's backbone and DeepLab's steps convolve one or two images: one product
+/// per image left all but one or two threads idle. gemm splits its work over rows and columns of
+/// the output, never along the inner dimension, so every sum is the same either way
+/// (kernel_tests compares 1 and 3 threads bit for bit).
+fn inner_parallelism(pieces: usize) -> Parallelism {
+    if pieces < rayon::current_num_threads() {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    }
 }
 
 /// How the input gradient of a convolution is computed.
@@ -87,14 +112,16 @@ impl Mat {
     }
 }
 
-/// `dst[m x n] (+)= lhs[m x k] * rhs[k x n]`, row-major `dst`, single-threaded (the caller
-/// parallelises). With `accumulate` false `dst` is only written, so it may be uninitialised.
+/// `dst[m x n] (+)= lhs[m x k] * rhs[k x n]`, row-major `dst`, on gemm's threads by `par`
+/// ([`inner_parallelism`]). With `accumulate` false `dst` is only written, so it may be
+/// uninitialised.
 fn matmul(
     dst: &mut [MaybeUninit<f32>],
     [m, n, k]: [usize; 3],
     lhs: Mat,
     rhs: Mat,
     accumulate: bool,
+    par: Parallelism,
 ) {
     assert_eq!(dst.len(), m * n);
     // SAFETY: `dst` holds `m * n` elements, written row-major (and read only when
@@ -120,7 +147,7 @@ fn matmul(
             false,
             false,
             false,
-            Parallelism::None,
+            par,
         );
     }
 }
@@ -167,7 +194,13 @@ impl Groups {
 
 /// One image of the forward convolution: per group, `y_n [K/G, OH*OW] = W [K/G, C/G*kh*kw] *
 /// col(x_n)`, every element of `y_n` written.
-fn forward_image(g: &ConvGeom, x_n: &[f32], w: &[f32], y_n: &mut [MaybeUninit<f32>]) {
+fn forward_image(
+    g: &ConvGeom,
+    x_n: &[f32],
+    w: &[f32],
+    y_n: &mut [MaybeUninit<f32>],
+    par: Parallelism,
+) {
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let (one, parts) = (g.one_group(), Groups::of(g));
     let chunks = y_n
@@ -177,7 +210,7 @@ fn forward_image(g: &ConvGeom, x_n: &[f32], w: &[f32], y_n: &mut [MaybeUninit<f3
     for ((y_g, x_g), w_g) in chunks.take(g.groups) {
         let lhs = Mat::rows(w_g, patch);
         with_patches(&one, x_g, |col| {
-            matmul(y_g, [g.group_out(), pixels, patch], lhs, col, false)
+            matmul(y_g, [g.group_out(), pixels, patch], lhs, col, false, par)
         });
     }
 }
@@ -224,10 +257,16 @@ fn block_rows<'a>(
 /// The forward convolution of a block of images (`x_b`, `y_b` hold whole images), every element
 /// of `y_b` written: one product per group over all of them, then each image's rows moved to
 /// their NCHW place.
-fn forward_block(g: &ConvGeom, x_b: &[f32], w: &[f32], y_b: &mut [MaybeUninit<f32>]) {
+fn forward_block(
+    g: &ConvGeom,
+    x_b: &[f32],
+    w: &[f32],
+    y_b: &mut [MaybeUninit<f32>],
+    par: Parallelism,
+) {
     let images = y_b.len() / g.out_len().max(1);
     if images <= 1 {
-        return forward_image(g, x_b, w, y_b);
+        return forward_image(g, x_b, w, y_b, par);
     }
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let (one, parts) = (g.one_group(), Groups::of(g));
@@ -244,6 +283,7 @@ fn forward_block(g: &ConvGeom, x_b: &[f32], w: &[f32], y_b: &mut [MaybeUninit<f3
                     Mat::rows(w_g, patch),
                     rhs,
                     false,
+                    par,
                 );
                 for n in 0..images {
                     let y_n = &mut y_b[n * out_len + grp * parts.output..][..parts.output];
@@ -273,9 +313,10 @@ pub fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
 pub(super) fn conv2d_forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) {
     assert_eq!(y.len(), g.batch * g.out_len());
     let nb = images_per_block(g);
+    let par = inner_parallelism(g.batch.div_ceil(nb));
     y.par_chunks_mut(g.out_len().max(1) * nb)
         .zip(x.par_chunks(g.in_len().max(1) * nb))
-        .for_each(|(y_b, x_b)| forward_block(g, x_b, w, y_b));
+        .for_each(|(y_b, x_b)| forward_block(g, x_b, w, y_b, par));
     release_large(g.patch() * g.out_pixels() * nb * size_of::<f32>());
 }
 
@@ -288,6 +329,7 @@ fn input_grad_image(
     w_conv: &[f32],
     dy_n: &[f32],
     dx_n: &mut [MaybeUninit<f32>],
+    par: Parallelism,
 ) {
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let dims = [patch, pixels, g.group_out()];
@@ -305,12 +347,13 @@ fn input_grad_image(
                 Mat::transposed(w_g, patch),
                 Mat::rows(dy_g, pixels),
                 false,
+                par,
             );
         }
         return;
     }
     match (route, g.input_grad_conv()) {
-        (InputRoute::Conv, Some(gt)) => forward_image(&gt, dy_n, w_conv, dx_n),
+        (InputRoute::Conv, Some(gt)) => forward_image(&gt, dy_n, w_conv, dx_n, par),
         (InputRoute::Conv, None) => panic!("no input-gradient convolution for {g:?}"),
         (InputRoute::Col2im, _) => {
             dx_n.fill(MaybeUninit::new(0.0));
@@ -319,7 +362,7 @@ fn input_grad_image(
             for (dx_g, (dy_g, w_g)) in dx_n.chunks_mut(parts.input.max(1)).zip(groups()) {
                 with_scratch(Scratch::Dcol, patch * pixels, |dcol| {
                     let lhs = Mat::transposed(w_g, patch);
-                    matmul(dcol, dims, lhs, Mat::rows(dy_g, pixels), false);
+                    matmul(dcol, dims, lhs, Mat::rows(dy_g, pixels), false, par);
                     // SAFETY: the product above wrote all `patch * pixels` elements.
                     col2im(&one, unsafe { dcol.assume_init_mut() }, pixels, dx_g);
                 });
@@ -332,7 +375,7 @@ fn input_grad_image(
 /// `dwt_g += col(x_n,g) * dy_n,g^T`. In this order gemm packs the small `dy_n` and streams the
 /// patch matrix along its rows, as im2col wrote it; `dw += dy_n * col^T` made it gather the patch
 /// matrix across rows.
-fn weight_grad_image(g: &ConvGeom, x_n: &[f32], dy_n: &[f32], dwt: &mut [f32]) {
+fn weight_grad_image(g: &ConvGeom, x_n: &[f32], dy_n: &[f32], dwt: &mut [f32], par: Parallelism) {
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let (one, parts) = (g.one_group(), Groups::of(g));
     let groups = dwt
@@ -348,6 +391,7 @@ fn weight_grad_image(g: &ConvGeom, x_n: &[f32], dy_n: &[f32], dwt: &mut [f32]) {
                 col,
                 rhs,
                 true,
+                par,
             )
         });
     }
@@ -362,13 +406,14 @@ fn input_grad_block(
     w_conv: &[f32],
     dy_b: &[f32],
     dx_b: &mut [MaybeUninit<f32>],
+    par: Parallelism,
 ) {
     let images = dx_b.len() / g.in_len().max(1);
     if images <= 1 {
-        return input_grad_image(g, route, w, w_conv, dy_b, dx_b);
+        return input_grad_image(g, route, w, w_conv, dy_b, dx_b, par);
     }
     if let (InputRoute::Conv, Some(gt)) = (route, g.input_grad_conv()) {
-        return forward_block(&gt, dy_b, w_conv, dx_b);
+        return forward_block(&gt, dy_b, w_conv, dx_b, par);
     }
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let (one, parts) = (g.one_group(), Groups::of(g));
@@ -382,7 +427,7 @@ fn input_grad_block(
             block_rows(g.group_out(), pixels, images, dy_g, rows);
             with_scratch(Scratch::Dcol, patch * cols, |dcol| {
                 let (lhs, rhs) = (Mat::transposed(w_g, patch), Mat::written(rows, cols));
-                matmul(dcol, [patch, cols, g.group_out()], lhs, rhs, false);
+                matmul(dcol, [patch, cols, g.group_out()], lhs, rhs, false, par);
                 // SAFETY: the product above wrote all `patch * cols` elements.
                 let dcol = unsafe { dcol.assume_init_mut() };
                 for n in 0..images {
@@ -402,10 +447,10 @@ fn input_grad_block(
 
 /// Adds the weight gradient of a block of images onto `dwt` (transposed per group, as
 /// [`weight_grad_image`]): one product per group over all of them.
-fn weight_grad_block(g: &ConvGeom, x_b: &[f32], dy_b: &[f32], dwt: &mut [f32]) {
+fn weight_grad_block(g: &ConvGeom, x_b: &[f32], dy_b: &[f32], dwt: &mut [f32], par: Parallelism) {
     let images = dy_b.len() / g.out_len().max(1);
     if images <= 1 {
-        return weight_grad_image(g, x_b, dy_b, dwt);
+        return weight_grad_image(g, x_b, dy_b, dwt, par);
     }
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let (one, parts) = (g.one_group(), Groups::of(g));
@@ -430,6 +475,7 @@ fn weight_grad_block(g: &ConvGeom, x_b: &[f32], dy_b: &[f32], dwt: &mut [f32]) {
                     lhs,
                     rhs,
                     true,
+                    par,
                 );
             })
         });
@@ -509,16 +555,17 @@ pub(super) fn backward_into(
     // Whole blocks per group, so that a block's product never straddles two groups.
     let nb = images_per_block(g);
     let per = g.batch.div_ceil(nb).div_ceil(WEIGHT_GRAD_GROUPS).max(1) * nb;
+    let par = inner_parallelism(g.batch.div_ceil(per));
     let group = |dx_g: &mut [MaybeUninit<f32>], x_g: &[f32], dy_g: &[f32]| {
         let mut dwt = vec![0.0f32; if need_w { w_len } else { 0 }];
         let blocks = x_g.chunks(in_len * nb).zip(dy_g.chunks(out_len * nb));
         for (i, (x_b, dy_b)) in blocks.enumerate() {
             if need_x {
                 let dx_b = &mut dx_g[i * in_len * nb..][..x_b.len()];
-                input_grad_block(g, route, w, w_conv, dy_b, dx_b);
+                input_grad_block(g, route, w, w_conv, dy_b, dx_b, par);
             }
             if need_w {
-                weight_grad_block(g, x_b, dy_b, &mut dwt);
+                weight_grad_block(g, x_b, dy_b, &mut dwt, par);
             }
         }
         dwt

@@ -266,10 +266,14 @@ fn uninitialised_outputs_and_scratch_are_fully_written() {
 }
 
 /// Bit-identical results with 1 and 3 threads, and from one run to the next: dense, dilated,
-/// grouped and depthwise.
+/// grouped and depthwise; blocks of small images; and one or two large images, whose products
+/// use gemm's own threads when the pool has more threads than images.
 #[test]
 fn results_do_not_depend_on_thread_count() {
     for case in [
+        (1, 32, 64, [32, 32], [3, 3], 1, [1, 1], 1, 1),
+        (1, 16, 64, [32, 32], [3, 3], 2, [1, 1], 1, 1),
+        (2, 64, 32, [24, 24], [3, 3], 1, [2, 2], 2, 2),
         (40, 6, 5, [9, 9], [3, 3], 1, [1, 1], 1, 1),
         (20, 6, 5, [9, 9], [3, 3], 1, [2, 2], 2, 1),
         (20, 6, 4, [9, 9], [3, 3], 2, [1, 1], 1, 2),

@@ -17,6 +17,7 @@
 //! ([`SkipFeature::Packed`]).
 
 use super::DeepLabV3Plus;
+use crate::norm::{RunningUpdates, record_running_updates};
 use afan_core::{
     AfanConfig, AfanOutput, AttackBatchNorm, CleanPass, FeaturePgdConfig, GradientRouting,
     LossPreset, MomentStats, SplitError, SplitModel, SplitPoint, augmented_features,
@@ -183,9 +184,11 @@ pub enum SegmentationAfanError {
 /// stride 4, see [`super`]). `point_losses` holds L0, L_se1, L_se2, L_sd.
 ///
 /// With [`SkipFeature::Passthrough`] the passes are the release's, in its order
-/// (main_aug_final.py L160-229): the `se` head pass, the `sd` head pass, the `se` attack, the
-/// `sd` attack, the clean pass, the two `se` points, the `sd` point. With batch norm in training
-/// mode each of them moves the running statistics of the layers it runs, as in the release.
+/// (main_aug_final.py L160-229) — the `se` head pass, the `sd` head pass, the `se` attack, the
+/// `sd` attack, the clean pass, the two `se` points, the `sd` point —, except that the two head
+/// passes and the clean pass's head are one pass (`SharedHead`: the same values, gradients and
+/// running statistics, three passes' work done once). With batch norm in training mode every
+/// pass moves the running statistics of the layers it runs, as in the release.
 pub fn segmentation_afan_objective<L>(
     model: &DeepLabV3Plus,
     attacker: &DeepLabV3Plus,
@@ -200,19 +203,18 @@ where
     let cfg = &config.backbone;
     let (mut point_losses, clean_output, pgd, head_loss) = match config.skip {
         SkipFeature::Passthrough => {
-            // L160-170: the se head pass; its low-level feature stays live.
-            let (feature_se, low_se) = model.forward_to_parts(input.clone(), &se);
-            let base_se = cfg.routing.route(feature_se);
-            // L161, L166-167: the sd head pass.
-            let (feature_sd, low_sd) = model.forward_to_parts(input.clone(), &sd);
-            let base_sd = cfg.routing.route(feature_sd);
+            // L160-170 and L161, L166-167: the se and sd head passes, and the clean pass's head
+            // (L217), as one pass (see `SharedHead`).
+            let head = SharedHead::run(model, input, &se, &sd);
+            let low = head.low;
+            let base_se = cfg.routing.route(head.feature_se);
+            let base_sd = cfg.routing.route(head.feature_sd);
             // L172-184: the se attack (the attack's backward needs no path into the head).
-            let attack_low = low_se.clone().detach();
+            let attack_low = low.clone().detach();
             let pgd = feature_pgd(base_se.clone().detach(), &cfg.pgd, |f| {
                 loss_fn(&attacker.forward_from_parts(f, attack_low.clone(), &se))
             });
             // L186-204: the sd attack, then its point (moments exchanged with `--mix_sd`).
-            let attack_low = low_sd.clone().detach();
             let sd_pgd = feature_pgd(base_sd.clone().detach(), &config.decoder_pgd, |f| {
                 loss_fn(&attacker.forward_from_parts(f, attack_low.clone(), &sd))
             });
@@ -220,25 +222,23 @@ where
             // L206-210: the strength points (routed: detached under tail_only).
             let points = augmented_features(base_se, pgd.adversarial.clone(), cfg);
             // L217-225.
-            let tail = |f, low| loss_fn(&model.forward_from_parts(f, low, &se));
+            let tail = |f| loss_fn(&model.forward_from_parts(f, low.clone(), &se));
+            let clean = || {
+                head.clean_updates.replay();
+                let decoder_input = model.head.decoder_input(head.clean_aspp, low.clone());
+                model.head.classify(decoder_input)
+            };
             let (clean_output, augmented) = match cfg.clean_pass {
                 CleanPass::First => {
-                    let clean = model.forward(input);
-                    let augmented: Vec<_> = points
-                        .into_iter()
-                        .map(|f| tail(f, low_se.clone()))
-                        .collect();
-                    (clean, augmented)
+                    let clean = clean();
+                    (clean, points.into_iter().map(tail).collect::<Vec<_>>())
                 }
                 CleanPass::Last => {
-                    let augmented: Vec<_> = points
-                        .into_iter()
-                        .map(|f| tail(f, low_se.clone()))
-                        .collect();
-                    (model.forward(input), augmented)
+                    let augmented: Vec<_> = points.into_iter().map(tail).collect();
+                    (clean(), augmented)
                 }
             };
-            let head_loss = loss_fn(&model.forward_from_parts(adv_sd, low_sd, &sd));
+            let head_loss = loss_fn(&model.forward_from_parts(adv_sd, low, &sd));
             let mut losses = vec![loss_fn(&clean_output)];
             losses.extend(augmented);
             (losses, clean_output, pgd, head_loss)
@@ -266,6 +266,62 @@ where
         point_losses,
         pgd,
     })
+}
+
+/// The release's two head passes and the head of its clean pass, as one pass.
+///
+/// With batch norm in training mode the three compute the same values from the same images (the
+/// se head pass is the first part of the sd head pass, which is the first part of the clean
+/// pass); only two things tell them apart, and both are kept:
+/// - the release moves the running statistics once per pass: the layers up to the se point
+///   replay their update twice (no other pass runs them, so when does not matter), the layers
+///   from there to the ASPP output once more where the clean pass runs (after the se attack,
+///   which moves them too);
+/// - the ASPP dropout draws a mask per pass: the sd feature and the clean pass take one each
+///   from the undropped ASPP output.
+///
+/// The gradients of the three passes' heads add up in one backward (the losses of the se and sd
+/// points reach the stem and `layer1` through the low-level feature, the clean loss through
+/// everything). Saved: two forwards of the backbone to the se point, one of the rest of the
+/// backbone and ASPP, and two backwards of the stem and `layer1`.
+struct SharedHead {
+    low: Tensor<4>,
+    feature_se: Tensor<4>,
+    feature_sd: Tensor<4>,
+    clean_aspp: Tensor<4>,
+    /// The se-to-ASPP layers' updates, made again by the clean pass.
+    clean_updates: RunningUpdates,
+}
+
+impl SharedHead {
+    fn run(model: &DeepLabV3Plus, input: Tensor<4>, se: &SplitPoint, sd: &SplitPoint) -> Self {
+        let stage = se.index + 1;
+        let ((low, feature_se), se_updates) = record_running_updates(|| {
+            let low = model.stage(1, input);
+            let feature = (2..=stage).fold(low.clone(), |f, s| model.stage(s, f));
+            (low, feature)
+        });
+        // The sd head pass's and the clean pass's moves of these layers.
+        se_updates.replay();
+        se_updates.replay();
+        let (undropped, clean_updates) = record_running_updates(|| {
+            let deep = model.stages(feature_se.clone(), stage + 1);
+            model.head.aspp.forward_undropped(deep)
+        });
+        let dropout = &model.head.aspp.dropout;
+        let aspp_sd = dropout.forward(undropped.clone());
+        let feature_sd = match sd.index {
+            super::ASPP => aspp_sd,
+            _ => model.head.decoder_input(aspp_sd, low.clone()),
+        };
+        Self {
+            clean_aspp: dropout.forward(undropped),
+            low,
+            feature_se,
+            feature_sd,
+            clean_updates,
+        }
+    }
 }
 
 /// The decoder point: the routed clean feature plus the attack's (constant) perturbation, with

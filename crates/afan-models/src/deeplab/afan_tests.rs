@@ -222,3 +222,28 @@ fn backbone_momentum_is_set_on_the_backbone_only() {
     assert_eq!(model.head.aspp.project.bn.momentum, head_momentum);
     assert_eq!(head_momentum, 0.1);
 }
+
+#[test]
+fn the_shared_head_draws_one_dropout_mask_per_release_pass() {
+    let (mut model, x, _) = setup();
+    let (se, sd) = config("features.13", "aspp", 1.0, 1.0, "00")
+        .validate(&model)
+        .unwrap();
+    model.head.aspp.dropout.prob = 0.5;
+    let head = SharedHead::run(&model, x, &se, &sd);
+    let (sd_feature, clean) = (
+        head.feature_sd.into_data().try_to_vec::<f32>().unwrap(),
+        head.clean_aspp.into_data().try_to_vec::<f32>().unwrap(),
+    );
+    // Where both masks kept a value it is the same (the undropped output over 1 - p); the
+    // sd feature and the clean pass lose different elements, as the release's two passes do.
+    let kept_by_one = sd_feature
+        .iter()
+        .zip(&clean)
+        .filter(|(a, b)| (**a == 0.0) != (**b == 0.0))
+        .count();
+    assert!(kept_by_one * 10 > sd_feature.len(), "{kept_by_one}");
+    for (a, b) in sd_feature.iter().zip(&clean) {
+        assert!(*a == 0.0 || *b == 0.0 || (a - b).abs() <= 1e-6 * a.abs().max(1.0));
+    }
+}

@@ -46,6 +46,12 @@ impl Aspp {
 
     /// `[B, in_ch, h, w]` to `[B, 256, h, w]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.dropout.forward(self.forward_undropped(x))
+    }
+
+    /// [`Self::forward`] before its dropout: a pass shared by several of the release's passes
+    /// draws each of them its own mask from it (see [`super::afan`]).
+    pub fn forward_undropped(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, _, h, w] = x.dims();
         let mut outs: Vec<Tensor<4>> = self
             .branches
@@ -55,7 +61,6 @@ impl Aspp {
         // Bilinear upsampling of a 1x1 map is a broadcast; expanding gives the same values exactly.
         let pooled = self.pooling.forward_relu(adaptive_avg_pool2d(x, [1, 1]));
         outs.push(pooled.expand([b, self.channels, h, w]));
-        self.dropout
-            .forward(self.project.forward_relu(Tensor::cat(outs, 1)))
+        self.project.forward_relu(Tensor::cat(outs, 1))
     }
 }

@@ -4,7 +4,7 @@
 //! throw-away head and dropped; every other key must match exactly.
 
 use super::DeepLabV3Plus;
-use crate::import::{ImportError, load_state_dict, load_state_dict_partial};
+use crate::import::{ImportError, PytorchBuffer, load_state_dict, load_state_dict_partial};
 use crate::mobilenet_v2::MobileNetV2;
 use crate::state_dict::StateDict;
 use burn::nn::LinearConfig;
@@ -79,11 +79,40 @@ impl DeepLabV3Plus {
     /// Loads a whole release checkpoint (VainF/DeepLabV3Plus-Pytorch `model_state`, keys as
     /// [`release_key`] names them) strictly: every key must be there and fit, and none may be
     /// left over, except the ResNet `fc`, which the release never had (it keeps its
-    /// initialisation; DeepLabV3+ never runs it).
+    /// initialisation; DeepLabV3+ never runs it). The release's input normalisation
+    /// ([`DeepLabV3Plus::release_buffers`]) may be there and must hold ImageNet's statistics.
     pub fn load_release(self, dict: &StateDict) -> Result<Self, ImportError> {
+        let buffers = self.release_buffers();
         let (model, mut report) = load_state_dict_partial(self, "deeplabv3plus", dict, release_key);
-        report.missing.retain(|k| !k.starts_with(RELEASE_UNUSED_FC));
+        report.missing.retain(|k| !Self::release_lacks(k));
+        report.accept_buffers(dict, &buffers);
         report.into_result().map(|()| model)
+    }
+
+    /// Whether the release's model lacks the parameter of key `key` (the ResNet `fc`): it is not
+    /// exported, and not required on import.
+    pub(crate) fn release_lacks(key: &str) -> bool {
+        key.starts_with(RELEASE_UNUSED_FC)
+    }
+
+    /// The tensors of the release's model that are no parameters here: with a ResNet backbone,
+    /// its input normalisation (`Segmentation/network/backbone/resnet.py` L129-130,
+    /// `backbone.normal`, ImageNet's mean and std), which afan's segmentation data applies to
+    /// the images instead. (The MobileNetV2 layout, VainF's, has none.)
+    pub fn release_buffers(&self) -> Vec<PytorchBuffer> {
+        if self.resnet.is_none() {
+            return Vec::new();
+        }
+        let constant = |key: &str, values: [f32; 3]| PytorchBuffer {
+            key: key.to_string(),
+            values: values.to_vec(),
+            shape: vec![3],
+            fixed: true,
+        };
+        vec![
+            constant("backbone.normal.mean", crate::resnet::IMAGENET_MEAN),
+            constant("backbone.normal.std", crate::resnet::IMAGENET_STD),
+        ]
     }
 
     /// Loads a torchvision ImageNet state dict into the backbone (dilation is kept: it changes no

@@ -45,6 +45,35 @@ fn running_variance_uses_the_unbiased_estimate_like_pytorch() {
 }
 
 #[test]
+fn a_replayed_update_moves_the_statistics_as_another_pass_would() {
+    let dev = Device::flex().autodiff();
+    let twice = BatchNorm2dConfig::new(2).init(&dev);
+    twice.forward(input(&dev));
+    twice.forward(input(&dev));
+    let replayed = BatchNorm2dConfig::new(2).init(&dev);
+    let (_, updates) = record_running_updates(|| replayed.forward(input(&dev)));
+    assert_eq!(updates.len(), 1);
+    // Hand-derived: the channel-0 mean moves 0 -> 0.3 -> 0.9 * 0.3 + 0.1 * 3 = 0.57.
+    let mean = |bn: &BatchNorm2d| bn.running_mean.value_sync().into_data();
+    mean(&replayed).assert_approx_eq::<f32>(&TensorData::from([0.3f32, 0.5]), Tolerance::default());
+    updates.replay();
+    mean(&replayed)
+        .assert_approx_eq::<f32>(&TensorData::from([0.57f32, 0.95]), Tolerance::default());
+    assert_eq!(mean(&replayed), mean(&twice), "bit for bit");
+    let var = |bn: &BatchNorm2d| bn.running_var.value_sync().into_data();
+    assert_eq!(var(&replayed), var(&twice));
+    // A nested recording keeps its updates from the outer one; none is active afterwards.
+    let (inner, outer) = record_running_updates(|| {
+        let (_, inner) = record_running_updates(|| replayed.forward(input(&dev)));
+        replayed.forward(input(&dev));
+        inner
+    });
+    assert_eq!((inner.len(), outer.len()), (1, 1));
+    let (_, none) = record_running_updates(|| ());
+    assert!(none.is_empty());
+}
+
+#[test]
 fn frozen_layer_uses_and_keeps_running_statistics() {
     let dev = Device::flex().autodiff();
     let bn = BatchNorm2dConfig::new(2).init(&dev).freeze();
