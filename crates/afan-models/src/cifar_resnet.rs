@@ -297,7 +297,7 @@ mod tests {
 
     #[test]
     fn split_round_trip_equals_forward_at_every_point() {
-        let dev = Device::flex();
+        let dev = afan_core::device::test_device();
         for depth in [20, 32] {
             let model = CifarResNet::new(depth, 10, &dev);
             let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Uniform(0.0, 1.0), &dev);
