@@ -245,7 +245,7 @@ impl PytorchImport for CifarResNet {
     }
 
     /// Reads either layout: the release's `sequential_model.N` ([`release_key`], what
-    /// [`crate::export`] writes, with its buffers: the normalisation must hold CIFAR-10's
+    /// the `export` module writes, with its buffers: the normalisation must hold CIFAR-10's
     /// statistics, `w` is ignored) or the `layerS.I` one of [`PytorchImport::pytorch_key`].
     fn load_pytorch_partial(self, dict: &StateDict) -> (Self, ImportReport) {
         let (name, n) = (self.import_name(), self.n);
