@@ -63,12 +63,15 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32) {
 
 /// A feature after sign steps: every element within 1e-5 of PyTorch's, except where PyTorch's first
 /// gradient is ~0 (|g| < 1e-9) and f32 rounding may pick the other sign; such elements must differ
-/// by whole steps, and be rare (under 1 in 1000).
+/// by whole steps, and be rare (under 1 in 1000). On wgpu within 1e-4: its kernels sum in other
+/// orders, and five steps through ResNet-20's tail moved features of size ~3 by 1e-5 on lavapipe;
+/// 1e-4 is still a twentieth of the smallest step (0.5/255), so a flipped sign cannot hide in it.
 pub fn assert_sign_steps_close(what: &str, got: &[f32], want: &[f32], grad0: &[f32], step: f32) {
     assert_eq!(got.len(), want.len(), "{what}: length");
+    let tolerance = afan_core::device::test_tolerance(1e-5, 1e-4);
     let mut flipped = 0;
     for (i, (a, r)) in got.iter().zip(want).enumerate() {
-        if (a - r).abs() > 1e-5 {
+        if (a - r).abs() > tolerance {
             assert!(
                 grad0[i].abs() < 1e-9,
                 "{what} {i}: {a} vs {r} with gradient {}",

@@ -1,8 +1,10 @@
 //! Developer automation: `cargo xtask <task>`.
 //!
 //! - `test`: what CI runs — every test of the workspace on the CPU backend (with cargo-nextest
-//!   when installed), then a type-check of the GPU backends (they are optional features, so
-//!   nothing else would notice them breaking).
+//!   when installed), from binaries built with the wgpu backend too; then the backend-portable
+//!   subset on wgpu over Mesa's lavapipe, a Vulkan device on the CPU (installed with apt-get when
+//!   missing; `AFAN_WGPU_TESTS=0` skips it); then a type-check with the CUDA backend (an
+//!   optional feature, so nothing else would notice it breaking).
 //! - `bench [ARGS]`: the release-build step benchmark (`afan bench`), plus, when a Python with
 //!   PyTorch is given in `AFAN_TORCH_PYTHON`, the same steps in PyTorch in the same run, so the
 //!   ratio in docs/benchmarks.md is measured on one machine at one time. `--task detect|segment`
@@ -19,6 +21,7 @@
 
 mod cuda_offline;
 mod cuda_wheels;
+mod lavapipe;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -58,20 +61,87 @@ fn root() -> PathBuf {
 }
 
 fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
-    eprintln!("+ cargo {}", args.join(" "));
+    let env: String = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    eprintln!("+ {env}cargo {}", args.join(" "));
+    let start = std::time::Instant::now();
     let status = cargo_command()
         .args(args)
         .envs(envs.iter().copied())
         .current_dir(root())
         .status()
         .context("cannot run cargo")?;
+    // Each phase's time in the log: docs/benchmarks.md ("CI build time") is read from CI's.
+    eprintln!(
+        "+ ({:.0} s) cargo {}",
+        start.elapsed().as_secs_f64(),
+        args.join(" ")
+    );
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
     Ok(())
 }
 
+/// The features of the test build: the CPU backend (default) and wgpu. One build serves both test
+/// phases: the CPU run, then the wgpu run of the backend-portable subset on the same binaries.
+const TEST_FEATURES: &str = "afan-cli/wgpu";
+
+/// The device of the wgpu phase: Mesa's lavapipe, the software adapter, pinned to Vulkan (with
+/// `wgpu` alone, a machine with a GPU would run the phase there instead, with other numbers).
+const WGPU_TEST_DEVICE: &str = "wgpu:vulkan:cpu";
+
+/// The goldens the wgpu phase runs (libtest filters on `tests/golden.rs`).
+const GOLDEN_ON_WGPU: [&str; 4] = [
+    "torchvision::",
+    "cifar::eval_logits_match_pytorch",
+    "cifar::baseline_gradients_match_pytorch",
+    "attacks::",
+];
+
+/// The backend-portable tests the wgpu phase runs, as libtest filters per test target (a test runs
+/// when its path contains one of them; none: every test of the target). What each proves, and
+/// what is left out and why: docs/gpu.md, "What runs where".
+const WGPU_SUBSET: [(&str, &[&str]); 3] = [
+    // afan-core's tests (the attack, strength points, moment exchange, losses, objective, pixel
+    // PGD, device names and the no-adapter error), and afan-models' split round trips,
+    // MobileNetV2 and the DeepLab release checkpoint against their references, RoI Align/Pool,
+    // the detection losses, and Faster R-CNN's frozen stages and its detections.
+    (
+        "--lib",
+        &[
+            "config::tests::",
+            "device::tests::",
+            "loss::tests::",
+            "moments::tests::",
+            "objective::tests::",
+            "pixel::tests::",
+            "strength::tests::",
+            "cifar_resnet::tests::split_round_trip_equals_forward_at_every_point",
+            "resnet::tests::split_round_trip_equals_forward_at_every_point",
+            "deeplab::tests::mobilenet_round_trip_is_exact_at_every_point",
+            "faster_rcnn::tests::split_round_trip_is_exact_and_the_plan_is_shared",
+            "registry::tests::efficientnet_and_mobilenet_round_trip_at_every_split_point",
+            "mobilenet_v2::tests::imported_torchvision_weights_give_torchvision_logits",
+            "deeplab::tests::release_checkpoint_gives_the_release_output",
+            "upsample::tests::the_matmul_resize_matches_pytorch_values_and_gradients",
+            "detection::roi_align::tests::",
+            "detection::losses::tests::",
+            "faster_rcnn::tests::frozen_batch_norm_and_stages_get_no_update",
+            "faster_rcnn::tests::detections_are_capped_thresholded_and_inside_the_image",
+        ],
+    ),
+    // The goldens without A-FAN gradients (those hit Burn's wgpu gradient bug, docs/gpu.md):
+    // torchvision ResNets and EfficientNet-B0, the CIFAR ResNet-20 forward, the attacks.
+    ("--test=golden", &GOLDEN_ON_WGPU),
+    // A-FAN classification training, a flex checkpoint evaluated here, an A-FAN DeepLab step.
+    ("--test=backend_portable", &[]),
+];
+
 fn test() -> Result<()> {
+    let features = ["--features", TEST_FEATURES];
+    // Burn's own default device prefers wgpu once it is compiled in; the tests that use it (and
+    // the CLI's `--device`, which reads BURN_DEVICE) are CPU tests.
+    let cpu = [("BURN_DEVICE", "flex")];
     // cargo-nextest (on the CI image) runs the tests of every binary in one pool, so the long
     // learning tests of different binaries overlap instead of each leaving a core idle at its
     // end: the suite took 280 s instead of 370 s on 2 cores (docs/benchmarks.md, "CI build
@@ -79,23 +149,38 @@ fn test() -> Result<()> {
     if has_nextest() {
         cargo(
             &[
-                "nextest",
-                "run",
-                "--workspace",
-                "--locked",
-                "--no-fail-fast",
-            ],
-            &[],
+                &[
+                    "nextest",
+                    "run",
+                    "--workspace",
+                    "--locked",
+                    "--no-fail-fast",
+                ],
+                &features[..],
+            ]
+            .concat(),
+            &cpu,
         )?;
-        cargo(&["test", "--workspace", "--locked", "--doc"], &[])?;
+        cargo(
+            &[&["test", "--workspace", "--locked", "--doc"], &features[..]].concat(),
+            &cpu,
+        )?;
     } else {
         eprintln!("(cargo-nextest not found: running the tests with cargo test)");
-        cargo(&["test", "--workspace", "--locked", "--no-fail-fast"], &[])?;
+        cargo(
+            &[
+                &["test", "--workspace", "--locked", "--no-fail-fast"],
+                &features[..],
+            ]
+            .concat(),
+            &cpu,
+        )?;
     }
-    // One type-check with both GPU backends: every `cfg(feature = ...)` branch of the workspace
-    // is compiled either here or in the CPU build above (there is no branch for one GPU feature
-    // without the other), and the shared cubecl stack is checked once instead of twice. CUDA's
-    // build script would download LLVM; DOCS_RS=1 makes cubecl skip that, enough for a check.
+    wgpu_tests(&features)?;
+    // A type-check of the CUDA backend: with wgpu (and not cuda) in the test build above, every
+    // `cfg(feature = ...)` branch of the workspace compiles in one of the two (there is no branch
+    // on both GPU features at once), and the wgpu crates are not checked again. CUDA's build
+    // script would download LLVM; DOCS_RS=1 makes cubecl skip that, enough for a check.
     cargo(
         &[
             "check",
@@ -103,10 +188,48 @@ fn test() -> Result<()> {
             "--all-targets",
             "--locked",
             "--features",
-            "afan-cli/wgpu,afan-cli/cuda",
+            "afan-cli/cuda",
         ],
         &[("DOCS_RS", "1")],
     )
+}
+
+/// The backend-portable subset on wgpu over lavapipe, from the binaries the CPU phase built (the
+/// same workspace, features and profile: nothing is compiled again). libtest, not nextest: each
+/// test binary is one process whose tests share the device, so a kernel compiled (and tuned) for
+/// one test serves the others; nextest's process per test would compile them all again.
+fn wgpu_tests(features: &[&str]) -> Result<()> {
+    if !lavapipe::wanted() {
+        eprintln!(
+            "({}=0: the wgpu phase is skipped; CI runs it)",
+            lavapipe::SKIP_ENV
+        );
+        return Ok(());
+    }
+    lavapipe::ensure()?;
+    let env = [
+        ("BURN_DEVICE", "flex"),
+        ("AFAN_TEST_DEVICE", WGPU_TEST_DEVICE),
+        // Tests compile many one-off shapes; the fastest kernel matters less than tuning once.
+        ("CUBECL_AUTOTUNE_LEVEL", "minimal"),
+    ];
+    let mut failed = Vec::new();
+    for (target, filters) in WGPU_SUBSET {
+        let args = [
+            &["test", "--workspace", "--locked", "--no-fail-fast", target][..],
+            features,
+            &["--", "--test-threads=2"],
+            filters,
+        ]
+        .concat();
+        if let Err(e) = cargo(&args, &env) {
+            failed.push(e.to_string());
+        }
+    }
+    if !failed.is_empty() {
+        bail!("the wgpu tests failed: {}", failed.join("; "));
+    }
+    Ok(())
 }
 
 /// The cargo that runs xtask (`CARGO`), so a toolchain override reaches the commands it starts.

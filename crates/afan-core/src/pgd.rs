@@ -3,7 +3,7 @@
 //!
 //! The attack is the costly half of A-FAN, so it only ever differentiates with respect to the
 //! feature: the caller supplies the loss through the model's tail, ideally from a copy of the model
-//! whose parameters require no gradient (see [`crate::objective::attack_copy`]), so the backward
+//! whose parameters require no gradient (see `attack_copy` in the `objective` module), so the backward
 //! passes of the attack never compute parameter gradients.
 
 use burn::tensor::{Distribution, Tensor};

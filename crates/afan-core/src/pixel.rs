@@ -56,13 +56,13 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, TensorData};
+    use burn::tensor::TensorData;
 
     /// loss = sum(w * x) has gradient w: each step moves every pixel by sign(w) * step until the
     /// ball (radius 8/255) or the [0, 1] range stops it.
     #[test]
     fn steps_follow_the_gradient_sign_inside_the_ball_and_the_pixel_range() {
-        let device = Device::default().autodiff();
+        let device = crate::test_util::device().autodiff();
         let x = Tensor::<4>::from_data(
             TensorData::new(vec![0.5f32, 0.5, 0.999, 0.002], [1, 1, 2, 2]),
             &device,

@@ -245,7 +245,7 @@ impl PytorchImport for CifarResNet {
     }
 
     /// Reads either layout: the release's `sequential_model.N` ([`release_key`], what
-    /// [`crate::export`] writes, with its buffers: the normalisation must hold CIFAR-10's
+    /// the `export` module writes, with its buffers: the normalisation must hold CIFAR-10's
     /// statistics, `w` is ignored) or the `layerS.I` one of [`PytorchImport::pytorch_key`].
     fn load_pytorch_partial(self, dict: &StateDict) -> (Self, ImportReport) {
         let (name, n) = (self.import_name(), self.n);
@@ -297,7 +297,7 @@ mod tests {
 
     #[test]
     fn split_round_trip_equals_forward_at_every_point() {
-        let dev = Device::flex();
+        let dev = afan_core::device::test_device();
         for depth in [20, 32] {
             let model = CifarResNet::new(depth, 10, &dev);
             let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Uniform(0.0, 1.0), &dev);

@@ -9,6 +9,7 @@ pub mod efficientnet;
 pub mod export;
 mod flex;
 pub mod import;
+mod import_error;
 pub mod input_norm;
 pub mod layers;
 pub mod mobilenet_v2;

@@ -277,7 +277,7 @@ mod tests {
     #[test]
     fn efficientnet_and_mobilenet_round_trip_at_every_split_point() {
         for (name, points) in [("efficientnet_b0", 9), ("mobilenet_v2", 18)] {
-            let device = Device::default();
+            let device = afan_core::device::test_device();
             let kind: ClassifierKind = name.parse().unwrap();
             assert_eq!(kind.to_string(), name);
             let size = kind.preprocess();
@@ -298,7 +298,7 @@ mod tests {
     /// Burn paths name the enum variant first; the key map removes it.
     #[test]
     fn classifier_paths_map_to_torchvision_keys() {
-        let device = Device::default();
+        let device = afan_core::device::test_device();
         let model = ClassifierKind::ResNet(ResNetDepth::R18).build(10, &device);
         let keys: Vec<String> = crate::import::param_paths(&model)
             .iter()
@@ -316,7 +316,7 @@ mod tests {
     /// with ImageNet's statistics before the first conv, at every split point too.
     #[test]
     fn torchvision_models_normalize_their_input() {
-        let device = Device::default();
+        let device = afan_core::device::test_device();
         let Classifier::ResNet(model) = ClassifierKind::ResNet(ResNetDepth::R18).build(3, &device)
         else {
             panic!("not a ResNet");

@@ -95,7 +95,7 @@ fn resnet18_parameters_and_state_dict_keys_match_torchvision() {
 
 #[test]
 fn split_round_trip_equals_forward_at_every_point() {
-    let dev = Device::flex();
+    let dev = afan_core::device::test_device();
     let model = ResNet::new(ResNetDepth::R18, 10, &dev);
     let x = Tensor::<4>::random([1, 3, 32, 32], Distribution::Normal(0.0, 1.0), &dev);
     let full = model.forward(x.clone()).into_data();

@@ -1,5 +1,5 @@
 //! Runtime choice of the instruction set for afan's own element loops: the batch-norm plane loops
-//! of [`crate::norm::kernel`] and [`crate::norm::backward`] (norm_bench: 4% faster on AVX-512 than
+//! of `norm::kernel` and `norm::backward` (norm_bench: 4% faster on AVX-512 than
 //! on SSE2, same bits). im2col / col2im in `conv` were tried and gained nothing measurable (their
 //! time is `memcpy`, already AVX-512 in glibc, and stride-2 moves), so they stay baseline code.
 //!

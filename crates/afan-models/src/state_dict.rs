@@ -7,7 +7,7 @@
 //! `module.`. Those wrappers are recognised and removed here, and reported through
 //! [`StateDict::stripped_prefix`] so a caller can say what it did.
 
-use crate::import::ImportError;
+use crate::import_error::ImportError;
 use std::collections::BTreeMap;
 use std::path::Path;
 

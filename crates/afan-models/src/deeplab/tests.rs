@@ -1,4 +1,4 @@
-//! DeepLabV3+: exact split round trip at every point, shapes, the packing of two features into
+//! DeepLabV3+: exact split round trip at every point (on the CPU), shapes, the packing of two features into
 //! one, and PyTorch's bilinear upsampling convention.
 
 use super::*;
@@ -19,13 +19,32 @@ fn tiny(output_stride: usize) -> DeepLabV3Plus {
     .init(&device())
 }
 
+/// Bit-exact on the CPU. On wgpu, Burn's fusion groups the element-wise ops on either side of
+/// the cut otherwise than in the whole forward, which rounds differently (1 ulp seen on lavapipe,
+/// ResNet-50 at os8, `layer4`): within 1e-5 of the output's largest there.
 fn assert_round_trip(model: &DeepLabV3Plus, x: Tensor<4>) {
     let full = model.forward(x.clone()).into_data();
+    let scale = full.iter::<f32>().fold(0f32, |m, v| m.max(v.abs()));
+    let tolerance = afan_core::device::test_tolerance(0.0, 1e-5) * scale;
     for name in model.split_points() {
         let p = model.split_point(&name).unwrap();
         let f = model.forward_to(x.clone(), &p);
         let out = model.forward_from(f, &p).into_data();
-        assert_eq!(out, full, "{} at {name}", model.model_name());
+        let worst = out
+            .iter::<f32>()
+            .zip(full.iter::<f32>())
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert_eq!(
+            out.shape(),
+            full.shape(),
+            "{} at {name}",
+            model.model_name()
+        );
+        assert!(
+            worst <= tolerance,
+            "{} at {name}: differs by {worst} from the whole forward",
+            model.model_name()
+        );
     }
 }
 

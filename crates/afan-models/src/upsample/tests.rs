@@ -6,29 +6,47 @@
 use super::kernel::{Resize, bilinear_backward_into, bilinear_forward_into};
 use super::*;
 use crate::StateDict;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Distribution, TensorData, Tolerance};
 use std::mem::MaybeUninit;
 use std::path::Path;
 
 #[test]
 fn matches_pytorch_values_and_gradients() {
+    check_against_pytorch(&Device::flex().autodiff(), resize_bilinear, 1e-6);
+}
+
+/// The path of every other backend (two matmuls), on the test device (`AFAN_TEST_DEVICE`; CI
+/// runs it on wgpu too). 1e-6 on the CPU; 1e-5 elsewhere, whose matmuls sum in other orders.
+#[test]
+fn the_matmul_resize_matches_pytorch_values_and_gradients() {
+    let tol = afan_core::device::test_tolerance(1e-6, 1e-5);
+    let dev = afan_core::device::test_device().autodiff();
+    check_against_pytorch(&dev, resize_by_matmul, tol);
+}
+
+fn check_against_pytorch(
+    dev: &Device,
+    resize: fn(Tensor<4>, [usize; 2], bool) -> Tensor<4>,
+    tol: f32,
+) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/resize_bilinear.safetensors");
     let dict = StateDict::from_safetensors(&path).unwrap();
-    let dev = Device::flex().autodiff();
     let tensor = |key: &str| {
         let (values, shape) = dict
             .get(key)
             .unwrap_or_else(|| panic!("fixture lacks {key}"));
-        Tensor::<4>::from_data(TensorData::new(values.to_vec(), shape.to_vec()), &dev)
+        Tensor::<4>::from_data(TensorData::new(values.to_vec(), shape.to_vec()), dev)
     };
     for (h, w) in [(20, 28), (17, 13), (3, 4), (1, 1)] {
         for ac in [false, true] {
             let case = format!("{h}x{w}_{}", u8::from(ac));
             let x = tensor("x").require_grad();
-            let y = resize_bilinear(x.clone(), [h, w], ac);
+            let y = resize(x.clone(), [h, w], ac);
             let grads = (y.clone() * tensor(&format!("{case}.r"))).sum().backward();
-            let tol = Tolerance::rel_abs(1e-6, 1e-6);
+            let tol = Tolerance::rel_abs(tol, tol);
             y.inner()
                 .into_data()
                 .assert_approx_eq::<f32>(&tensor(&format!("{case}.out")).inner().into_data(), tol);
