@@ -433,3 +433,62 @@ fn a_missing_listed_file_is_one_clear_error() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// `afan export` of a DeepLab run: both formats hold the same state dict, with the release's
+/// (VainF's, for MobileNetV2) names, which loads strictly into a fresh model and gives back the
+/// checkpoint's weights exactly.
+#[test]
+fn export_writes_the_checkpoints_deeplab_in_both_formats() {
+    use afan_models::{PytorchExport, StateDict};
+    use afan_train::{Checkpoint, Purpose, Task, segmentation::SegmentationTask};
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut args = vec!["train", "--task", "segment", "--quiet", "--json"];
+    args.extend(["--set", "dataset=\"synthetic\"", "--out", cli::s(&run)]);
+    args.extend(SMALL);
+    succeed(&args);
+    let dicts: Vec<StateDict> = ["seg.safetensors", "seg.pth"]
+        .iter()
+        .map(|name| {
+            let out = dir.path().join(name);
+            let ckpt = run.join("best.ckpt");
+            let (stdout, _) = succeed(&[
+                "export",
+                "--checkpoint",
+                cli::s(&ckpt),
+                "--out",
+                cli::s(&out),
+            ]);
+            assert!(stdout.contains("deeplabv3plus_mobilenet_v2"), "{stdout}");
+            StateDict::from_file(&out).unwrap()
+        })
+        .collect();
+
+    let ckpt = Checkpoint::read(&run.join("best.ckpt")).unwrap();
+    let config = ckpt
+        .config(&afan_train::segmentation::config::release(), &[])
+        .unwrap();
+    let task = SegmentationTask::open(config, Purpose::Infer).unwrap();
+    let device = burn::tensor::Device::default();
+    let want = ckpt
+        .load_model(task.build_model(&device, false).unwrap())
+        .unwrap()
+        .to_state_dict()
+        .unwrap();
+    let fresh = task.build_model(&device, false).unwrap();
+    let back = fresh
+        .load_release(&dicts[1])
+        .unwrap()
+        .to_state_dict()
+        .unwrap();
+    assert!(
+        want.keys()
+            .any(|k| k.starts_with("backbone.low_level_features."))
+    );
+    for dict in [&dicts[0], &dicts[1], &back] {
+        assert_eq!(dict.len(), want.len());
+        for k in want.keys() {
+            assert_eq!(dict.get(k), want.get(k), "{k}");
+        }
+    }
+}
