@@ -151,6 +151,8 @@ fn a_custom_voc_layout_trains_resumes_evaluates_and_infers() {
         assert!((a - b).abs() < 1e-9, "stat {i}: {a} vs {b}");
     }
 
+    exports_like_the_checkpoint(dir.path(), &ckpt);
+
     // Inference on two test images, drawn into a folder, with the run's own class names.
     let image = |i: usize| devkit.join(format!("SHAPES/JPEGImages/00000{i}.jpg"));
     let (a, b) = (image(2), image(3));
@@ -378,4 +380,48 @@ fn coco_layout_trains_and_reports_the_twelve_numbers() {
         coco_stats(&fewer)[1].as_f64().unwrap(),
     );
     assert!(without >= all, "AP50 {all} with vs {without} without");
+}
+
+/// `afan export` of a detection checkpoint: the file holds the release's `Detection/model.py`
+/// names, loads strictly into a fresh detector and gives back the checkpoint's weights exactly.
+fn exports_like_the_checkpoint(dir: &Path, ckpt: &Path) {
+    use afan_models::{PytorchExport, StateDict};
+    use afan_train::{Checkpoint, Task, detection::DetectionTask};
+    let out = dir.join("detector.pth");
+    let summary = json(&ok(&[
+        "export",
+        "--checkpoint",
+        s(ckpt),
+        "--out",
+        s(&out),
+        "--json",
+    ]));
+    assert_eq!(summary["format"], "pth", "{summary}");
+    let dict = StateDict::from_file(&out).unwrap();
+    assert!(dict.keys().any(|k| k.starts_with("rpn.")), "rpn keys");
+
+    let c = Checkpoint::read(ckpt).unwrap();
+    let config = c
+        .config(&afan_train::detection::config::release(), &[])
+        .unwrap();
+    let task = DetectionTask::without_data(config, c.class_names());
+    let device = burn::tensor::Device::default();
+    let want = c
+        .load_model(task.build_model(&device, false).unwrap())
+        .unwrap()
+        .to_state_dict()
+        .unwrap();
+    let back = task
+        .build_model(&device, false)
+        .unwrap()
+        .load_release(&dict)
+        .unwrap()
+        .to_state_dict()
+        .unwrap();
+    for d in [&dict, &back] {
+        assert_eq!(d.len(), want.len());
+        for k in want.keys() {
+            assert_eq!(d.get(k), want.get(k), "{k}");
+        }
+    }
 }
