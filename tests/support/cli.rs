@@ -69,3 +69,12 @@ pub fn without_times(run: &std::path::Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// Asserts that `got` holds exactly `want`'s keys with equal values and shapes (an exported
+/// state dict against the checkpoint's model).
+pub fn same_state_dict(got: &afan_models::StateDict, want: &afan_models::StateDict) {
+    assert_eq!(got.len(), want.len());
+    for k in want.keys() {
+        assert_eq!(got.get(k), want.get(k), "{k}");
+    }
+}
