@@ -119,8 +119,11 @@ const WGPU_SUBSET: [(&str, &[&str]); 3] = [
             "cifar_resnet::tests::split_round_trip_equals_forward_at_every_point",
             "resnet::tests::split_round_trip_equals_forward_at_every_point",
             "deeplab::tests::mobilenet_round_trip_is_exact_at_every_point",
-            "faster_rcnn::tests::split_round_trip_is_exact_and_the_plan_is_shared",
-            "registry::tests::efficientnet_and_mobilenet_round_trip_at_every_split_point",
+            // Not here, for CI time (the afan-models part of this phase took 891 s on lavapipe
+            // with them): Faster R-CNN's split round trip and EfficientNet/MobileNetV2's at every
+            // split point. The ResNet, CIFAR ResNet and DeepLab round trips prove the cut on wgpu;
+            // Faster R-CNN's path is run by its two tests below, MobileNetV2's by its torchvision
+            // logits, EfficientNet-B0's by its golden.
             "mobilenet_v2::tests::imported_torchvision_weights_give_torchvision_logits",
             "deeplab::tests::release_checkpoint_gives_the_release_output",
             "upsample::tests::the_matmul_resize_matches_pytorch_values_and_gradients",
