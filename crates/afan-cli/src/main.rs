@@ -11,6 +11,7 @@ mod bench_segmentation;
 mod convert;
 mod device;
 mod eval;
+mod eval_corrupt;
 mod eval_detections;
 mod export;
 mod infer;

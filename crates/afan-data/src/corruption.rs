@@ -14,6 +14,9 @@
 //! buffers exactly (imageproc's blur works on 8-bit images and pads differently).
 
 use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+use crate::seed::{mix, tag};
 
 /// One corruption and its strength.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -92,6 +95,37 @@ impl Corruption {
         for v in image.iter_mut() {
             *v = v.clamp(0.0, 1.0);
         }
+    }
+}
+
+impl Corruption {
+    /// Corrupts image `index` of an evaluation set: its noise is drawn from a generator seeded by
+    /// the index alone, so every model evaluated on the set sees the same corrupted copy (as
+    /// CIFAR-10-C is one fixed set of files) and two runs give the same numbers.
+    pub fn apply_to_image(
+        &self,
+        image: &mut [f32],
+        (channels, height, width): (usize, usize, usize),
+        index: usize,
+    ) {
+        let seed = mix(&[tag::CORRUPTION, index as u64]);
+        self.apply(image, channels, height, width, seed);
+    }
+
+    /// Corrupts a batch of equal-sized `[channels, height, width]` images in place, image `i`
+    /// being `indices[i]` of its set (see [`Corruption::apply_to_image`]).
+    pub fn apply_to_batch(
+        &self,
+        images: &mut [f32],
+        shape: (usize, usize, usize),
+        indices: &[usize],
+    ) {
+        let n = shape.0 * shape.1 * shape.2;
+        assert_eq!(images.len(), n * indices.len(), "batch size");
+        images
+            .par_chunks_exact_mut(n)
+            .zip(indices)
+            .for_each(|(image, &i)| self.apply_to_image(image, shape, i));
     }
 }
 

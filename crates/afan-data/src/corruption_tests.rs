@@ -92,3 +92,27 @@ fn names_parse_with_the_severity_three_defaults() {
     assert!(Corruption::parse("blur:-1").is_err() && Corruption::parse("blur:x").is_err());
     assert_eq!(Corruption::Blur(0.7).to_string(), "blur:0.7");
 }
+
+#[test]
+fn a_batch_is_corrupted_image_by_image_seeded_by_the_image_index() {
+    let shape = (3, 8, 8);
+    let n = 3 * 8 * 8;
+    let image =
+        |k: usize| -> Vec<f32> { (0..n).map(|i| ((i * 7 + k) % 97) as f32 / 97.0).collect() };
+    // Images 5 and 9 of a set, batched in that order and in the other.
+    let mut ab: Vec<f32> = [image(5), image(9)].concat();
+    let mut ba: Vec<f32> = [image(9), image(5)].concat();
+    let noise = Corruption::Noise(0.08);
+    noise.apply_to_batch(&mut ab, shape, &[5, 9]);
+    noise.apply_to_batch(&mut ba, shape, &[9, 5]);
+    // An image's copy depends on its index, not on its batch or place in it.
+    assert_eq!(ab[..n], ba[n..]);
+    assert_eq!(ab[n..], ba[..n]);
+    let mut alone = image(5);
+    noise.apply_to_image(&mut alone, shape, 5);
+    assert_eq!(alone[..], ab[..n]);
+    // Two images draw different noise.
+    let mut same = [image(5), image(5)].concat();
+    noise.apply_to_batch(&mut same, shape, &[5, 6]);
+    assert_ne!(same[..n], same[n..]);
+}

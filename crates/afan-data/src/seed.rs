@@ -25,6 +25,7 @@ pub(crate) mod tag {
     pub const DETECTION_FLIP: u64 = 0x6465_745f_666c_6970; // "det_flip"
     pub const DETECTION_SHAPES: u64 = 0x6465_745f_7368_6170; // "det_shap"
     pub const FOLDER_CROP: u64 = 0x666f_6c64_6572_6372; // "foldercr"
+    pub const CORRUPTION: u64 = 0x636f_7272_7570_7421; // "corrupt!"
 }
 
 /// SplitMix64 finaliser: a cheap bijective mixer with good avalanche.

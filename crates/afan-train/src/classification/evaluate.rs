@@ -4,7 +4,7 @@ use super::data::{ClassData, to_tensors};
 use crate::error::Result;
 use crate::task::{Evaluation, Value};
 use afan_core::{SplitModel, cross_entropy};
-use afan_data::{LoaderConfig, topk_correct};
+use afan_data::{Corruption, LoaderConfig, topk_correct};
 use afan_models::Classifier;
 use burn::tensor::Device;
 use serde::Serialize;
@@ -45,13 +45,15 @@ impl Accuracy {
 }
 
 /// Evaluates `model` (in validation mode, on a device without autodiff) on every image of
-/// `dataset`, unaugmented, in order.
+/// `dataset`, unaugmented, in order; with `corruption`, on the corrupted copy of each image (its
+/// pixels in [0, 1], before the model's normalisation).
 pub fn accuracy(
     model: &Classifier,
     dataset: &ClassData,
     batch_size: usize,
     device: &Device,
     quiet: bool,
+    corruption: Option<&Corruption>,
 ) -> Result<Accuracy> {
     let config = LoaderConfig {
         batch_size,
@@ -68,7 +70,11 @@ pub fn accuracy(
         quiet,
     );
     for batch in dataset.batches(&config, 0, 0) {
-        let batch = batch?;
+        let mut batch = batch?;
+        if let Some(c) = corruption {
+            let shape = (batch.channels, batch.height, batch.width);
+            c.apply_to_batch(&mut batch.images, shape, &batch.indices);
+        }
         bar.inc(1);
         let labels = batch.labels.clone();
         let b = labels.len();

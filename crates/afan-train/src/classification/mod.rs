@@ -106,21 +106,24 @@ impl ClassificationTask {
         &self.class_names
     }
 
-    /// The evaluation of `model` on the opened split with batches of `batch_size`.
+    /// The evaluation of `model` on the opened split with batches of `batch_size`; with
+    /// `corruption`, on its corrupted copy.
     pub fn evaluate_with(
         &self,
         model: &Classifier,
         batch_size: usize,
         device: &Device,
         quiet: bool,
+        corruption: Option<&afan_data::Corruption>,
     ) -> Result<Evaluation> {
         let Some((eval, split)) = &self.eval else {
             return Err(TrainError::Config("no evaluation data was opened".into()));
         };
         let name = format!("{split:?}").to_lowercase();
-        let mut e = evaluate::accuracy(model, eval, batch_size, device, quiet)?.evaluation(&name);
+        let mut e = evaluate::accuracy(model, eval, batch_size, device, quiet, corruption)?
+            .evaluation(&name);
         if let Some(test) = &self.test {
-            let t = evaluate::accuracy(model, test, batch_size, device, quiet)?;
+            let t = evaluate::accuracy(model, test, batch_size, device, quiet, corruption)?;
             e.figures
                 .push(("test_top1".into(), crate::task::Value::Scalar(t.top1)));
             e.figures
@@ -292,6 +295,6 @@ impl Task for ClassificationTask {
     }
 
     fn evaluate(&self, model: &Classifier, device: &Device, quiet: bool) -> Result<Evaluation> {
-        self.evaluate_with(model, EVAL_BATCH, device, quiet)
+        self.evaluate_with(model, EVAL_BATCH, device, quiet, None)
     }
 }

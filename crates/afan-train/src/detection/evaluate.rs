@@ -5,7 +5,8 @@ use super::data::TestSet;
 use super::model::images;
 use crate::error::{Result, TrainError};
 use crate::task::{Evaluation, Value};
-use afan_data::detection::batch::{aspect_grouped_batches, load_batch};
+use afan_data::Corruption;
+use afan_data::detection::batch::{DetectionBatch, aspect_grouped_batches, load_batch};
 use afan_data::detection::coco::{CocoResult, write_results as write_coco_results};
 use afan_data::detection::eval::{
     ApRule, COCO_STAT_KEYS, DetBox, Detection, coco_evaluate, voc_map,
@@ -72,13 +73,15 @@ impl DetEval {
     }
 }
 
-/// Detections of `model` on every image of `test`, in original-image coordinates.
+/// Detections of `model` on every image of `test`, in original-image coordinates; with
+/// `corruption`, on the corrupted copy of each image.
 pub fn detect_all(
     model: &FasterRcnn,
     test: &TestSet,
     loader: &DetectionLoaderConfig,
     device: &Device,
     quiet: bool,
+    corruption: Option<&Corruption>,
 ) -> Result<Vec<Detection>> {
     let sizes: Vec<(usize, usize)> = (0..test.source.len())
         .map(|i| test.source.size(i))
@@ -87,7 +90,10 @@ pub fn detect_all(
     let bar = crate::progress::bar(batches.len(), "eval", quiet);
     let mut out = Vec::new();
     for idx in batches {
-        let batch = load_batch(&test.source, &idx, loader, 0)?;
+        let mut batch = load_batch(&test.source, &idx, loader, 0)?;
+        if let Some(c) = corruption {
+            corrupt(&mut batch, &idx, c);
+        }
         let (x, sizes) = images(&batch, device);
         for (i, d) in model.detect(x, &sizes).into_iter().enumerate() {
             let s = batch.scales[i];
@@ -105,6 +111,27 @@ pub fn detect_all(
     }
     bar.finish_and_clear();
     Ok(out)
+}
+
+/// Corrupts each image of a padded batch inside its own size (at the size the detector sees it,
+/// in [0, 1] before the detector's normalisation); the zero padding stays zero, and a
+/// contrast's channel mean is the image's, not the padding's.
+fn corrupt(batch: &mut DetectionBatch, indices: &[usize], c: &Corruption) {
+    let (ph, pw) = (batch.height, batch.width);
+    for (b, (&(h, w), &index)) in batch.image_sizes.iter().zip(indices).enumerate() {
+        let at = |ch: usize, y: usize| ((b * 3 + ch) * ph + y) * pw;
+        let mut image = Vec::with_capacity(3 * h * w);
+        for ch in 0..3 {
+            for y in 0..h {
+                image.extend_from_slice(&batch.images[at(ch, y)..at(ch, y) + w]);
+            }
+        }
+        c.apply_to_image(&mut image, (3, h, w), index);
+        for (row, line) in image.chunks_exact(w).enumerate() {
+            let (ch, y) = (row / h, row % h);
+            batch.images[at(ch, y)..at(ch, y) + w].copy_from_slice(line);
+        }
+    }
 }
 
 /// VOC and COCO figures of `dets` against `test`'s ground truth.

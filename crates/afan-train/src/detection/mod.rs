@@ -68,14 +68,15 @@ impl DetectionTask {
         self.config.task.dataset == DetectionDataset::Coco
     }
 
-    /// The detections of `model` on the evaluation set with batches of `batch_size`, and
-    /// their scores.
+    /// The detections of `model` on the evaluation set with batches of `batch_size` (with
+    /// `corruption`, on its corrupted copy), and their scores.
     pub fn detect_test_set(
         &self,
         model: &FasterRcnn,
         batch_size: usize,
         device: &Device,
         quiet: bool,
+        corruption: Option<&afan_data::Corruption>,
     ) -> Result<(
         Vec<afan_data::detection::eval::Detection>,
         evaluate::DetEval,
@@ -86,7 +87,7 @@ impl DetectionTask {
             ));
         };
         let loader = evaluate::eval_loader(&self.config.task, batch_size);
-        let dets = evaluate::detect_all(model, test, &loader, device, quiet)?;
+        let dets = evaluate::detect_all(model, test, &loader, device, quiet, corruption)?;
         let eval = evaluate::score(test, &dets)?;
         Ok((dets, eval))
     }
@@ -232,7 +233,7 @@ impl Task for DetectionTask {
 
     fn evaluate(&self, model: &FasterRcnn, device: &Device, quiet: bool) -> Result<Evaluation> {
         let batch = self.config.common.batch_size;
-        let (_, eval) = self.detect_test_set(model, batch, device, quiet)?;
+        let (_, eval) = self.detect_test_set(model, batch, device, quiet, None)?;
         Ok(eval.evaluation(self.is_coco()))
     }
 }

@@ -46,20 +46,23 @@ impl SegmentationTask {
     }
 
     /// The scores of `model` on the evaluation split with batches of `batch_size` (used with
-    /// `val_crop`).
+    /// `val_crop`); with `corruption`, on its corrupted copy.
     pub fn evaluate_with(
         &self,
         model: &DeepLabV3Plus,
         batch_size: usize,
         device: &Device,
         quiet: bool,
+        corruption: Option<&afan_data::Corruption>,
     ) -> Result<Evaluation> {
         let Some(test) = &self.test else {
             return Err(TrainError::Config("no evaluation data was opened".into()));
         };
         let crop = Some(self.config.task.val_crop).filter(|&c| c > 0);
         let norm = normalization(&self.config.task);
-        let s = evaluate::scores(model, test, crop, norm, batch_size, device, quiet)?;
+        let s = evaluate::scores(
+            model, test, crop, norm, batch_size, device, quiet, corruption,
+        )?;
         Ok(evaluate::evaluation(&s))
     }
 
@@ -236,7 +239,7 @@ impl Task for SegmentationTask {
     }
 
     fn evaluate(&self, model: &DeepLabV3Plus, device: &Device, quiet: bool) -> Result<Evaluation> {
-        self.evaluate_with(model, self.config.common.batch_size, device, quiet)
+        self.evaluate_with(model, self.config.common.batch_size, device, quiet, None)
     }
 }
 
