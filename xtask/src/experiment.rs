@@ -280,7 +280,7 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 /// the per-seed differences: a seed gives both methods the same data and initial draw).
 fn table(plan: &TaskPlan, scores: &[Vec<Vec<f64>>], seconds: &[f64], seeds: u64) -> String {
     let mut s = format!(
-        "{} ({}, mean ± std over {seeds} seeds, last checkpoint)\n\n| method | {} | train+eval s/seed |\n|---|{}---|\n",
+        "{} ({}, mean ± std over {seeds} seeds, last checkpoint)\n\n| method | {} | train s/seed |\n|---|{}---|\n",
         plan.name,
         plan.metric,
         CONDITIONS
