@@ -9,7 +9,7 @@ use afan_train::detection::DetectionTask;
 use afan_train::run_dir::CONFIG;
 use afan_train::segmentation::SegmentationTask;
 use afan_train::{
-    OpenMode, Purpose, RunConfig, Summary, Task, TaskKind, TaskSection, TrainOptions,
+    Method, OpenMode, Purpose, RunConfig, Summary, Task, TaskKind, TaskSection, TrainOptions,
 };
 use anyhow::{Result, bail};
 use std::path::PathBuf;
@@ -171,6 +171,7 @@ fn train<T: Task>(
         afan_train::run_dir::RunDir::open(&out, mode)?;
     }
     let (devices, sync) = afan_train::parallel::parse_devices(&args.device)?;
+    warn_on_afan_gradient_caveat(&args.device, config.common.method);
     let length = match (config.common.epochs, config.common.iterations) {
         (Some(e), _) => format!("{e} epochs"),
         (_, Some(i)) => format!("{i} iterations"),
@@ -208,6 +209,22 @@ fn train<T: Task>(
         println!("{}", describe(&summary));
     }
     Ok(())
+}
+
+/// A-FAN on a device whose gradients are known wrong for its step (afan_core::device) trains,
+/// but not the method: said once at start, whatever `--quiet` says, so no result is reported from
+/// it unknowingly.
+fn warn_on_afan_gradient_caveat(devices: &str, method: Method) {
+    if matches!(method, Method::Baseline | Method::PixelPgd) {
+        return;
+    }
+    let caveat = devices
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .find_map(afan_core::device::afan_gradient_caveat);
+    if let Some(caveat) = caveat {
+        eprintln!("warning: --method {method} on --device {devices}: {caveat}");
+    }
 }
 
 /// The summary in one line.

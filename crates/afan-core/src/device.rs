@@ -219,6 +219,26 @@ impl DeviceName {
     }
 }
 
+/// Why A-FAN's gradients on this device are not to be trusted, for the warning a program prints
+/// before training on it; `None` where they match the reference.
+///
+/// On Burn 0.22.1's wgpu backend (fusion and autotune on, as the `wgpu` feature builds it), a
+/// graph that passes two inputs through one sub-network and sums the losses, which is every A-FAN
+/// step, gets a wrong gradient (seen on Mesa's lavapipe; minimal reproduction and figures in
+/// docs/gpu.md, "Known wgpu differences"). CUDA runs the same cubecl code but has not been
+/// checked; the CPU matches PyTorch (the goldens).
+pub fn afan_gradient_caveat(name: DeviceName) -> Option<&'static str> {
+    match name {
+        DeviceName::Wgpu(_) => Some(
+            "Burn 0.22.1's wgpu backend computes wrong gradients for graphs that pass two inputs \
+             through one sub-network, as every A-FAN step does (docs/gpu.md, \"Known wgpu \
+             differences\"): the run trains, but not the method's exact step; use --device cpu \
+             (or cuda) for results to report",
+        ),
+        DeviceName::Cpu | DeviceName::Cuda(_) => None,
+    }
+}
+
 /// Parses one device name into a Burn device (without autodiff).
 pub fn parse_device(name: &str) -> Result<Device, DeviceError> {
     name.parse::<DeviceName>()?.build()
@@ -311,6 +331,15 @@ fn cuda(_: usize) -> Result<Device, DeviceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn afan_on_wgpu_carries_the_gradient_caveat_and_the_cpu_does_not() {
+        let caveat = |n: &str| afan_gradient_caveat(n.parse().unwrap());
+        assert!(caveat("wgpu").unwrap().contains("docs/gpu.md"));
+        assert!(caveat("wgpu:vulkan:cpu").is_some());
+        assert_eq!(caveat("cpu"), None);
+        assert_eq!(caveat("cuda:1"), None);
+    }
 
     #[test]
     fn names_parse_and_bad_names_are_explained() {

@@ -113,7 +113,7 @@ impl ConvGeom {
     /// The convolution whose forward pass is this one's input gradient, when there is one
     /// without inserting zeros: ungrouped, stride 1 and padding at most the kernel's span less
     /// one. It convolves the output gradient (`K` channels, `OH x OW`) with the weight flipped in
-    /// space and transposed to `[C, K, kh, kw]` (`flip_transpose`), at the same dilation,
+    /// space and transposed to `[C, K, kh, kw]` (`layout::flip_transpose`), at the same dilation,
     /// padded by `span - 1 - padding`, and yields exactly `H x W`.
     pub fn input_grad_conv(&self) -> Option<ConvGeom> {
         let span = self.span();
@@ -131,21 +131,6 @@ impl ConvGeom {
             groups: 1,
         })
     }
-}
-
-/// `[K, C, kh, kw]` -> `[C, K, kh, kw]` with each kernel rotated by 180 degrees: the weight of
-/// [`ConvGeom::input_grad_conv`].
-pub(super) fn flip_transpose(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
-    let [kh, kw] = g.kernel;
-    let taps = kh * kw;
-    let mut out = Vec::with_capacity(w.len());
-    for c in 0..g.in_ch {
-        for k in 0..g.out_ch {
-            let kernel = &w[(k * g.in_ch + c) * taps..][..taps];
-            out.extend(kernel.iter().rev());
-        }
-    }
-    out
 }
 
 /// Output positions `lo..hi` (along one axis) whose input index `o * s + k - p` is inside `0..n`

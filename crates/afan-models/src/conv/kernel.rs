@@ -15,7 +15,7 @@
 
 use super::depthwise::{depthwise_backward, depthwise_forward, is_depthwise};
 pub use super::geom::ConvGeom;
-use super::geom::flip_transpose;
+use super::layout::{flip_transpose, transpose};
 use super::patches::{col2im, im2col};
 pub use super::scratch::{SCRATCH_KEEP_BYTES, held_bytes};
 use super::scratch::{Scratch, assume_init, release_large, uninit_vec, with_scratch};
@@ -526,9 +526,11 @@ pub fn conv2d_backward_by(
     let dx = need_x.then(|| unsafe { assume_init(dx) });
     let dw = need_w.then(|| {
         let part = g.group_out() * g.patch();
-        dwt.chunks(part.max(1))
-            .flat_map(|dwt_g| transpose(dwt_g, g.patch(), g.group_out()))
-            .collect()
+        let mut dw = Vec::with_capacity(dwt.len());
+        for dwt_g in dwt.chunks(part.max(1)) {
+            dw.extend(transpose(dwt_g, g.patch(), g.group_out()));
+        }
+        dw
     });
     (dx, dw)
 }
@@ -589,11 +591,4 @@ pub(super) fn backward_into(
         }
     }
     dwt
-}
-
-/// A `rows x cols` row-major matrix transposed.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    (0..cols)
-        .flat_map(|c| (0..rows).map(move |r| m[r * cols + c]))
-        .collect()
 }

@@ -231,7 +231,7 @@ fn uninitialised_outputs_and_scratch_are_fully_written() {
                 poison(1 << 16, f32::NAN);
                 let mut gx = poisoned(dx.len());
                 let w_conv = match route {
-                    InputRoute::Conv => super::geom::flip_transpose(&g, &d.w),
+                    InputRoute::Conv => super::layout::flip_transpose(&g, &d.w),
                     InputRoute::Col2im => Vec::new(),
                 };
                 let gw =

@@ -13,6 +13,7 @@ mod geom;
 pub mod kernel;
 #[cfg(test)]
 mod kernel_tests;
+mod layout;
 mod patches;
 pub(crate) mod scratch;
 #[cfg(all(test, feature = "flex"))]
