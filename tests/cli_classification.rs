@@ -336,3 +336,99 @@ fn data_parallel_and_bf16_training_run_through_the_cli() {
     let e = fails(&train_args(s(&data), s(&out), "1", &["--precision", "f8"]));
     assert!(e.contains("precision") && e.contains("f8"), "{e}");
 }
+
+/// The learnable multi-layer variant from the command line: two points of a ResNet-20 with
+/// the simplex projection learn the shapes well above chance in one short epoch, and every
+/// record carries the point weights (feasible, moved from 1/2 each). Its flags are refused
+/// where they mean nothing, and the tasks without a learnable variant refuse the method.
+#[test]
+fn learnable_variant_trains_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shapes_as_cifar(tmp.path(), 640, 200);
+    let out = tmp.path().join("learnable");
+    let learnable = |out: &Path, splits: &str| {
+        let mut args: Vec<String> = train_args(s(&data), s(out), "2", &["--lr", "0.05"])
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let m = args.iter().position(|a| a == "afan").unwrap();
+        args[m] = "afan_learnable".into();
+        for a in ["--splits", splits, "--projection", "simplex"] {
+            args.push(a.into());
+        }
+        args.extend(["--set".into(), "learnable.lr=0.5".into()]);
+        args
+    };
+    let args = learnable(&out, "stem,layer2.0");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let summary = json(&ok(&args));
+    let top1 = summary["last"].as_f64().unwrap();
+    // 10 balanced classes: chance is 10%.
+    assert!(
+        top1 > 25.0,
+        "the learnable variant did not learn: {summary}"
+    );
+    let lines = records(&out);
+    assert_eq!(lines.len(), 2);
+    let mut moved = 0.0f64;
+    for line in &lines {
+        let w: Vec<f64> = serde_json::from_value(line["point_weights"].clone()).unwrap();
+        assert_eq!(w.len(), 2, "{line}");
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{line}");
+        assert!(w.iter().all(|v| *v >= 0.0), "{line}");
+        moved = moved.max((w[0] - 0.5).abs());
+        assert_eq!(line["train_point_losses"].as_array().unwrap().len(), 3);
+    }
+    assert!(moved > 1e-3, "the weights did not move: {lines:?}");
+    let cfg = fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(cfg.contains("projection = \"simplex\""), "{cfg}");
+
+    // Flags of the other method, and the method on the other tasks, are refused by name.
+    let e = fails(&[
+        "train",
+        "--method",
+        "afan",
+        "--splits",
+        "stem",
+        "--print-config",
+    ]);
+    assert!(
+        e.contains("--splits") && e.contains("afan_learnable"),
+        "{e}"
+    );
+    let e = fails(&[
+        "train",
+        "--method",
+        "afan_learnable",
+        "--split",
+        "layer1",
+        "--print-config",
+    ]);
+    assert!(e.contains("--split") && e.contains("--splits"), "{e}");
+    let args = learnable(&tmp.path().join("bad"), "stem,layer7");
+    let e = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        e.contains("learnable.splits") && e.contains("layer7") && e.contains("layer3.2"),
+        "{e}"
+    );
+    for task in ["detection", "segmentation"] {
+        let e = fails(&[
+            "train",
+            "--task",
+            task,
+            "--method",
+            "afan_learnable",
+            "--print-config",
+        ]);
+        assert!(e.contains("afan_learnable") && e.contains(task), "{e}");
+        let e = fails(&[
+            "train",
+            "--task",
+            task,
+            "--projection",
+            "simplex",
+            "--print-config",
+        ]);
+        assert!(e.contains("--projection") && e.contains(task), "{e}");
+    }
+}

@@ -51,6 +51,10 @@ fn release_files_equal_the_engine_presets() {
             vec!["--task", "classification"],
         ),
         (
+            "cifar10-resnet56-learnable-release.toml",
+            vec!["--task", "classification", "--method", "afan_learnable"],
+        ),
+        (
             "voc07-faster-rcnn-r50-release.toml",
             vec!["--task", "detection"],
         ),
@@ -101,6 +105,32 @@ fn release_presets_hold_the_release_scripts_values() {
     assert_eq!(c["afan"]["mask"].as_str(), Some("0"));
     assert_eq!(float(&c["afan"]["pgd"]["step_size"]), 0.5);
     assert_eq!(int(&c["afan"]["pgd"]["steps"]), 5);
+
+    // Classification/main_learnable.py (its defaults: no script runs it) + dataset.py.
+    let l = file("cifar10-resnet56-learnable-release.toml");
+    assert_eq!(l["method"].as_str(), Some("afan_learnable"));
+    assert_eq!(int(&l["epochs"]), 200);
+    assert_eq!(int(&l["batch_size"]), 128);
+    assert_eq!(float(&l["optim"]["lr"]), 0.1);
+    assert_eq!(float(&l["optim"]["momentum"]), 0.9);
+    assert_eq!(float(&l["optim"]["weight_decay"]), 5e-4);
+    assert_eq!(l["schedule"], c["schedule"]);
+    assert_eq!(int(&l["val_split"]), 5000);
+    let w = &l["learnable"];
+    let splits = [
+        "stem", "layer1.3", "layer1.6", "layer2.0", "layer2.4", "layer2.7", "layer3.1", "layer3.5",
+        "layer3.8",
+    ];
+    assert_eq!(w["splits"], toml::Value::try_from(splits).unwrap());
+    assert!(w.get("init_weight").is_none(), "1/P = 1/9");
+    assert_eq!(float(&w["lr"]), 0.01);
+    assert_eq!(float(&w["momentum"]), 0.9);
+    assert_eq!(float(&w["l1_coef"]), 1.0);
+    assert_eq!(w["projection"].as_str(), Some("plane"));
+    assert_eq!(int(&w["pgd"]["steps"]), 3);
+    assert_eq!(float(&w["pgd"]["step_size"]), 1.0);
+    assert_eq!(w["pgd"]["random_start"].as_bool(), Some(false));
+    assert_eq!(w["pgd"]["projection"].as_str(), Some("none"));
 
     // Detection/sh/voc2007/clean50/090_final_setting1.sh + config/train_config.py.
     let d = file("voc07-faster-rcnn-r50-release.toml");

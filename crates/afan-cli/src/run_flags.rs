@@ -1,11 +1,12 @@
 //! The flags of `afan train` that define a run, for every task: each is a shorthand for one
 //! configuration field (`--lr` is `optim.lr`; `--split` is `afan.split` for a classifier,
 //! `afan.backbone.split` for a detector or a DeepLab), applied before `--set`; a flag that has
-//! no meaning for the task is refused by name.
+//! no meaning for the task (or, once the configuration is resolved, for its method:
+//! [`RunFlags::check_method`]) is refused by name.
 
 use crate::task_arg::class_list;
-use afan_train::TaskKind;
 use afan_train::config::Overrides;
+use afan_train::{Method, TaskKind};
 use anyhow::{Result, bail};
 use std::path::PathBuf;
 
@@ -26,7 +27,8 @@ pub struct RunFlags {
     /// (segmentation).
     #[arg(long)]
     pub model: Option<String>,
-    /// baseline, afan or (classification) pixel_pgd.
+    /// baseline, afan or (classification) pixel_pgd or afan_learnable (the release's learnable
+    /// multi-layer variant).
     #[arg(long)]
     pub method: Option<String>,
     /// The run's length in epochs (replaces the configuration's length).
@@ -47,9 +49,17 @@ pub struct RunFlags {
     /// The A-FAN split point (layer1, layer2.3, features.6, ...).
     #[arg(long)]
     pub split: Option<String>,
-    /// PGD steps of the A-FAN attack (at the backbone point).
+    /// PGD steps of the A-FAN attack (at the backbone point; at every point of afan_learnable).
     #[arg(long)]
     pub pgd_steps: Option<usize>,
+    /// The points of method afan_learnable, comma-separated (`learnable.splits`), e.g.
+    /// stem,layer1.1,layer2.2.
+    #[arg(long, value_delimiter = ',')]
+    pub splits: Option<Vec<String>>,
+    /// How afan_learnable keeps its point weights feasible (`learnable.projection`): plane
+    /// (the release: sum 1) or simplex (sum 1 and non-negative).
+    #[arg(long)]
+    pub projection: Option<String>,
     /// Initial weights: an afan checkpoint, or a PyTorch/safetensors state dict (a classifier,
     /// or the ImageNet backbone of a detector or a DeepLab).
     #[arg(long)]
@@ -88,6 +98,8 @@ impl RunFlags {
             ("--seed", self.seed.is_some()),
             ("--split", self.split.is_some()),
             ("--pgd-steps", self.pgd_steps.is_some()),
+            ("--splits", self.splits.is_some()),
+            ("--projection", self.projection.is_some()),
             ("--weights", self.weights.is_some()),
             ("--strict", self.strict),
             ("--precision", self.precision.is_some()),
@@ -97,6 +109,31 @@ impl RunFlags {
         .into_iter()
         .filter_map(|(name, given)| given.then_some(name))
         .collect()
+    }
+
+    /// The first afan_learnable flag given.
+    fn learnable_flag(&self) -> Option<&'static str> {
+        [
+            ("--splits", self.splits.is_some()),
+            ("--projection", self.projection.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(name, given)| given.then_some(name))
+    }
+
+    /// Refuses the flags that the resolved configuration's `method` does not use: `--splits` and
+    /// `--projection` outside afan_learnable, `--split` (one point) in it.
+    pub fn check_method(&self, method: Method) -> Result<()> {
+        match (method, self.learnable_flag()) {
+            (Method::AfanLearnable, _) if self.split.is_some() => bail!(
+                "--split sets the one point of method afan; method afan_learnable perturbs \
+                 several: use --splits a,b,c"
+            ),
+            (Method::AfanLearnable, _) | (_, None) => Ok(()),
+            (other, Some(flag)) => bail!(
+                "{flag} applies to --method afan_learnable only; this run's method is {other}"
+            ),
+        }
     }
 
     /// `epochs=N` or `iterations=N`, if given.
@@ -141,6 +178,22 @@ impl RunFlags {
                 }
                 TaskKind::Segmentation => o.text("model.backbone", m),
             };
+        }
+        if task == TaskKind::Classification {
+            o = text(o, "learnable.projection", &self.projection);
+            if let Some(splits) = &self.splits {
+                let list =
+                    toml::Value::Array(splits.iter().cloned().map(toml::Value::String).collect());
+                o = o.raw("learnable.splits", &list.to_string());
+            }
+            if let Some(steps) = self.pgd_steps {
+                o = o.raw("learnable.pgd.steps", &steps.to_string());
+            }
+        } else if let Some(flag) = self.learnable_flag() {
+            bail!(
+                "{flag} belongs to --method afan_learnable, which trains classification only, \
+                 not --task {task}"
+            );
         }
         let pgd_steps = format!("{afan}.pgd.steps");
         for (key, v) in [

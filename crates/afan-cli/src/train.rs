@@ -147,6 +147,7 @@ fn train<T: Task>(
     base: impl Fn(bool, Option<&str>) -> RunConfig<T::Section>,
 ) -> Result<()> {
     let config = resolve(args, base)?;
+    args.run.check_method(config.common.method)?;
     if args.print_config {
         print!("{}", config.to_toml()?);
         return Ok(());

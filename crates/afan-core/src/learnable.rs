@@ -283,16 +283,22 @@ impl PointWeights {
         grads: &burn::tensor::Gradients,
         config: &LearnableConfig,
     ) {
-        let grad = leaf
-            .grad(grads)
+        let grad = self.gradient(leaf, grads);
+        self.step(&grad, config);
+    }
+
+    /// The gradient the backward pass left on `leaf`, on the host (zeros where it got none):
+    /// what [`step_from`](Self::step_from) steps with, for a caller that must rescale it first
+    /// (a loss-scaled mixed-precision step).
+    pub fn gradient(&self, leaf: &Tensor<1>, grads: &burn::tensor::Gradients) -> Vec<f64> {
+        leaf.grad(grads)
             .map(|g| {
                 g.into_data()
                     .convert::<f64>()
                     .try_to_vec::<f64>()
                     .expect("a float gradient")
             })
-            .unwrap_or_else(|| vec![0.0; self.values.len()]);
-        self.step(&grad, config);
+            .unwrap_or_else(|| vec![0.0; self.values.len()])
     }
 }
 

@@ -13,11 +13,16 @@
 //! - [`GradSync::FirstDevice`]: for backends without collectives (flex, wgpu): each replica's
 //!   `GradientsParams` are moved to the first device and averaged there.
 //!
+//! The learnable variant's point weights ([`Replicas::run_with_weights`]) are a few host
+//! scalars: each replica takes them as its own leaf, and their gradients are averaged on the
+//! host, whatever the backend (with all-reduce they are not marked distributed).
+//!
 //! Batch norm normalises with each shard's own statistics, as PyTorch DDP without SyncBN.
 //! Replicas share the running statistics' storage (`RunningState` clones share it), and Burn
 //! averages the per-thread updates, so the running statistics are the mean over replicas.
 
 use crate::error::{Result, TrainError};
+use afan_core::PointWeights;
 use afan_core::device::DeviceName;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -35,6 +40,9 @@ pub enum GradSync {
 
 /// The first replica, the averaged gradients, and each shard's loss and output.
 pub type RunOutput<M, T> = (M, GradientsParams, Vec<(f64, T)>);
+
+/// [`RunOutput`] and the point weights' gradient averaged over the replicas.
+pub type WeightedRunOutput<M, T> = (M, GradientsParams, Vec<(f64, T)>, Option<Vec<f64>>);
 
 /// The devices of a data-parallel run (autodiff devices) and how they synchronise.
 pub struct Replicas {
@@ -108,6 +116,28 @@ impl Replicas {
         T: Send,
         F: Fn(&M, S, &Device) -> Result<(Tensor<1>, T)> + Sync,
     {
+        let (first, grads, outputs, _) =
+            self.run_with_weights(model, shards, None, |m, s, d, _| step(m, s, d))?;
+        Ok((first, grads, outputs))
+    }
+
+    /// [`run`](Self::run) with the learnable variant's point weights: each replica's `step`
+    /// gets them as a leaf on its device ([`PointWeights::leaf`]); their gradients, read before
+    /// the network's go to `GradientsParams`, are averaged over the replicas on the host (as the
+    /// network's are averaged: the gradient of the mean of the shard losses).
+    pub fn run_with_weights<M, S, T, F>(
+        &self,
+        model: &M,
+        shards: Vec<S>,
+        weights: Option<&PointWeights>,
+        step: F,
+    ) -> Result<WeightedRunOutput<M, T>>
+    where
+        M: Module,
+        S: Send,
+        T: Send,
+        F: Fn(&M, S, &Device, Option<&Tensor<1>>) -> Result<(Tensor<1>, T)> + Sync,
+    {
         if shards.len() != self.count() {
             return Err(TrainError::Config(format!(
                 "{} shards for {} replicas",
@@ -124,10 +154,16 @@ impl Replicas {
                 .map(|(device, shard)| {
                     let replica = self.replicate(model, device);
                     scope.spawn(move || -> Result<_> {
-                        let (loss, out) = step(&replica, shard, device)?;
-                        let grads = GradientsParams::from_grads(loss.backward(), &replica);
-                        let value = loss.into_scalar::<f64>();
-                        Ok((replica, grads, value, out))
+                        let leaf = weights.map(|w| w.leaf(device));
+                        let (loss, out) = step(&replica, shard, device, leaf.as_ref())?;
+                        let value = loss.clone().into_scalar::<f64>();
+                        let grads = loss.backward();
+                        let leaf_grad = leaf
+                            .as_ref()
+                            .zip(weights)
+                            .map(|(l, w)| w.gradient(l, &grads));
+                        let grads = GradientsParams::from_grads(grads, &replica);
+                        Ok((replica, grads, value, out, leaf_grad))
                     })
                 })
                 .collect();
@@ -144,10 +180,16 @@ impl Replicas {
         let mut replicas = Vec::with_capacity(results.len());
         let mut grads = Vec::with_capacity(results.len());
         let mut outputs = Vec::with_capacity(results.len());
-        for (replica, g, value, out) in results {
+        let mut leaf_grads: Option<Vec<f64>> = None;
+        let n = results.len() as f64;
+        for (replica, g, value, out, leaf_grad) in results {
             grads.push(g);
             outputs.push((value, out));
             replicas.push(replica);
+            if let Some(lg) = leaf_grad {
+                let sum = leaf_grads.get_or_insert_with(|| vec![0.0; lg.len()]);
+                sum.iter_mut().zip(lg).for_each(|(s, g)| *s += g / n);
+            }
         }
         let first = replicas.swap_remove(0);
         let mean = match self.sync {
@@ -167,7 +209,7 @@ impl Replicas {
                 avg.out
             }
         };
-        Ok((first, mean, outputs))
+        Ok((first, mean, outputs, leaf_grads))
     }
 }
 

@@ -46,6 +46,14 @@ fn assert_close(got: &[f32], want: &[f32]) {
     }
 }
 
+/// The batch of the tests below in two shards of two rows (inputs, targets).
+fn halves() -> Vec<(Vec<f32>, Vec<f32>)> {
+    vec![
+        (vec![1.0, 0.0, 0.0, 1.0], vec![1.0, 0.0]),
+        (vec![2.0, 1.0, 1.0, 3.0], vec![2.0, -1.0]),
+    ]
+}
+
 /// Rows [1,0], [0,1], [2,1], [1,3] with targets 1, 0, 2, -1: residuals of the line are
 /// 0.5, -0.5, -0.5, -0.5, so the full-batch gradient is dL/dw = 2/4 * sum(r_i x_i) =
 /// [-0.5, -1.25] and dL/db = 2/4 * sum(r_i) = -0.5. The half batches give [0.5, -0.5], 0 and
@@ -55,10 +63,7 @@ fn two_half_batch_replicas_average_to_the_full_batch_gradient() {
     let replicas = Replicas::new(vec![flex(), flex()], GradSync::FirstDevice).unwrap();
     let device = replicas.first().clone();
     let model = line(&device);
-    let shards = vec![
-        (vec![1.0, 0.0, 0.0, 1.0], vec![1.0, 0.0]),
-        (vec![2.0, 1.0, 1.0, 3.0], vec![2.0, -1.0]),
-    ];
+    let shards = halves();
     let (first, grads, outs) = replicas.run(&model, shards, mse).unwrap();
     let (w, b) = grads_of(&first, &grads);
     assert_close(&w, &[-0.5, -1.25]);
@@ -80,6 +85,36 @@ fn two_half_batch_replicas_average_to_the_full_batch_gradient() {
     let (fw, fb) = grads_of(&model, &full);
     assert_close(&w, &fw);
     assert_close(&b, &fb);
+}
+
+/// Point weights `w = [1, 0.5]` in each shard's loss `w0 * mse + w1 * sum(x)`: the shards'
+/// weight gradients are `[0.25, 2]` and `[0.25, 7]` (mse 0.25 each; the rows of the first
+/// shard sum to 2, of the second to 7), whose mean is `[0.25, 4.5]` (a sum would be
+/// `[0.5, 9]`); the network's gradients are the full batch's, as without weights (`w0 = 1`).
+#[test]
+fn point_weight_gradients_are_averaged_over_replicas() {
+    let replicas = Replicas::new(vec![flex(), flex()], GradSync::FirstDevice).unwrap();
+    let device = replicas.first().clone();
+    let model = line(&device);
+    let shards = halves();
+    let weights = afan_core::PointWeights {
+        values: vec![1.0, 0.5],
+        velocity: None,
+    };
+    let (first, grads, _, wgrad) = replicas
+        .run_with_weights(&model, shards, Some(&weights), |m, (x, t), d, leaf| {
+            let sum_x: f32 = x.iter().sum();
+            let (mse, ()) = mse(m, (x, t), d)?;
+            let w = leaf.expect("the weights' leaf").clone();
+            let loss = mse * w.clone().slice(0..1) + w.slice(1..2).mul_scalar(sum_x);
+            Ok((loss, ()))
+        })
+        .unwrap();
+    let wgrad: Vec<f32> = wgrad.unwrap().into_iter().map(|v| v as f32).collect();
+    assert_close(&wgrad, &[0.25, 4.5]);
+    let (w, b) = grads_of(&first, &grads);
+    assert_close(&w, &[-0.5, -1.25]);
+    assert_close(&b, &[-0.5]);
 }
 
 #[test]

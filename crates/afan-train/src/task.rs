@@ -33,6 +33,9 @@ pub struct StepContext<'a> {
     pub iteration: usize,
     /// A seed for host-side sampling of this step and shard (anchor and RoI samplers).
     pub seed: u64,
+    /// The learnable variant's per-point weights as a leaf recording its gradient (f32, on
+    /// `device`), when the task trains them ([`Task::learnable`]).
+    pub point_weights: Option<&'a Tensor<1>>,
 }
 
 impl StepContext<'_> {
@@ -169,6 +172,14 @@ pub trait Task: Sized + Sync {
         grads: GradientsParams,
     ) -> Vec<(f64, GradientsParams)> {
         vec![(1.0, grads)]
+    }
+
+    /// The learnable variant's setting when the run trains per-point weights beside the
+    /// network (classification's `afan_learnable`): the engine keeps the weights in its state
+    /// and checkpoints, hands them to [`Task::step`] as [`StepContext::point_weights`], and
+    /// steps them with their own SGD from the gradient the backward pass leaves on them.
+    fn learnable(&self) -> Option<&afan_core::LearnableConfig> {
+        None
     }
 
     /// Scores of `model` (in validation mode, on a device without autodiff) on the evaluation

@@ -66,6 +66,9 @@ pub enum Method {
     /// Input-space PGD adversarial training (Madry et al.), the cost A-FAN is compared with
     /// (classification).
     PixelPgd,
+    /// The learnable multi-layer variant (`Classification/main_learnable.py`): several points
+    /// at once, their weights learned beside the network (classification; `[learnable]`).
+    AfanLearnable,
 }
 
 impl Method {
@@ -75,7 +78,19 @@ impl Method {
             Self::Baseline => "baseline",
             Self::Afan => "afan",
             Self::PixelPgd => "pixel_pgd",
+            Self::AfanLearnable => "afan_learnable",
         }
+    }
+}
+
+impl Method {
+    /// Why `task` (detection, segmentation) refuses `afan_learnable`.
+    pub(crate) fn learnable_refusal(task: TaskKind) -> String {
+        format!(
+            "method = \"afan_learnable\" is classification's only (the release's \
+             Classification/main_learnable.py has no {task} counterpart); {task} trains \
+             \"baseline\" or \"afan\""
+        )
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::config::{CommonConfig, RunConfig, SyntheticSize, TaskSection};
 use crate::error::{Result, TrainError};
 use crate::task_kind::{Method, TaskKind};
-use afan_core::{AfanConfig, PixelPgdConfig};
+use afan_core::{AfanConfig, LearnableConfig, PixelPgdConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -48,6 +48,9 @@ pub struct ClassificationConfig {
     pub afan: AfanConfig,
     /// The input-space attack, used when `method = "pixel_pgd"`.
     pub pixel: PixelPgdConfig,
+    /// The learnable multi-layer variant, used when `method = "afan_learnable"` (defaults:
+    /// `Classification/main_learnable.py`'s, its nine points on ResNet-56).
+    pub learnable: LearnableConfig,
 }
 
 impl Default for ClassificationConfig {
@@ -66,6 +69,7 @@ impl Default for ClassificationConfig {
             folder: afan_data::FolderTransform::default(),
             afan: AfanConfig::default(),
             pixel: PixelPgdConfig::default(),
+            learnable: LearnableConfig::default(),
         }
     }
 }
@@ -80,6 +84,11 @@ impl TaskSection for ClassificationConfig {
             self.afan
                 .validate()
                 .map_err(|e| TrainError::Config(format!("invalid [afan] section: {e}")))?;
+        }
+        if common.method == Method::AfanLearnable {
+            self.learnable
+                .validate()
+                .map_err(|e| TrainError::Config(format!("invalid [learnable] section: {e}")))?;
         }
         Ok(())
     }

@@ -1,11 +1,12 @@
 //! Image classification as a [`Task`]: CIFAR-10/100, ImageNet-layout folders or the generated
-//! set; the CIFAR ResNets, torchvision's ResNets, EfficientNets and MobileNetV2; baseline, A-FAN
-//! and pixel-level PGD.
+//! set; the CIFAR ResNets, torchvision's ResNets, EfficientNets and MobileNetV2; baseline, A-FAN,
+//! its learnable multi-layer variant and pixel-level PGD.
 
 pub mod config;
 pub mod data;
 pub mod evaluate;
 pub mod infer;
+mod learnable;
 pub mod objective;
 pub mod weights;
 
@@ -135,6 +136,20 @@ impl ClassificationTask {
     }
 }
 
+impl ClassificationTask {
+    /// The step's top-1 accuracy on the logits `labels` go with.
+    fn top1(&self, logits: burn::tensor::Tensor<2>, labels: &[i64]) -> Measure {
+        let logits = crate::tensors::to_host(logits);
+        let n = labels.len();
+        let correct = topk_correct(&logits, self.num_classes, labels, 1);
+        Measure {
+            name: "top1",
+            value: crate::task::Value::Scalar(100.0 * correct as f64 / n.max(1) as f64),
+            weight: n as f64,
+        }
+    }
+}
+
 fn loader(config: &RunConfig<ClassificationConfig>) -> LoaderConfig {
     LoaderConfig {
         batch_size: config.common.batch_size,
@@ -200,8 +215,14 @@ impl Task for ClassificationTask {
 
     fn build_model(&self, device: &Device, initial_weights: bool) -> Result<Classifier> {
         let model = self.kind.build(self.num_classes, device);
-        if self.config.common.method == Method::Afan {
-            model.split_point(&self.config.task.afan.split)?;
+        match self.config.common.method {
+            Method::Afan => {
+                model.split_point(&self.config.task.afan.split)?;
+            }
+            Method::AfanLearnable => {
+                learnable::points(&model, &self.config.task.learnable)?;
+            }
+            Method::Baseline | Method::PixelPgd => {}
         }
         let Some(path) = self
             .config
@@ -262,6 +283,11 @@ impl Task for ClassificationTask {
         let (x, y) = data::to_tensors(batch, ctx.device);
         let x = ctx.input(x);
         let task = &self.config.task;
+        if self.config.common.method == Method::AfanLearnable {
+            let (loss, logits, mut measures) = learnable::loss(model, x, y, &task.learnable, ctx)?;
+            measures.insert(0, self.top1(logits, &labels));
+            return Ok(StepOutput { loss, measures });
+        }
         let point;
         let objective = match self.config.common.method {
             Method::Afan => {
@@ -269,17 +295,10 @@ impl Task for ClassificationTask {
                 Objective::Afan(&point, &task.afan)
             }
             Method::PixelPgd => Objective::PixelPgd(&task.pixel, task.afan.attack_bn),
-            Method::Baseline => Objective::Baseline,
+            Method::Baseline | Method::AfanLearnable => Objective::Baseline,
         };
         let (loss, logits, report) = training_loss(model, x, y, &objective);
-        let logits = crate::tensors::to_host(logits);
-        let n = labels.len();
-        let correct = topk_correct(&logits, self.num_classes, &labels, 1);
-        let mut measures = vec![Measure {
-            name: "top1",
-            value: crate::task::Value::Scalar(100.0 * correct as f64 / n.max(1) as f64),
-            weight: n as f64,
-        }];
+        let mut measures = vec![self.top1(logits, &labels)];
         if let Some(r) = report {
             let points: Vec<f64> = r
                 .point_losses
@@ -292,6 +311,10 @@ impl Task for ClassificationTask {
             measures.push(Measure::vector("point_losses", points));
         }
         Ok(StepOutput { loss, measures })
+    }
+
+    fn learnable(&self) -> Option<&afan_core::LearnableConfig> {
+        (self.config.common.method == Method::AfanLearnable).then_some(&self.config.task.learnable)
     }
 
     fn evaluate(&self, model: &Classifier, device: &Device, quiet: bool) -> Result<Evaluation> {

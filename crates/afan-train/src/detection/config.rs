@@ -93,6 +93,9 @@ impl TaskSection for DetectionConfig {
                         .into(),
                 ));
             }
+            Method::AfanLearnable => {
+                return Err(TrainError::Config(Method::learnable_refusal(Self::KIND)));
+            }
             Method::Baseline => {}
         }
         if self.dataset != DetectionDataset::Synthetic && self.data.is_none() {

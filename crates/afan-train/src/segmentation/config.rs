@@ -166,6 +166,9 @@ impl TaskSection for SegmentationConfig {
                     ));
                 }
             }
+            Method::AfanLearnable => {
+                return Err(TrainError::Config(Method::learnable_refusal(Self::KIND)));
+            }
             Method::Baseline => {}
         }
         if self.classes.is_some() && self.dataset != SegmentationDataset::Voc {

@@ -241,6 +241,11 @@ impl<'a, T: Task> Events<'a, T> {
         for (name, v) in &e.figures {
             r.insert(format!("eval_{name}"), value(v));
         }
+        if let Some(p) = &state.point_weights {
+            // The learnable variant's weights after the window's last step, in the order of
+            // `learnable.splits`.
+            r.insert("point_weights".into(), json!(p.values));
+        }
         r.insert("step_seconds".into(), json!(w.median_seconds()));
         r.insert("elapsed_seconds".into(), json!(state.elapsed_seconds));
         r

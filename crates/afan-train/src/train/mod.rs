@@ -132,6 +132,19 @@ pub fn train<T: Task>(task: &T, opts: &TrainOptions) -> Result<Summary> {
         let state: TrainState = serde_json::from_value(saved.clone()).map_err(|e| {
             TrainError::checkpoint(&ckpt.path, format!("its training state is malformed: {e}"))
         })?;
+        if let Some(learnable) = task.learnable() {
+            let saved = state.point_weights.as_ref().map_or(0, |w| w.values.len());
+            if saved != learnable.splits.len() {
+                return Err(TrainError::checkpoint(
+                    &ckpt.path,
+                    format!(
+                        "holds {saved} point weights, but method = \"afan_learnable\" with \
+                         learnable.splits = {:?} needs one per point",
+                        learnable.splits
+                    ),
+                ));
+            }
+        }
         let model = ckpt.load_model(task.build_model(&exec.device, false)?)?;
         optim = ckpt.load_optimizer(optim)?;
         let history = records.truncate_after(state.iteration)?;
@@ -141,7 +154,9 @@ pub fn train<T: Task>(task: &T, opts: &TrainOptions) -> Result<Summary> {
         // Once the model is built (its split points and initial weights checked): a typo fixed
         // and run again needs no --overwrite; a run that has started says what it is.
         crate::fsutil::write_atomic(&run.join(CONFIG), config_text.as_bytes())?;
-        (model, TrainState::new(common.precision), Vec::new())
+        let mut state = TrainState::new(common.precision);
+        state.point_weights = task.learnable().map(|c| c.initial_weights());
+        (model, state, Vec::new())
     };
     let end = opts.stop_after.map_or(total, |s| s.min(total));
     if state.iteration >= end {
@@ -191,6 +206,7 @@ pub fn train<T: Task>(task: &T, opts: &TrainOptions) -> Result<Summary> {
                 (it, step_seed(common.seed, it)),
                 lr,
                 &mut state.scaler,
+                state.point_weights.as_mut().zip(task.learnable()),
             )?;
             if !out.loss.is_finite() {
                 bar.abandon();

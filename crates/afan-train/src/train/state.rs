@@ -100,6 +100,10 @@ pub(crate) struct TrainState {
     pub scaler: LossScaler,
     /// Seconds of training and evaluation so far.
     pub elapsed_seconds: f64,
+    /// The learnable variant's point weights and their momentum (absent for other methods and
+    /// in checkpoints written before the variant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub point_weights: Option<afan_core::PointWeights>,
 }
 
 impl TrainState {
@@ -112,6 +116,7 @@ impl TrainState {
             window: Window::default(),
             scaler: LossScaler::new(precision),
             elapsed_seconds: 0.0,
+            point_weights: None,
         }
     }
 }

@@ -67,6 +67,7 @@ fn both(p: Precision, seed: u64) -> (LossAndGrad, LossAndGrad, LossScaler) {
         dtype: None,
         iteration: 0,
         seed: 0,
+        point_weights: None,
     };
     let out = task.step(&model, batch.clone(), &ctx).unwrap();
     let full = GradientsParams::from_grads(out.loss.backward(), &model);
@@ -74,7 +75,7 @@ fn both(p: Precision, seed: u64) -> (LossAndGrad, LossAndGrad, LossScaler) {
     let mut scaler = LossScaler::new(p);
     let dtype = p.half().unwrap();
     let half = loop {
-        let (m, grads, loss, _, apply) = exec
+        let (m, grads, loss, _, apply, _) = exec
             .half(
                 &task,
                 model.clone(),
@@ -82,6 +83,7 @@ fn both(p: Precision, seed: u64) -> (LossAndGrad, LossAndGrad, LossScaler) {
                 (0, 0),
                 dtype,
                 &mut scaler,
+                None,
             )
             .unwrap();
         if apply {
@@ -151,6 +153,7 @@ fn a_short_bf16_run_learns() {
                 (i, 0),
                 0.05,
                 &mut scaler,
+                None,
             )
             .unwrap();
         losses.push(out.loss);
