@@ -176,6 +176,8 @@ fn a_bf16_run_trains_the_weights() {
     let dir = tmp.path().join("bf16");
     let mut c = learnable_config(WeightProjection::Plane);
     c.common.precision = Precision::Bf16;
+    // Two steps prove the cast path (bf16 passes are slow on the CPU: 73 s for six).
+    c.common.iterations = Some(2);
     run(&dir, c, OpenMode::Fresh, None);
     let history = recorded(&dir);
     let moved = feasible(&history, false);
