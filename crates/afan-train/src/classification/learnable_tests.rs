@@ -60,10 +60,10 @@ fn recorded(dir: &Path) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// Checks every recorded weight vector: sum 1 within 1e-9, and non-negative for the simplex;
-/// returns how far the last one moved from the initial `1/3` each.
-fn feasible(history: &[Vec<f64>], simplex: bool) -> f64 {
-    assert_eq!(history.len(), STEPS);
+/// Checks every recorded weight vector (one per step of `steps`): sum 1 within 1e-9, and
+/// non-negative for the simplex; returns how far the last one moved from the initial `1/3` each.
+fn feasible(history: &[Vec<f64>], steps: usize, simplex: bool) -> f64 {
+    assert_eq!(history.len(), steps);
     for w in history {
         assert_eq!(w.len(), 3);
         let sum: f64 = w.iter().sum();
@@ -90,7 +90,7 @@ fn plane_weights_move_stay_on_the_plane_and_resume_exactly() {
     let c = learnable_config(WeightProjection::Plane);
     run(&full, c.clone(), OpenMode::Fresh, None);
     let history = recorded(&full);
-    let moved = feasible(&history, false);
+    let moved = feasible(&history, STEPS, false);
     assert!(moved > 1e-3, "the weights did not move: {history:?}");
 
     // The checkpoint holds the recorded weights and a momentum buffer, bit for bit.
@@ -117,7 +117,7 @@ fn simplex_weights_stay_non_negative_and_sum_to_one() {
     let c = learnable_config(WeightProjection::Simplex);
     run(&dir, c, OpenMode::Fresh, None);
     let history = recorded(&dir);
-    let moved = feasible(&history, true);
+    let moved = feasible(&history, STEPS, true);
     assert!(moved > 1e-3, "the weights did not move: {history:?}");
 }
 
@@ -154,7 +154,7 @@ fn a_data_parallel_run_trains_one_set_of_weights() {
     opts.devices.push(afan_core::device::test_device());
     train(&task, &opts).unwrap();
     let history = recorded(&dir);
-    let moved = feasible(&history, false);
+    let moved = feasible(&history, STEPS, false);
     assert!(moved > 1e-3, "the weights did not move: {history:?}");
     assert_eq!(
         &saved(&dir.join("last.ckpt")).values,
@@ -177,9 +177,10 @@ fn a_bf16_run_trains_the_weights() {
     let mut c = learnable_config(WeightProjection::Plane);
     c.common.precision = Precision::Bf16;
     // Two steps prove the cast path (bf16 passes are slow on the CPU: 73 s for six).
-    c.common.iterations = Some(2);
+    const BF16_STEPS: usize = 2;
+    c.common.iterations = Some(BF16_STEPS);
     run(&dir, c, OpenMode::Fresh, None);
     let history = recorded(&dir);
-    let moved = feasible(&history, false);
+    let moved = feasible(&history, BF16_STEPS, false);
     assert!(moved > 1e-3, "the weights did not move: {history:?}");
 }
