@@ -19,12 +19,10 @@ pub fn conditions(values: &[String]) -> Result<Vec<Option<Corruption>>> {
         .iter()
         .map(|v| match v.trim() {
             CLEAN => Ok(None),
-            text => Corruption::parse(text).map(Some).map_err(|e| {
-                anyhow!(
-                    "--corrupt {v}: {e} (valid: {CLEAN}, {})",
-                    Corruption::NAMES.join(", ")
-                )
-            }),
+            // The parse error already lists the corruptions; `none` is this flag's own.
+            text => Corruption::parse(text)
+                .map(Some)
+                .map_err(|e| anyhow!("--corrupt {v}: {e}; or {CLEAN} for the clean images")),
         })
         .collect()
 }
