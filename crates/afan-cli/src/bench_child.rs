@@ -42,3 +42,12 @@ pub(crate) fn peak_rss_mib() -> Option<f64> {
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
+
+/// The optimizer a benchmark step uses: the engine's (`OptimConfig::build`), or with
+/// `AFAN_BENCH_SGD=burn` Burn's own `Sgd` (the update before issue 19), to time both on one binary.
+pub(crate) fn optimizer(config: &afan_train::optim::OptimConfig) -> burn::optim::ModuleOptimizer {
+    match std::env::var("AFAN_BENCH_SGD").as_deref() {
+        Ok("burn") => config.build_burn(),
+        _ => config.build(),
+    }
+}

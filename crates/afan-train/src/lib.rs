@@ -41,6 +41,7 @@ pub mod records;
 pub mod run_dir;
 pub mod schedule;
 pub mod segmentation;
+mod sgd;
 mod task;
 mod task_kind;
 pub mod tensors;

@@ -37,8 +37,23 @@ impl Default for OptimConfig {
 }
 
 impl OptimConfig {
-    /// The optimizer (its learning rate is given at each step by the schedule).
+    /// The optimizer (its learning rate is given at each step by the schedule): `crate::sgd`'s,
+    /// which equals [`Self::build_burn`]'s bit for bit and is one in-place pass per parameter on
+    /// flex.
     pub fn build(&self) -> ModuleOptimizer {
+        ModuleOptimizer::from(crate::sgd::Sgd {
+            weight_decay: (self.weight_decay > 0.0).then_some(self.weight_decay as f32),
+            momentum: (self.momentum > 0.0).then_some(crate::sgd::Momentum {
+                momentum: self.momentum as f32,
+                dampening: self.dampening,
+                nesterov: self.nesterov,
+            }),
+        })
+    }
+
+    /// The same optimizer as Burn's `Sgd` (seven element-wise tensor ops per parameter): for
+    /// comparisons (`afan bench` times it with `AFAN_BENCH_SGD=burn`).
+    pub fn build_burn(&self) -> ModuleOptimizer {
         let momentum = (self.momentum > 0.0).then_some(MomentumConfig {
             momentum: self.momentum,
             dampening: self.dampening,
