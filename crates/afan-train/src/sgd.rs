@@ -78,10 +78,9 @@ impl Optimizer for Sgd {
     ) -> (Tensor<D>, Option<SgdState<D>>) {
         let velocity = state.and_then(|s| s.velocity);
         #[cfg(feature = "flex")]
-        let (tensor, grad, velocity) = match flex::step(self, lr, tensor, grad, velocity) {
-            Ok(done) => return done,
-            Err(inputs) => inputs,
-        };
+        if flex::applies(&tensor, &grad, velocity.as_ref()) {
+            return flex::step(self, lr, tensor, grad, velocity);
+        }
         self.step_by_ops(lr, tensor, grad, velocity)
     }
 
@@ -258,7 +257,6 @@ mod flex {
     };
     use burn::tensor::{DType, Tensor};
 
-    type Inputs<const D: usize> = (Tensor<D>, Tensor<D>, Option<Tensor<D>>);
     type Stepped<const D: usize> = (Tensor<D>, Option<SgdState<D>>);
 
     /// Whether `t` is an `f32` tensor on flex.
@@ -296,20 +294,25 @@ mod flex {
         &mut t.storage_mut::<f32>()[..n]
     }
 
-    /// One step of `sgd` on flex, or the inputs back when they are not all `f32` flex tensors of
-    /// one size.
+    /// Whether [`step`] takes these: `f32` flex tensors of one size.
+    pub(super) fn applies<const D: usize>(
+        tensor: &Tensor<D>,
+        grad: &Tensor<D>,
+        velocity: Option<&Tensor<D>>,
+    ) -> bool {
+        let n = tensor.shape().num_elements();
+        let fits = |t: &Tensor<D>| is_flex_f32(t) && t.shape().num_elements() == n;
+        fits(tensor) && fits(grad) && velocity.is_none_or(fits)
+    }
+
+    /// One step of `sgd` on flex tensors that [`applies`] accepts.
     pub(super) fn step<const D: usize>(
         sgd: &Sgd,
         lr: f64,
         tensor: Tensor<D>,
         grad: Tensor<D>,
         velocity: Option<Tensor<D>>,
-    ) -> Result<Stepped<D>, Inputs<D>> {
-        let n = tensor.shape().num_elements();
-        let fits = |t: &Tensor<D>| is_flex_f32(t) && t.shape().num_elements() == n;
-        if !(fits(&tensor) && fits(&grad) && velocity.as_ref().is_none_or(fits)) {
-            return Err((tensor, grad, velocity));
-        }
+    ) -> Stepped<D> {
         let (mut p, ctx) = into_flex(tensor);
         let (mut g, grad_ctx) = into_flex(grad);
         let velocity = match velocity {
@@ -330,7 +333,7 @@ mod flex {
                 sgd.momentum.map(|_| from_flex(g, grad_ctx))
             }
         };
-        Ok((from_flex(p, ctx), Some(SgdState { velocity })))
+        (from_flex(p, ctx), Some(SgdState { velocity }))
     }
 }
 
