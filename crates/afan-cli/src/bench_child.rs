@@ -43,11 +43,17 @@ pub(crate) fn peak_rss_mib() -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-/// The optimizer a benchmark step uses: the engine's (`OptimConfig::build`), or with
-/// `AFAN_BENCH_SGD=burn` Burn's own `Sgd` (the update before issue 19), to time both on one binary.
-pub(crate) fn optimizer(config: &afan_train::optim::OptimConfig) -> burn::optim::ModuleOptimizer {
-    match std::env::var("AFAN_BENCH_SGD").as_deref() {
-        Ok("burn") => config.build_burn(),
-        _ => config.build(),
+/// The optimizer a benchmark step uses: the engine's (`OptimConfig::build`, also
+/// `AFAN_BENCH_SGD=fused`), or with `AFAN_BENCH_SGD=burn` Burn's own `Sgd` (the update before
+/// issue 19), to time both on one binary. Any other value is refused, naming the variable.
+pub(crate) fn optimizer(
+    config: &afan_train::optim::OptimConfig,
+) -> anyhow::Result<burn::optim::ModuleOptimizer> {
+    match std::env::var("AFAN_BENCH_SGD") {
+        Err(std::env::VarError::NotPresent) => Ok(config.build()),
+        Ok(v) if v == "fused" => Ok(config.build()),
+        Ok(v) if v == "burn" => Ok(config.build_burn()),
+        Ok(v) => anyhow::bail!("AFAN_BENCH_SGD={v:?}: expected `fused` (the default) or `burn`"),
+        Err(e) => anyhow::bail!("AFAN_BENCH_SGD: {e}"),
     }
 }
