@@ -45,7 +45,12 @@ pub(crate) fn peak_rss_mib() -> Option<f64> {
 
 /// The optimizer a benchmark step uses: the engine's (`OptimConfig::build`), or with
 /// `AFAN_BENCH_SGD=burn` Burn's own `Sgd` (the update before issue 19), to time both on one binary.
+/// Every child calls it before its steps, so it also applies `AFAN_BENCH_RELU6`.
 pub(crate) fn optimizer(config: &afan_train::optim::OptimConfig) -> burn::optim::ModuleOptimizer {
+    // `AFAN_BENCH_RELU6=burn`: Burn's `clamp(0, 6)` for ReLU6 on flex (before issue 19).
+    afan_models::relu6::use_burn_on_flex(
+        std::env::var("AFAN_BENCH_RELU6").as_deref() == Ok("burn"),
+    );
     match std::env::var("AFAN_BENCH_SGD").as_deref() {
         Ok("burn") => config.build_burn(),
         _ => config.build(),
