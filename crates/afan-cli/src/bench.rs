@@ -82,7 +82,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     afan.pgd.steps = pgd_steps;
     afan.validate()?;
     // The release's optimizer, as `afan train` builds it (momentum and weight decay included).
-    let mut optim = crate::bench_child::optimizer(&OptimConfig::default());
+    let mut optim = crate::bench_child::optimizer(&OptimConfig::default())?;
     let shape = [args.batch, 3, h, w];
     let x = Tensor::<4>::random(shape, Distribution::Uniform(0.0, 1.0), &device);
     let y = Tensor::<1, Int>::random(

@@ -81,7 +81,7 @@ fn train_resnet8(device: &Device, n: usize, steps: usize) -> (CifarResNet, Vec<f
         });
         clean.push(host(out.point_losses[0].clone())[0]);
         let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-        model = optim.step(0.05, model, grads);
+        model = optim.step(0.1, model, grads);
     }
     (model.valid(), clean)
 }
@@ -96,7 +96,9 @@ fn accuracy(logits: Tensor<2>, labels: Tensor<1, Int>) -> f32 {
 #[test]
 fn afan_training_of_a_cifar_resnet_learns() {
     let device = test_device();
-    let (model, clean) = train_resnet8(&device, 40, 12);
+    // 16 images, 8 steps: on flex the clean loss falls ~10x and 13 of 16 are right after it;
+    // on lavapipe each step is seconds of CPU (40 images and 12 steps took two minutes there).
+    let (model, clean) = train_resnet8(&device, 16, 8);
     assert!(clean.iter().all(|l| l.is_finite()), "{clean:?}");
     // From ~ln 10 = 2.3 at initialisation; a model that does not learn stays there.
     let (first, last) = (clean[0], clean[clean.len() - 1]);
@@ -105,7 +107,7 @@ fn afan_training_of_a_cifar_resnet_learns() {
         "the clean loss fell from {first} to {last} only: {clean:?}"
     );
     // The training images are now mostly classified right (chance: 10%).
-    let (x, y) = shapes(40, false, &device);
+    let (x, y) = shapes(16, false, &device);
     let top1 = accuracy(model.forward(x), y);
     assert!(top1 >= 0.6, "training top-1 {top1} after {clean:?}");
 }
