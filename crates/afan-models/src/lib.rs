@@ -15,6 +15,7 @@ pub mod layers;
 pub mod mobilenet_v2;
 pub mod norm;
 pub mod registry;
+pub mod relu6;
 pub mod resnet;
 mod simd;
 pub mod state_dict;

@@ -9,9 +9,9 @@
 //! [`MobileNetV2::classifier`]; the last two are absent in a segmentation backbone.
 
 use crate::layers::{ConvBn, ConvInit, conv_ext};
+use crate::relu6::relu6;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::activation::relu6;
 use burn::tensor::{Device, Distribution, Tensor};
 
 /// `(expand ratio t, channels c, repeats n, stride s)` of the inverted-residual stages.

@@ -1,0 +1,59 @@
+//! ReLU6 (`min(max(x, 0), 6)`, torchvision MobileNetV2's `nn.ReLU6`) as one parallel pass on the
+//! `flex` backend, forward and backward; Burn's `relu6` (`clamp(0, 6)`) on every other device and
+//! dtype.
+//!
+//! Why: on flex, Burn's `clamp` is a comparison plus a `mask_fill` per bound (each a copy, element
+//! by element) and its backward masks again; a profile of the DeepLabV3+ MobileNetV2 step put
+//! `mask_fill` at 15% of it (issue 19).
+//!
+//! The boundary gradient is PyTorch's: `nn.ReLU6` is `F.hardtanh(x, 0, 6)`, whose backward
+//! (`hardtanh_backward` in `derivatives.yaml`, ATen's CPU kernel
+//! `(x <= min || x >= max) ? 0 : grad`) passes the gradient only on the open interval `(0, 6)`:
+//! zero at `x == 0` and at `x == 6`. A NaN input stays NaN forward (as PyTorch's `clamp`) and passes
+//! its gradient (neither comparison holds). The backward reads the op's output, not its input, as
+//! PyTorch's in-place `ReLU6(inplace=True)` does (`hardtanh_backward(grad, result, ..)`): the
+//! mask is the same (`y` is `x` inside the interval and a bound outside it) and the output is
+//! kept alive by the next layer anyway.
+
+#[cfg(feature = "flex")]
+mod ext;
+pub mod kernel;
+#[cfg(all(test, feature = "flex"))]
+mod tests;
+
+#[cfg(feature = "flex")]
+pub use ext::{FastRelu6, FastRelu6Backward};
+
+use burn::tensor::Tensor;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static BURN_ON_FLEX: AtomicBool = AtomicBool::new(false);
+
+/// Benchmarks only: send ReLU6 to Burn's `clamp(0, 6)` on flex too (the path before issue 19),
+/// so that one binary times both (`afan bench` with `AFAN_BENCH_RELU6=burn`).
+#[doc(hidden)]
+pub fn use_burn_on_flex(on: bool) {
+    BURN_ON_FLEX.store(on, Ordering::Relaxed);
+}
+
+/// `min(max(x, 0), 6)` with PyTorch's gradient (see the module doc).
+pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if crate::flex::is_flex(&x.device())
+        && x.dtype() == burn::tensor::DType::F32
+        && !BURN_ON_FLEX.load(Ordering::Relaxed)
+    {
+        return fast_relu6(x);
+    }
+    burn::tensor::activation::relu6(x)
+}
+
+#[cfg(feature = "flex")]
+fn fast_relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    use burn::backend::Dispatch;
+    Tensor::from_dispatch(<Dispatch as FastRelu6>::afan_relu6(x.into_dispatch()))
+}
+
+#[cfg(not(feature = "flex"))]
+fn fast_relu6<const D: usize>(_: Tensor<D>) -> Tensor<D> {
+    unreachable!("is_flex is false without the flex feature")
+}
