@@ -46,23 +46,31 @@ pub(crate) fn peak_rss_mib() -> Option<f64> {
 /// The optimizer a benchmark step uses: the engine's (`OptimConfig::build`, also
 /// `AFAN_BENCH_SGD=fused`), or with `AFAN_BENCH_SGD=burn` Burn's own `Sgd` (the update before
 /// issue 19), to time both on one binary. Any other value is refused, naming the variable.
-/// Every child calls it before its steps, so it also applies `AFAN_BENCH_RELU6` (`fused`, the
-/// default, or `burn`: Burn's `clamp(0, 6)` for ReLU6 on flex, before issue 19).
 pub(crate) fn optimizer(
     config: &afan_train::optim::OptimConfig,
 ) -> anyhow::Result<burn::optim::ModuleOptimizer> {
-    afan_models::relu6::use_burn_on_flex(match std::env::var("AFAN_BENCH_RELU6") {
-        Err(std::env::VarError::NotPresent) => false,
-        Ok(v) if v == "fused" => false,
-        Ok(v) if v == "burn" => true,
-        Ok(v) => anyhow::bail!("AFAN_BENCH_RELU6={v:?}: expected `fused` (the default) or `burn`"),
-        Err(e) => anyhow::bail!("AFAN_BENCH_RELU6: {e}"),
-    });
-    match std::env::var("AFAN_BENCH_SGD") {
-        Err(std::env::VarError::NotPresent) => Ok(config.build()),
-        Ok(v) if v == "fused" => Ok(config.build()),
-        Ok(v) if v == "burn" => Ok(config.build_burn()),
-        Ok(v) => anyhow::bail!("AFAN_BENCH_SGD={v:?}: expected `fused` (the default) or `burn`"),
-        Err(e) => anyhow::bail!("AFAN_BENCH_SGD: {e}"),
+    Ok(if use_burns("AFAN_BENCH_SGD")? {
+        config.build_burn()
+    } else {
+        config.build()
+    })
+}
+
+/// Applies `AFAN_BENCH_RELU6` before a child's steps: `fused` (the default) or `burn` (Burn's
+/// `clamp(0, 6)` for ReLU6 on flex, the path before issue 19), to time both on one binary.
+pub(crate) fn relu6_switch() -> anyhow::Result<()> {
+    afan_models::relu6::use_burn_on_flex(use_burns("AFAN_BENCH_RELU6")?);
+    Ok(())
+}
+
+/// Whether the A/B variable `name` asks for Burn's version (`burn`) rather than afan's (`fused`,
+/// also when unset); any other value is refused, naming the variable.
+fn use_burns(name: &str) -> anyhow::Result<bool> {
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => Ok(false),
+        Ok(v) if v == "fused" => Ok(false),
+        Ok(v) if v == "burn" => Ok(true),
+        Ok(v) => anyhow::bail!("{name}={v:?}: expected `fused` (the default) or `burn`"),
+        Err(e) => anyhow::bail!("{name}: {e}"),
     }
 }

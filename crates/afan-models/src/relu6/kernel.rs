@@ -8,16 +8,11 @@ use std::mem::MaybeUninit;
 /// Elements handed to one rayon task: enough to hide the scheduling, small enough to spread.
 const CHUNK: usize = 1 << 14;
 
-/// `min(max(x, 0), 6)`; NaN stays NaN (PyTorch's `clamp`, unlike `f32::max`).
+/// `min(max(x, 0), 6)`; NaN stays NaN (PyTorch's `clamp`; `f32::clamp` keeps NaN, unlike
+/// `f32::max`).
 #[inline]
 fn forward(x: f32) -> f32 {
-    if x < 0.0 {
-        0.0
-    } else if x > 6.0 {
-        6.0
-    } else {
-        x
-    }
+    x.clamp(0.0, 6.0)
 }
 
 /// `dy` where `0 < y < 6`, else 0: PyTorch's `hardtanh_backward`
