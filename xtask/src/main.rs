@@ -216,7 +216,7 @@ fn test() -> Result<()> {
 
 /// The backend-portable subset on wgpu over lavapipe, from the binaries the CPU phase built (the
 /// same workspace, features and profile: nothing is compiled again). libtest, not nextest: each
-/// test binary is one process whose tests share the device, so a kernel compiled (and tuned) for
+/// test binary is one process whose tests share the device, so a kernel compiled for
 /// one test serves the others; nextest's process per test would compile them all again.
 fn wgpu_tests(features: &[&str]) -> Result<()> {
     if !lavapipe::wanted() {

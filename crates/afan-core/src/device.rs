@@ -222,7 +222,7 @@ impl DeviceName {
 /// Why A-FAN's gradients on this device are not to be trusted, for the warning a program prints
 /// before training on it; `None` where they match the reference.
 ///
-/// On Burn 0.22.1's wgpu backend (fusion and autotune on, as the `wgpu` feature builds it), a
+/// On Burn 0.22.1's wgpu backend (fusion on, with or without autotune), a
 /// graph that passes two inputs through one sub-network and sums the losses, which is every A-FAN
 /// step, gets a wrong gradient (seen on Mesa's lavapipe; minimal reproduction and figures in
 /// docs/gpu.md, "Known wgpu differences"). CUDA runs the same cubecl code but has not been
