@@ -15,7 +15,7 @@
 
 use super::depthwise::{depthwise_backward, depthwise_forward, is_depthwise};
 pub use super::geom::ConvGeom;
-use super::layout::{flip_transpose, transpose};
+use super::layout::{flip_transpose, transpose_into};
 use super::patches::{col2im, im2col};
 pub use super::scratch::{SCRATCH_KEEP_BYTES, held_bytes};
 use super::scratch::{Scratch, assume_init, release_large, uninit_vec, with_scratch};
@@ -49,6 +49,44 @@ pub fn images_per_block(g: &ConvGeom) -> usize {
             .unwrap_or(BLOCK_COLUMNS)
     });
     (columns / g.out_pixels().max(1)).clamp(1, g.batch.max(1))
+}
+
+/// Inner dimension (output pixels over the batch) up to which the weight gradient's products
+/// write it in its final `[K, C/G*kh*kw]` layout ([`DwLayout::Final`]). With few columns the
+/// products are short and the separate transpose was a whole extra pass over the weights:
+/// DeepLabV3+ ResNet-50 at 129x129, batch 2 (162 columns in `layer3`, `layer4`, ASPP) spent ~10%
+/// of its step transposing, and `layer4`'s 3x3 backward took 25-32 ms instead of 39-53 ms
+/// written in place (docs/benchmarks.md, issue 19's fourth fix). With many columns (batch-128
+/// classification, a detector's 600x800 backbone) the transpose is amortised and gemm's packing
+/// favours the transposed order (see [`weight_grad_image`]), so those keep it.
+pub const DW_FINAL_COLUMNS: usize = 1024;
+
+/// Where the weight gradient's products leave it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DwLayout {
+    /// `[C/G*kh*kw, K/G]` per group, transposed at the end.
+    Transposed,
+    /// `[K/G, C/G*kh*kw]` per group (gemm writes a column-major destination): no transpose.
+    Final,
+}
+
+impl DwLayout {
+    /// [`DwLayout::Final`] up to [`DW_FINAL_COLUMNS`] columns; `AFAN_CONV_DW_FINAL_COLUMNS`
+    /// replaces it (to time both with one binary; 0 always transposes).
+    pub fn choose(g: &ConvGeom) -> Self {
+        static COLUMNS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let columns = *COLUMNS.get_or_init(|| {
+            std::env::var("AFAN_CONV_DW_FINAL_COLUMNS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DW_FINAL_COLUMNS)
+        });
+        if g.batch * g.out_pixels() <= columns {
+            Self::Final
+        } else {
+            Self::Transposed
+        }
+    }
 }
 
 /// How each product uses the pool: gemm's own threads when there are fewer independent pieces
@@ -117,6 +155,19 @@ impl Mat {
 /// uninitialised.
 fn matmul(
     dst: &mut [MaybeUninit<f32>],
+    dims: [usize; 3],
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
+    par: Parallelism,
+) {
+    matmul_to(dst, false, dims, lhs, rhs, accumulate, par)
+}
+
+/// [`matmul`], `dst` column-major when `col_major` (element `(i, j)` at `j * m + i`).
+fn matmul_to(
+    dst: &mut [MaybeUninit<f32>],
+    col_major: bool,
     [m, n, k]: [usize; 3],
     lhs: Mat,
     rhs: Mat,
@@ -124,6 +175,7 @@ fn matmul(
     par: Parallelism,
 ) {
     assert_eq!(dst.len(), m * n);
+    let (dst_cs, dst_rs) = if col_major { (m, 1) } else { (1, n) };
     // SAFETY: `dst` holds `m * n` elements, written row-major (and read only when
     // `accumulate`, where the callers pass initialised memory); the callers build `lhs` and `rhs`
     // from slices of `m * k` and `k * n` initialised elements with matching strides.
@@ -133,8 +185,8 @@ fn matmul(
             n,
             k,
             dst.as_mut_ptr().cast::<f32>(),
-            1,
-            n as isize,
+            dst_cs as isize,
+            dst_rs as isize,
             accumulate,
             lhs.0,
             lhs.1,
@@ -150,13 +202,6 @@ fn matmul(
             par,
         );
     }
-}
-
-/// A slice of initialised `f32` viewed as possibly uninitialised, for [`matmul`] to add into.
-fn as_uninit(v: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-    // SAFETY: `f32` and `MaybeUninit<f32>` have the same layout, and every value written through
-    // the view (by gemm) is an initialised `f32`.
-    unsafe { &mut *(v as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// Runs `f` on the patch matrix of image `x_n` (`[C*kh*kw, OH*OW]`, row-major; `g` ungrouped,
@@ -371,11 +416,19 @@ fn input_grad_image(
     }
 }
 
-/// Adds one image's weight gradient, transposed per group (`G x [C/G*kh*kw, K/G]`), onto `dwt`:
-/// `dwt_g += col(x_n,g) * dy_n,g^T`. In this order gemm packs the small `dy_n` and streams the
-/// patch matrix along its rows, as im2col wrote it; `dw += dy_n * col^T` made it gather the patch
-/// matrix across rows.
-fn weight_grad_image(g: &ConvGeom, x_n: &[f32], dy_n: &[f32], dwt: &mut [f32], par: Parallelism) {
+/// Adds one image's weight gradient onto `dwt`, in `layout` (transposed: `G x [C/G*kh*kw,
+/// K/G]`): `dwt_g += col(x_n,g) * dy_n,g^T` (`dwt_g = ...` when not `add`: `dwt` may then be
+/// uninitialised). Transposed, gemm packs the small `dy_n` and streams the patch matrix along its
+/// rows, as im2col wrote it; `dw += dy_n * col^T` made it gather the patch matrix across rows
+/// (which pays off only with few columns: [`DW_FINAL_COLUMNS`]).
+fn weight_grad_image(
+    g: &ConvGeom,
+    x_n: &[f32],
+    dy_n: &[f32],
+    (dwt, layout): (&mut [MaybeUninit<f32>], DwLayout),
+    add: bool,
+    par: Parallelism,
+) {
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let (one, parts) = (g.one_group(), Groups::of(g));
     let groups = dwt
@@ -385,14 +438,9 @@ fn weight_grad_image(g: &ConvGeom, x_n: &[f32], dy_n: &[f32], dwt: &mut [f32], p
     for ((dwt_g, x_g), dy_g) in groups.take(g.groups) {
         let rhs = Mat::transposed(dy_g, pixels);
         with_patches(&one, x_g, |col| {
-            matmul(
-                as_uninit(dwt_g),
-                [patch, g.group_out(), pixels],
-                col,
-                rhs,
-                true,
-                par,
-            )
+            let dims = [patch, g.group_out(), pixels];
+            let col_major = layout == DwLayout::Final;
+            matmul_to(dwt_g, col_major, dims, col, rhs, add, par)
         });
     }
 }
@@ -445,12 +493,19 @@ fn input_grad_block(
     }
 }
 
-/// Adds the weight gradient of a block of images onto `dwt` (transposed per group, as
-/// [`weight_grad_image`]): one product per group over all of them.
-fn weight_grad_block(g: &ConvGeom, x_b: &[f32], dy_b: &[f32], dwt: &mut [f32], par: Parallelism) {
+/// Adds the weight gradient of a block of images onto `dwt`, or writes it there when not `add`
+/// (transposed per group, as [`weight_grad_image`]): one product per group over all of them.
+fn weight_grad_block(
+    g: &ConvGeom,
+    x_b: &[f32],
+    dy_b: &[f32],
+    (dwt, layout): (&mut [MaybeUninit<f32>], DwLayout),
+    add: bool,
+    par: Parallelism,
+) {
     let images = dy_b.len() / g.out_len().max(1);
     if images <= 1 {
-        return weight_grad_image(g, x_b, dy_b, dwt, par);
+        return weight_grad_image(g, x_b, dy_b, (dwt, layout), add, par);
     }
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let (one, parts) = (g.one_group(), Groups::of(g));
@@ -469,14 +524,9 @@ fn weight_grad_block(g: &ConvGeom, x_b: &[f32], dy_b: &[f32], dwt: &mut [f32], p
                 // SAFETY: `block_rows` wrote all `K/G * cols` elements.
                 let rows = unsafe { rows.assume_init_ref() };
                 let (lhs, rhs) = (Mat::written(col, cols), Mat::transposed(rows, cols));
-                matmul(
-                    as_uninit(dwt_g),
-                    [patch, g.group_out(), cols],
-                    lhs,
-                    rhs,
-                    true,
-                    par,
-                );
+                let dims = [patch, g.group_out(), cols];
+                let col_major = layout == DwLayout::Final;
+                matmul_to(dwt_g, col_major, dims, lhs, rhs, add, par);
             })
         });
     }
@@ -514,7 +564,18 @@ pub fn conv2d_backward_by(
         InputRoute::Conv if need_x => flip_transpose(g, w),
         _ => Vec::new(),
     };
-    let dwt = backward_into(g, route, x, w, &w_conv, dy, [need_x, need_w], &mut dx);
+    let layout = DwLayout::choose(g);
+    let dwt = backward_into(
+        g,
+        route,
+        layout,
+        x,
+        w,
+        &w_conv,
+        dy,
+        [need_x, need_w],
+        &mut dx,
+    );
     let scratch = match route {
         InputRoute::Conv => g.out_ch * g.kernel[0] * g.kernel[1] * g.in_hw[0] * g.in_hw[1],
         InputRoute::Col2im => g.patch() * g.out_pixels(),
@@ -525,18 +586,22 @@ pub fn conv2d_backward_by(
     // writes all of each image's gradient; kernel_tests poisons the output to check it).
     let dx = need_x.then(|| unsafe { assume_init(dx) });
     let dw = need_w.then(|| {
-        let part = g.group_out() * g.patch();
-        let mut dw = Vec::with_capacity(dwt.len());
-        for dwt_g in dwt.chunks(part.max(1)) {
-            dw.extend(transpose(dwt_g, g.patch(), g.group_out()));
+        if layout == DwLayout::Final {
+            return dwt;
         }
-        dw
+        let part = (g.group_out() * g.patch()).max(1);
+        let mut dw = uninit_vec(dwt.len());
+        for (dwt_g, dw_g) in dwt.chunks(part).zip(dw.chunks_mut(part)) {
+            transpose_into(dwt_g, g.patch(), g.group_out(), dw_g);
+        }
+        // SAFETY: the groups cover `dw`, and `transpose_into` writes every element of each.
+        unsafe { assume_init(dw) }
     });
     (dx, dw)
 }
 
 /// The pass over the batch of [`conv2d_backward_by`]: writes `dx` (when asked) and returns the
-/// transposed weight gradient (zeros when not asked). Images go in fixed groups of whole blocks
+/// weight gradient in `layout` (empty when not asked). Images go in fixed groups of whole blocks
 /// ([`images_per_block`]), a function of the shapes only: each group sums its blocks' weight
 /// gradients in order and the groups are summed in group order, so the result does not depend on
 /// how rayon schedules the work (per-thread accumulators did, and a resumed run then differed
@@ -545,6 +610,7 @@ pub fn conv2d_backward_by(
 pub(super) fn backward_into(
     g: &ConvGeom,
     route: InputRoute,
+    layout: DwLayout,
     x: &[f32],
     w: &[f32],
     w_conv: &[f32],
@@ -559,7 +625,9 @@ pub(super) fn backward_into(
     let per = g.batch.div_ceil(nb).div_ceil(WEIGHT_GRAD_GROUPS).max(1) * nb;
     let par = inner_parallelism(g.batch.div_ceil(per));
     let group = |dx_g: &mut [MaybeUninit<f32>], x_g: &[f32], dy_g: &[f32]| {
-        let mut dwt = vec![0.0f32; if need_w { w_len } else { 0 }];
+        // Written by the group's first block, added to by the others (a zero-filled accumulator
+        // was one more pass over every weight per group).
+        let mut dwt = uninit_vec(if need_w { w_len } else { 0 });
         let blocks = x_g.chunks(in_len * nb).zip(dy_g.chunks(out_len * nb));
         for (i, (x_b, dy_b)) in blocks.enumerate() {
             if need_x {
@@ -567,10 +635,12 @@ pub(super) fn backward_into(
                 input_grad_block(g, route, w, w_conv, dy_b, dx_b, par);
             }
             if need_w {
-                weight_grad_block(g, x_b, dy_b, &mut dwt, par);
+                weight_grad_block(g, x_b, dy_b, (&mut dwt, layout), i > 0, par);
             }
         }
-        dwt
+        // SAFETY: a group holds at least one block (chunks are never empty), whose products
+        // wrote every element of `dwt` when `need_w`; otherwise `dwt` is empty.
+        unsafe { assume_init(dwt) }
     };
     let images = x.par_chunks(in_len * per).zip(dy.par_chunks(out_len * per));
     let partial: Vec<Vec<f32>> = if need_x {

@@ -227,27 +227,33 @@ fn uninitialised_outputs_and_scratch_are_fully_written() {
             // SAFETY: initialised by `poisoned`, then (we check) overwritten.
             let out: Vec<f32> = out.iter().map(|v| unsafe { v.assume_init() }).collect();
             assert_close(&out, &y, &format!("{g:?} forward"));
-            for route in routes(&g) {
+            let layouts = [DwLayout::Transposed, DwLayout::Final];
+            for (route, layout) in routes(&g).into_iter().flat_map(|r| layouts.map(|l| (r, l))) {
                 poison(1 << 16, f32::NAN);
                 let mut gx = poisoned(dx.len());
                 let w_conv = match route {
                     InputRoute::Conv => super::layout::flip_transpose(&g, &d.w),
                     InputRoute::Col2im => Vec::new(),
                 };
+                let need = [true, true];
                 let gw =
-                    backward_into(&g, route, &d.x, &d.w, &w_conv, &d.dy, [true, true], &mut gx);
+                    backward_into(&g, route, layout, &d.x, &d.w, &w_conv, &d.dy, need, &mut gx);
                 // SAFETY: as above.
                 let gx: Vec<f32> = gx.iter().map(|v| unsafe { v.assume_init() }).collect();
-                assert_close(&gx, &dx, &format!("{g:?} {route:?} input grad"));
+                let what = format!("{g:?} {route:?} {layout:?}");
+                assert_close(&gx, &dx, &format!("{what} input grad"));
                 // Transposed per group: group `grp`'s block is `[patch, K/G]`.
                 let (patch, ko) = (g.patch(), g.group_out());
-                let gw: Vec<f32> = (0..dw.len())
-                    .map(|i| {
-                        let (grp, k, p) = (i / (ko * patch), (i / patch) % ko, i % patch);
-                        gw[grp * ko * patch + p * ko + k]
-                    })
-                    .collect();
-                assert_close(&gw, &dw, &format!("{g:?} {route:?} weight grad"));
+                let gw: Vec<f32> = match layout {
+                    DwLayout::Final => gw,
+                    DwLayout::Transposed => (0..dw.len())
+                        .map(|i| {
+                            let (grp, k, p) = (i / (ko * patch), (i / patch) % ko, i % patch);
+                            gw[grp * ko * patch + p * ko + k]
+                        })
+                        .collect(),
+                };
+                assert_close(&gw, &dw, &format!("{what} weight grad"));
             }
             if super::depthwise::is_depthwise(&g) {
                 let mut out = poisoned(y.len());

@@ -4,39 +4,45 @@
 //!
 //! Hand-written (tiles moved in parallel) because the obvious element-by-element column walk
 //! missed the cache on every read: it was ~20% of a DeepLabV3+ ResNet-50 training step at batch 2
-//! (millions of weights, few images to amortise them over; `perf`, docs/benchmarks.md).
+//! (millions of weights, few images to amortise them over; `perf`, docs/benchmarks.md). The
+//! outputs are written once, into uninitialised memory (the weight gradient straight into the
+//! gradient's own buffer): a zero-filled buffer and a copy out of it were another ~2 x 40 M
+//! floats per ResNet-50 step (issue 19's fourth fix, docs/benchmarks.md).
 
 use super::geom::ConvGeom;
+use super::scratch::{assume_init, uninit_vec};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// `[K, C, kh, kw]` -> `[C, K, kh, kw]` with each kernel rotated by 180 degrees: the weight of
 /// [`ConvGeom::input_grad_conv`].
 pub(super) fn flip_transpose(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0; w.len()];
+    let mut out = uninit_vec(w.len());
     let taps = g.kernel[0] * g.kernel[1];
-    transpose_cells(w, [g.out_ch, g.in_ch], taps, true, &mut out);
-    out
+    transpose_cells::<true>(w, [g.out_ch, g.in_ch], taps, &mut out);
+    // SAFETY: `transpose_cells` writes every element of `out`.
+    unsafe { assume_init(out) }
 }
 
-/// A row-major `rows x cols` matrix transposed.
-pub(super) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; m.len()];
-    transpose_cells(m, [rows, cols], 1, false, &mut out);
-    out
+/// A row-major `rows x cols` matrix transposed into `out` (`cols x rows`), every element of
+/// which it writes.
+pub(super) fn transpose_into(m: &[f32], rows: usize, cols: usize, out: &mut [MaybeUninit<f32>]) {
+    transpose_cells::<false>(m, [rows, cols], 1, out);
 }
 
 /// Side of the square tiles [`transpose_cells`] moves: 32 floats are two cache lines.
 const TILE: usize = 32;
 
 /// `out[c][r] = src[r][c]` for a row-major `rows x cols` matrix whose elements are `cell`
-/// consecutive floats (a kernel's taps), each cell reversed when `reverse`; tile by tile, the
+/// consecutive floats (a kernel's taps), each cell reversed when `REVERSE`; tile by tile, the
 /// output's column tiles in parallel (each writes its own rows of `out`: no order to depend on).
-fn transpose_cells(
+/// Every element of `out` is written. (Reading the tile along the source's rows and writing
+/// down the output's columns instead was ~1.5x slower on ResNet-50's weight gradients.)
+fn transpose_cells<const REVERSE: bool>(
     src: &[f32],
     [rows, cols]: [usize; 2],
     cell: usize,
-    reverse: bool,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     assert_eq!(
         src.len(),
@@ -52,21 +58,25 @@ fn transpose_cells(
         .for_each(|(tile, out)| {
             let c0 = tile * TILE;
             for r0 in (0..rows).step_by(TILE) {
+                let r1 = (r0 + TILE).min(rows);
                 for (dc, out_col) in out.chunks_mut(rows * cell).enumerate() {
                     let c = c0 + dc;
-                    let r1 = (r0 + TILE).min(rows);
                     if cell == 1 {
                         // One float per cell: plain moves (a slice copy per float is a call).
                         for (r, to) in (r0..r1).zip(&mut out_col[r0..r1]) {
-                            *to = src[r * cols + c];
+                            to.write(src[r * cols + c]);
                         }
                         continue;
                     }
                     for r in r0..r1 {
                         let from = &src[(r * cols + c) * cell..][..cell];
                         let to = &mut out_col[r * cell..][..cell];
-                        for (t, to) in to.iter_mut().enumerate() {
-                            *to = from[if reverse { cell - 1 - t } else { t }];
+                        if REVERSE {
+                            for (to, from) in to.iter_mut().zip(from.iter().rev()) {
+                                to.write(*from);
+                            }
+                        } else {
+                            to.write_copy_of_slice(from);
                         }
                     }
                 }
@@ -78,14 +88,28 @@ fn transpose_cells(
 mod tests {
     use super::*;
 
-    /// Sizes around the tile's side (a partial tile on each axis), against the definition.
+    /// Sizes around the tile's side (a partial tile on each axis), against the definition; the
+    /// output NaN-poisoned, so an element left unwritten fails.
     #[test]
     fn transposes_equal_the_index_definition() {
-        for (rows, cols, cell) in [(1, 1, 1), (33, 70, 1), (64, 32, 1), (5, 37, 9), (40, 3, 4)] {
+        for (rows, cols, cell) in [
+            (1, 1, 1),
+            (33, 70, 1),
+            (64, 32, 1),
+            (5, 37, 9),
+            (40, 3, 4),
+            (70, 33, 9),
+        ] {
             let src: Vec<f32> = (0..rows * cols * cell).map(|i| i as f32).collect();
             for reverse in [false, true] {
-                let mut out = vec![f32::NAN; src.len()];
-                transpose_cells(&src, [rows, cols], cell, reverse, &mut out);
+                let mut out = vec![MaybeUninit::new(f32::NAN); src.len()];
+                if reverse {
+                    transpose_cells::<true>(&src, [rows, cols], cell, &mut out);
+                } else {
+                    transpose_cells::<false>(&src, [rows, cols], cell, &mut out);
+                }
+                // SAFETY: initialised (NaN) before, so every element is a valid `f32`.
+                let out = unsafe { assume_init(out) };
                 for r in 0..rows {
                     for c in 0..cols {
                         for t in 0..cell {
