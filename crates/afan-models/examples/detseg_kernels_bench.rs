@@ -17,6 +17,8 @@
 //! - `roi-align`: RoIAlign of 128 regions to 7x7 (and 14x14) from 256x38x50: afan's gather and
 //!   scatter against the weight-matrix product the other backends run (`[R*49, H*W] x [H*W, C]`);
 //! - `upsample`: DeepLabV3+'s bilinear resizes (ASPP output to stride 4, logits to the input).
+//! - `max-pool`: the ResNet stem's 3x3/2 pool on a 600x800 image (64x300x400) and the RoI head's
+//!   2x2 pool of 128 regions (256x14x14), without and with the picks (forward only).
 //!
 //! Each line: flex's forward / input gradient / weight gradient, then afan's. A third argument
 //! `afan-only` skips flex's convolutions (to compare afan builds or `AFAN_CONV_BLOCK_COLUMNS`).
@@ -27,9 +29,12 @@ use afan_models::conv::kernel::{ConvGeom, conv2d_backward, conv2d_forward};
 use afan_models::detection::roi_align::kernel::{
     AlignParams, RoiSamples, roi_align_backward, roi_align_forward,
 };
+use afan_models::pool::Pool2d;
+use afan_models::pool::kernel::max_pool2d_forward;
 use afan_models::upsample::kernel::{Resize, bilinear_backward, bilinear_forward};
 use burn::backend::Flex;
 use burn::backend::ops::{FloatTensorOps, ModuleOps};
+use burn::tensor::IntDType;
 use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions};
 use common::{data, tensor, time};
 
@@ -409,6 +414,41 @@ fn upsample(iters: usize) {
     }
 }
 
+/// The max pools of a detector's step: flex's op, then afan's, without and with the picks.
+fn max_pool(iters: usize) {
+    for (name, dims, p) in [
+        (
+            "stem 3x3/2 64x300x400",
+            [1, 64, 300, 400],
+            Pool2d::square(3, 2, 1),
+        ),
+        (
+            "RoI head 2x2 128x256x14x14",
+            [128, 256, 14, 14],
+            Pool2d::square(2, 2, 0),
+        ),
+    ] {
+        let x = data(dims.iter().product(), 1);
+        let t = tensor(x.clone(), dims);
+        let (k, s, pad) = (p.kernel, p.stride, p.padding);
+        let flex = time(iters, || {
+            Flex::max_pool2d(t.clone(), k, s, pad, [1, 1], false)
+        });
+        let flex_picks = time(iters, || {
+            Flex::max_pool2d_with_indices(t.clone(), k, s, pad, [1, 1], false, IntDType::I64)
+        });
+        let afan = time(iters, || max_pool2d_forward(&x, dims, &p, false));
+        let afan_picks = time(iters, || max_pool2d_forward(&x, dims, &p, true));
+        println!(
+            "max pool {name:<28} flex {} / with picks {}   afan {} / with picks {}",
+            ms(flex),
+            ms(flex_picks),
+            ms(afan),
+            ms(afan_picks)
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let family = args.first().map_or("all", String::as_str);
@@ -428,6 +468,7 @@ fn main() {
     run("dilated", dilated);
     run("roi-align", roi_align);
     run("upsample", upsample);
+    run("max-pool", max_pool);
     let families = [
         "detect-backbone",
         "roi-head",
@@ -435,6 +476,7 @@ fn main() {
         "dilated",
         "roi-align",
         "upsample",
+        "max-pool",
     ];
     if !all && !families.contains(&family) {
         panic!("FAMILY: all, {}", families.join(", "));

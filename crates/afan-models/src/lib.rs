@@ -14,6 +14,7 @@ pub mod input_norm;
 pub mod layers;
 pub mod mobilenet_v2;
 pub mod norm;
+pub mod pool;
 pub mod registry;
 pub mod relu6;
 pub mod resnet;

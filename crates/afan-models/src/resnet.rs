@@ -28,6 +28,13 @@ use burn::tensor::{Device, Tensor};
 use std::fmt;
 use std::str::FromStr;
 
+/// The stem's max pool (torchvision's `maxpool`: 3x3, stride 2, padding 1).
+const STEM_POOL: crate::pool::Pool2d = crate::pool::Pool2d {
+    kernel: [3, 3],
+    stride: [2, 2],
+    padding: [1, 1],
+};
+
 /// Per-channel mean of the ImageNet training images (torchvision's `Normalize`).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// Per-channel standard deviation of the ImageNet training images (torchvision's `Normalize`).
@@ -377,8 +384,8 @@ impl ResNet {
         let model = Self {
             conv1,
             bn1: batch_norm(64, false, device),
-            maxpool: MaxPool2dConfig::new([3, 3])
-                .with_strides([2, 2])
+            maxpool: MaxPool2dConfig::new(STEM_POOL.kernel)
+                .with_strides(STEM_POOL.stride)
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(),
             layer1,
@@ -458,8 +465,8 @@ impl ResNet {
 
     /// conv1, bn1, relu, maxpool: `[B, 3, H, W]` to `[B, 64, H/4, W/4]`.
     pub fn stem(&self, x: Tensor<4>) -> Tensor<4> {
-        self.maxpool
-            .forward(self.bn1.forward_relu(self.conv1.forward(x)))
+        // `self.maxpool`'s pool, by afan's kernel on flex (crate::pool).
+        crate::pool::max_pool2d(self.bn1.forward_relu(self.conv1.forward(x)), STEM_POOL)
     }
 
     /// Runs `layer1` .. `layer4` (`layer` in 1..=4) on the previous stage's output.

@@ -15,8 +15,6 @@ use crate::resnet::Block;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::{log_softmax, softmax};
-use burn::tensor::module::max_pool2d;
-use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -219,7 +217,7 @@ impl RoiHeadConfig {
                 .cast(burn::tensor::FloatDType::from(dtype))
         };
         if self.pooled_max_2x2 {
-            max_pool2d(pooled, MaxPoolOptions::new([2, 2]))
+            crate::pool::max_pool2d(pooled, crate::pool::Pool2d::square(2, 2, 0))
         } else {
             pooled
         }
