@@ -30,7 +30,8 @@ Where it differs from afan (none of it changes the work of a step by more than a
   logit, clip, batched NMS, top 2000) where afan sorts the scores on the host and decodes, clips
   and runs NMS there for the 12000 best; afan also copies each pass's RPN output to the host;
 - sampling draws from torch's generator, afan's from its own (ChaCha8), so the sampled sets
-  differ; their sizes and the work on them do not;
+  differ; their sizes and the work on them do not; afan samples anchors and RoIs over the batch
+  and normalises the losses per image, this script per image (the same at the bench's batch 1);
 - the attack passes run on the trained model with `torch.autograd.grad` w.r.t. the feature (the
   release's way; no parameter gradient is computed), on afan's attack copy, whose parameters
   take no gradient, there; afan also reads back the perturbation norms and the losses for its
