@@ -3,60 +3,84 @@
 image at `--det-image HxW`), built from torchvision parts and timed the same way (median seconds
 after warm-up), printed as JSON rows `{"method", "step_s", "samples"}`.
 
-The model, as afan's `FasterRcnnConfig::voc()` with `backbone = "resnet18"`:
+The model, as afan's `FasterRcnnConfig::voc()` with `backbone = "resnet18"` (the release's C4
+detector, `afan_train::detection::config::release()`):
 - torchvision `resnet18(norm_layer=FrozenBatchNorm2d)`: stem .. `layer3` (stride 16) are the
-  backbone, `layer4` + global average pool the RoI head; the stem and `layer1` take no gradient.
-- RPN: 3x3 conv 256 -> 512 + ReLU, 1x1 convs to 9 logits and 36 deltas (scales 128/256/512,
-  ratios 0.5/1/2), 256 anchors sampled per image (half foreground at most, IoU 0.7 / 0.3),
-  12000 / 2000 proposals before / after NMS 0.7, smooth-L1 beta 1/9 over the sampled count.
-- RoIs: 128 per image, a quarter foreground at most (IoU 0.5), ground truth added to the
-  proposals, `torchvision.ops.roi_align` 7x7 at 1/16, adaptive sampling, `aligned=False`;
-  class logits and class-specific deltas (box weights 10/10/5/5), `fastrcnn_loss`.
-- SGD lr 0.008, momentum 0.9, weight decay 1e-4.
+  backbone, `layer4` the RoI head; the stem and `layer1` take no gradient; every batch norm frozen.
+- RPN: 3x3 conv 256 -> 512 + ReLU, 1x1 convs to 2 x 9 objectness logits (background, object;
+  softmax cross-entropy, the release's) and 36 deltas (scales 128/256/512, ratios 0.5/1/2);
+  anchors reaching outside the image take no part in the sample; 256 anchors sampled per image
+  (half foreground at most, IoU 0.7 / 0.3, the best anchor of each object), losses over the
+  sampled anchors, smooth-L1 beta 1 summed over the foreground and divided by the sampled count;
+  proposals ranked by the object logit, 12000 / 2000 before / after NMS 0.7.
+- RoIs: 128 per image among the proposals only (no ground truth added, as the release), a quarter
+  foreground at most (IoU 0.5, background below); `torchvision.ops.roi_align` 14x14 at 1/16,
+  adaptive sampling, `aligned=False`, then a 2x2 max-pool; `layer4` and a global max-pool to one
+  512-vector per region (the release's RoI point); class logits and class-specific deltas (box
+  weights 10/10/5/5), cross-entropy plus smooth-L1 (beta 1) over the sampled count.
+- the RPN and the predictors keep PyTorch's default initialisation (afan's `head_init = pytorch`);
+  SGD lr 0.008, momentum 0.9, weight decay 5e-4 (the release's VOC run).
 
 Where it differs from afan (none of it changes the work of a step by more than a little):
 - objects: three random boxes of 64-400 pixels drawn by torch's generator (afan draws its own
   with Rust's; both fixed for the run);
 - anchors: torchvision's `AnchorGenerator` (centred, rounded shapes) instead of the release's
-  py-faster-rcnn anchors, and cross-boundary anchors are kept (afan drops them, as the release);
-- proposal filtering: torchvision's `filter_proposals` (top-k per level, batched NMS, small boxes
-  dropped) where afan sorts, decodes, clips and runs NMS on the host.
+  py-faster-rcnn layout (the same 9 per position);
+- proposals: torchvision's `filter_proposals` (decode every anchor, top 12000 by the object
+  logit, clip, batched NMS, top 2000) where afan sorts the scores on the host and decodes, clips
+  and runs NMS there for the 12000 best; afan also copies each pass's RPN output to the host;
+- sampling draws from torch's generator, afan's from its own (ChaCha8), so the sampled sets
+  differ; their sizes and the work on them do not; afan samples anchors and RoIs over the batch
+  and normalises the losses per image, this script per image (the same at the bench's batch 1);
+- the attack passes run on the trained model with `torch.autograd.grad` w.r.t. the feature (the
+  release's way; no parameter gradient is computed), on afan's attack copy, whose parameters
+  take no gradient, there; afan also reads back the perturbation norms and the losses for its
+  log (a few scalars).
 
-Steps (the plan -- anchor sample, proposals, RoI sample -- is drawn by the first tail pass and kept
-for every pass of the step, as afan's `StepPlan` does):
-- baseline: one forward and backward of the whole detector;
-- afan: afan's A-FAN step as it is now (`detection_afan_objective`): the feature after `layer2`,
-  one FGSM pass on it (`torch.autograd.grad` w.r.t. the feature only: no parameter gradients),
-  five strength points with the moments exchanged at the two strongest (`0011`), each through
-  `layer3`, the RPN, RoIAlign and the RoI head; then FGSM on the pooled RoI features of the clean
-  point (feature gradient only) and the RoI-point loss; one backward of
-  `(L0 + .. + L4) * 0.7 / 3 + L5 * 0.1`.
+Steps (every tail pass draws its own anchor sample, proposals from its own RPN output and RoI
+sample, as afan's `Sampling::PerPass`, the VOC preset, and the release's separate
+`model.train().forward` calls):
+- baseline: one forward and backward of the whole detector (one draw);
+- afan: afan's A-FAN step (`afan_models::detection_afan_objective` at `DetectionAfanConfig::voc`,
+  through `afan_train::detection::objective::detection_loss`, `Detection/train_aug_final.py`
+  L78-156), in afan's order:
+  1. the clean head pass to `layer2` (stem and `layer1` frozen, `layer2` live);
+  2. FGSM of 1/255 on the detached `layer2` feature through `layer3`, the RPN, RoIAlign,
+     `layer4` and the predictors, the sum of the four losses, `torch.autograd.grad` w.r.t. the
+     feature only (frozen batch norm: no second head pass, the attack starts from the clean
+     pass's feature);
+  3. the clean pass's tail on the live feature (L0), keeping its RPN losses, RoI vectors and
+     RoI sample for the RoI point;
+  4. the strength points 1..4 of 5 (a quarter to all of the perturbation) built from the
+     detached feature, the moments exchanged (over channels at each position) at the two
+     strongest (mask `0011`), each through the tail (L1..L4);
+  5. the RoI point: FGSM of 0.1/255 on the clean pass's detached RoI vectors through the two
+     predictors with the clean pass's RoI sample (the RoI terms; feature gradient only), then
+     the RoI terms at the adversarial vectors plus the clean pass's RPN losses (L5);
+  6. one backward of `(L0 + .. + L4) * 0.7 / 3 + L5 * 0.1`, then the SGD step.
 
-Usage: python torch_detect_bench.py [--det-image 600x800] [--batch 1] [--iters 5] [--warmup 2]
+Usage: python torch_detect_bench.py [--det-image|--size 600x800] [--batch 1] [--iters 5] [--warmup 2]
        [--json] [--threads N] (other `afan bench` flags are accepted and ignored).
 """
 import argparse, json, statistics, time
 import torch, torch.nn as nn, torch.nn.functional as F
 import torchvision
-from torchvision.ops import FrozenBatchNorm2d, roi_align, boxes as box_ops
+from torchvision.ops import FrozenBatchNorm2d, roi_align
 from torchvision.models.detection.rpn import AnchorGenerator, RegionProposalNetwork, concat_box_prediction_layers
-from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
+from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.image_list import ImageList
 from cifar_resnet import moments
 
 
 class RpnHead(nn.Module):
     """The release's C4 RPN head: a 512-channel 3x3 conv (torchvision's `RPNHead` keeps the
-    input width), N(0, 0.01) weights, zero biases."""
+    input width), two objectness logits and four deltas per anchor."""
 
     def __init__(self, cin, mid, anchors):
         super().__init__()
         self.conv = nn.Conv2d(cin, mid, 3, padding=1)
-        self.cls_logits = nn.Conv2d(mid, anchors, 1)
+        self.cls_logits = nn.Conv2d(mid, 2 * anchors, 1)
         self.bbox_pred = nn.Conv2d(mid, 4 * anchors, 1)
-        for m in (self.conv, self.cls_logits, self.bbox_pred):
-            nn.init.normal_(m.weight, std=0.01)
-            nn.init.zeros_(m.bias)
 
     def forward(self, feats):
         x = F.relu(self.conv(feats[0]))
@@ -72,6 +96,7 @@ class Detector(nn.Module):
         for p in list(self.stem.parameters()) + list(self.layer1.parameters()):
             p.requires_grad_(False)
         anchors = AnchorGenerator(sizes=((128, 256, 512),), aspect_ratios=((0.5, 1.0, 2.0),))
+        # Only its anchors, matcher, sampler, box coder and proposal filter are used (`draw`).
         self.rpn = RegionProposalNetwork(
             anchors, RpnHead(256, 512, 9), fg_iou_thresh=0.7, bg_iou_thresh=0.3,
             batch_size_per_image=256, positive_fraction=0.5,
@@ -79,11 +104,7 @@ class Detector(nn.Module):
             post_nms_top_n=dict(training=2000, testing=300), nms_thresh=0.7)
         self.cls_score = nn.Linear(512, classes + 1)
         self.bbox_pred = nn.Linear(512, 4 * (classes + 1))
-        nn.init.normal_(self.cls_score.weight, std=0.01)
-        nn.init.normal_(self.bbox_pred.weight, std=0.001)
-        nn.init.zeros_(self.cls_score.bias)
-        nn.init.zeros_(self.bbox_pred.bias)
-        # Only its sampler, matcher and box coder are used (the plan below).
+        # Only its matcher, sampler and box coder are used (`draw`).
         self.roi_heads = RoIHeads(None, None, None, 0.5, 0.5, 128, 0.25, (10.0, 10.0, 5.0, 5.0),
                                   0.05, 0.3, 100)
 
@@ -91,55 +112,65 @@ class Detector(nn.Module):
         return self.layer2(self.layer1(self.stem(x)))
 
 
-class Plan:
-    """What the first tail pass of a step draws and every later pass reuses (afan's StepPlan)."""
-    rpn = None
-    rois = None
-
-
-def rpn_and_pool(m, images, feat, targets, plan):
-    rpn = m.rpn
-    objectness, deltas = rpn.head([feat])
-    if plan.rpn is None:
-        anchors = rpn.anchor_generator(images, [feat])
-        labels, matched = rpn.assign_targets_to_anchors(anchors, targets)
-        reg = rpn.box_coder.encode(matched, anchors)
+def draw(m, images, feat, obj, dlt, targets):
+    """One pass's draws (afan's `DetectorStep::rpn_and_pool` under `Sampling::PerPass`): the
+    anchor sample among the anchors inside the image, the proposals from this pass's RPN
+    output, the RoI sample among them."""
+    rpn, rh = m.rpn, m.roi_heads
+    anchors = rpn.anchor_generator(images, [feat])
+    n = anchors[0].shape[0]
+    pos_all, sampled_all, labels_all, reg_all = [], [], [], []
+    for i, (a, t, (h, w)) in enumerate(zip(anchors, targets, images.image_sizes)):
+        inside = torch.where((a[:, 0] >= 0) & (a[:, 1] >= 0) & (a[:, 2] <= w) & (a[:, 3] <= h))[0]
+        labels, matched = rpn.assign_targets_to_anchors([a[inside]], [t])
         pos, neg = rpn.fg_bg_sampler(labels)
-        pos = torch.where(torch.cat(pos, 0))[0]
-        neg = torch.where(torch.cat(neg, 0))[0]
-        plan.rpn = (anchors, torch.cat(labels, 0), torch.cat(reg, 0), pos, torch.cat([pos, neg]))
-    anchors, labels, reg, pos, sampled = plan.rpn
-    per_level = [o[0].numel() for o in objectness]
+        pos, neg = torch.where(pos[0])[0], torch.where(neg[0])[0]
+        reg_all.append(rpn.box_coder.encode_single(matched[0][pos], a[inside][pos]))
+        pos_all.append(i * n + inside[pos])
+        sampled_all.append(i * n + inside[torch.cat([pos, neg])])
+        labels_all.append(torch.cat([torch.ones_like(pos), torch.zeros_like(neg)]))
+    proposals = rpn.box_coder.decode(dlt.detach(), anchors).view(len(anchors), -1, 4)
+    # The object logit ranks the proposals (the release's softmax is monotone in it).
+    boxes, _ = rpn.filter_proposals(proposals, obj[:, 1].detach(), images.image_sizes, [n])
+    gt_boxes = [t["boxes"] for t in targets]
+    matched, labels = rh.assign_targets_to_proposals(boxes, gt_boxes, [t["labels"] for t in targets])
+    keep = rh.subsample(labels)
+    props = [b[k] for b, k in zip(boxes, keep)]
+    roi_labels = torch.cat([l[k] for l, k in zip(labels, keep)])
+    roi_reg = torch.cat(rh.box_coder.encode([g[mi[k]] for g, mi, k in zip(gt_boxes, matched, keep)], props))
+    return ((torch.cat(pos_all), torch.cat(sampled_all), torch.cat(labels_all), torch.cat(reg_all)),
+            (props, roi_labels, roi_reg))
+
+
+def roi_loss(m, vector, rois):
+    """The RoI terms from the regions' vectors `[R, 512, 1, 1]`."""
+    _, labels, reg = rois
+    x = vector.flatten(1)
+    cls, box = m.cls_score(x), m.bbox_pred(x).reshape(x.shape[0], -1, 4)
+    fg = torch.where(labels > 0)[0]
+    box_loss = F.smooth_l1_loss(box[fg, labels[fg]], reg[fg], beta=1.0, reduction="sum")
+    return F.cross_entropy(cls, labels) + box_loss / labels.numel()
+
+
+def tail(m, images, f2, targets):
+    """One tail pass from the `layer2` feature, drawing its own samples: the four-term loss, the
+    RPN terms, the RoI vectors and the RoI sample."""
+    feat = m.layer3(f2)
+    objectness, deltas = m.rpn.head([feat])
     obj, dlt = concat_box_prediction_layers(objectness, deltas)
-    if plan.rois is None:
-        proposals = rpn.box_coder.decode(dlt.detach(), anchors).view(len(anchors), -1, 4)
-        boxes, _ = rpn.filter_proposals(proposals, obj.detach(), images.image_sizes, per_level)
-        props, _, roi_labels, roi_reg = m.roi_heads.select_training_samples(boxes, targets)
-        plan.rois = (props, torch.cat(roi_labels, 0), torch.cat(roi_reg, 0))
-    obj = obj.flatten()
-    obj_loss = F.binary_cross_entropy_with_logits(obj[sampled], labels[sampled])
-    box_loss = F.smooth_l1_loss(dlt[pos], reg[pos], beta=1 / 9, reduction="sum") / sampled.numel()
-    pooled = roi_align(feat, plan.rois[0], (7, 7), 1 / 16, 0, False)
-    return obj_loss + box_loss, pooled
-
-
-def head_loss(m, pooled, plan):
-    x = m.layer4(pooled).mean((2, 3))
-    _, labels, reg = plan.rois
-    cls, box = fastrcnn_loss(m.cls_score(x), m.bbox_pred(x), [labels], [reg])
-    return cls + box
-
-
-def tail_loss(m, images, f2, targets, plan, keep=None):
-    rpn_loss, pooled = rpn_and_pool(m, images, m.layer3(f2), targets, plan)
-    if keep is not None:
-        keep.append(pooled)
-    return rpn_loss + head_loss(m, pooled, plan)
+    (pos, sampled, labels, reg), rois = draw(m, images, feat, obj, dlt, targets)
+    rpn_loss = (F.cross_entropy(obj[sampled], labels)
+                + F.smooth_l1_loss(dlt[pos], reg, beta=1.0, reduction="sum") / sampled.numel())
+    pooled = F.max_pool2d(roi_align(feat, rois[0], (14, 14), 1 / 16, 0, False), 2)
+    vector = F.adaptive_max_pool2d(m.layer4(pooled), 1)
+    return {"loss": rpn_loss + roi_loss(m, vector, rois), "rpn": rpn_loss, "vector": vector,
+            "rois": rois}
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--det-image", default="600x800")
+    # `afan bench` takes `--size` and `--det-image` as one flag: so does this script.
+    p.add_argument("--det-image", "--size", dest="det_image", default="600x800")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
@@ -148,12 +179,13 @@ def main():
     args, _ = p.parse_known_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    h, w = (int(v) for v in args.det_image.split("x"))
+    h, _, w = args.det_image.partition("x")
+    h, w = int(h), int(w or h)
     torch.manual_seed(0)
     m = Detector()
     m.train()
     opt = torch.optim.SGD([q for q in m.parameters() if q.requires_grad], lr=0.008,
-                          momentum=0.9, weight_decay=1e-4)
+                          momentum=0.9, weight_decay=5e-4)
     x = torch.randn(args.batch, 3, h, w)
     images = ImageList(x, [(h, w)] * args.batch)
     g = torch.Generator().manual_seed(0)
@@ -167,38 +199,36 @@ def main():
             y0 = float(torch.rand(1, generator=g)) * (h - bh)
             bs.append([x0, y0, x0 + bw, y0 + bh])
         targets.append({"boxes": torch.tensor(bs), "labels": torch.randint(1, 21, (3,), generator=g)})
-    t_boxes = [t["boxes"] for t in targets]
-    # `select_training_samples` wants the targets as the RoI head sees them.
-    roi_targets = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
 
     def baseline():
         opt.zero_grad(set_to_none=True)
-        plan = Plan()
-        tail_loss(m, images, m.to_layer2(x), roi_targets, plan).backward()
+        tail(m, images, m.to_layer2(x), targets)["loss"].backward()
         opt.step()
 
-    fgsm, fgsm_roi, weights = 1.0 / 255, 0.1 / 255, [0.7 / 3] * 5
+    # `DetectionAfanConfig::voc()`: FGSM of 1/255 at `layer2`, 5 strength points, mask `0011`,
+    # FGSM of 0.1/255 at the RoI vectors, weights 0.7/3 per point and 0.3/3 for L5.
+    fgsm, fgsm_roi, w_point, w_roi = 1.0 / 255, 0.1 / 255, 0.7 / 3, 0.1
 
     def afan():
         opt.zero_grad(set_to_none=True)
-        plan = Plan()
         feat = m.to_layer2(x)
-        f = feat.detach().requires_grad_(True)
-        g, = torch.autograd.grad(tail_loss(m, images, f, roi_targets, plan), f)
-        delta = fgsm * g.sign()
-        losses, keep = [], []
-        ma, sa = moments(feat)
-        for i in range(5):
-            point = feat + delta * (i / 4)
+        base = feat.detach()
+        f = base.clone().requires_grad_(True)
+        g, = torch.autograd.grad(tail(m, images, f, targets)["loss"], f)
+        adv = base + fgsm * g.sign()
+        clean = tail(m, images, feat, targets)
+        losses = [clean["loss"]]
+        ma, sa = moments(base)
+        for i in range(1, 5):
+            point = base + (adv - base) * (i / 4)
             if i >= 3:  # mask 0011 over points 1..4: the two strongest
                 mb, sb = moments(point)
-                point = (feat - ma) / sa * sb + mb
-            losses.append(tail_loss(m, images, point, roi_targets, plan, keep if i == 0 else None))
-        pooled = keep[0]
-        p_ = pooled.detach().requires_grad_(True)
-        g, = torch.autograd.grad(head_loss(m, p_, plan), p_)
-        l5 = head_loss(m, pooled + fgsm_roi * g.sign(), plan)
-        loss = sum(wi * li for wi, li in zip(weights, losses)) + 0.1 * l5
+                point = (base - ma) / sa * sb + mb
+            losses.append(tail(m, images, point, targets)["loss"])
+        v = clean["vector"].detach().requires_grad_(True)
+        g, = torch.autograd.grad(roi_loss(m, v, clean["rois"]), v)
+        l5 = roi_loss(m, v.detach() + fgsm_roi * g.sign(), clean["rois"]) + clean["rpn"]
+        loss = w_point * sum(losses) + w_roi * l5
         loss.backward()
         opt.step()
 

@@ -16,13 +16,15 @@ use burn::tensor::{Distribution, Int, Tensor};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
-/// The configurations timed: backbone override, its A-FAN point (the end of the stride-8
-/// stage, as the release's `layer2` for ResNet), method.
+/// The configurations timed: backbone override, its A-FAN backbone point, method. The point is
+/// the release's VOC preset's (`SegmentationAfanConfig::voc`: stage 3, `layer3`; MobileNetV2's
+/// stage 3 ends at `features.13`), as `segment_step_bench` (the floor check) and
+/// `xtask/reference/torch_segment_bench.py` time it. `--child` takes any point.
 const CONFIGS: [(&str, &str, &str); 4] = [
-    ("mobilenet_v2", "features.6", "baseline"),
-    ("mobilenet_v2", "features.6", "afan"),
-    ("resnet50", "layer2", "baseline"),
-    ("resnet50", "layer2", "afan"),
+    ("mobilenet_v2", "features.13", "baseline"),
+    ("mobilenet_v2", "features.13", "afan"),
+    ("resnet50", "layer3", "baseline"),
+    ("resnet50", "layer3", "afan"),
 ];
 
 /// One configuration's figures, as a child prints them.
@@ -138,4 +140,24 @@ fn child(args: &BenchArgs, spec: &str, s: usize) -> Result<()> {
     };
     println!("{}", serde_json::to_string(&row)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CONFIGS;
+    use afan_models::deeplab::SegmentationAfanConfig;
+    use afan_models::mobilenet_v2::MOBILENET_STAGE_ENDS;
+
+    #[test]
+    fn segment_bench_times_the_release_presets_point() {
+        let split = SegmentationAfanConfig::voc().backbone.split;
+        let stage: usize = split.strip_prefix("layer").unwrap().parse().unwrap();
+        for (backbone, point, _) in CONFIGS {
+            let expected = match backbone {
+                "mobilenet_v2" => format!("features.{}", MOBILENET_STAGE_ENDS[stage - 1]),
+                _ => split.clone(),
+            };
+            assert_eq!(point, expected, "{backbone}");
+        }
+    }
 }
