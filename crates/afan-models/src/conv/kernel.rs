@@ -22,6 +22,7 @@ use super::scratch::{Scratch, assume_init, release_large, uninit_vec, with_scrat
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
+use std::sync::OnceLock;
 
 /// Groups of images whose weight gradients are summed separately (in parallel) and then in order;
 /// enough to keep a many-core pool busy, few enough that the partial sums stay small.
@@ -36,18 +37,21 @@ const WEIGHT_GRAD_GROUPS: usize = 16;
 /// 565 / 416 / 300 / 344 ms at load ~10, forward and input gradient 1.3x faster from 256 on).
 pub const BLOCK_COLUMNS: usize = 512;
 
+/// The number in the environment variable `name`, else `default` (the benchmarks' A/B knobs).
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Images whose patch matrices go side by side into one product: a function of the shapes only,
 /// so that every sum keeps its order whatever the thread count. `AFAN_CONV_BLOCK_COLUMNS`
 /// replaces [`BLOCK_COLUMNS`] (to time other sizes with one binary; 1 gives one image per
 /// product).
 pub fn images_per_block(g: &ConvGeom) -> usize {
-    static COLUMNS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let columns = *COLUMNS.get_or_init(|| {
-        std::env::var("AFAN_CONV_BLOCK_COLUMNS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(BLOCK_COLUMNS)
-    });
+    static COLUMNS: OnceLock<usize> = OnceLock::new();
+    let columns = *COLUMNS.get_or_init(|| env_or("AFAN_CONV_BLOCK_COLUMNS", BLOCK_COLUMNS));
     (columns / g.out_pixels().max(1)).clamp(1, g.batch.max(1))
 }
 
@@ -74,13 +78,9 @@ impl DwLayout {
     /// [`DwLayout::Final`] up to [`DW_FINAL_COLUMNS`] columns; `AFAN_CONV_DW_FINAL_COLUMNS`
     /// replaces it (to time both with one binary; 0 always transposes).
     pub fn choose(g: &ConvGeom) -> Self {
-        static COLUMNS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let columns = *COLUMNS.get_or_init(|| {
-            std::env::var("AFAN_CONV_DW_FINAL_COLUMNS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(DW_FINAL_COLUMNS)
-        });
+        static COLUMNS: OnceLock<usize> = OnceLock::new();
+        let columns =
+            *COLUMNS.get_or_init(|| env_or("AFAN_CONV_DW_FINAL_COLUMNS", DW_FINAL_COLUMNS));
         if g.batch * g.out_pixels() <= columns {
             Self::Final
         } else {
@@ -176,7 +176,7 @@ fn matmul_to(
 ) {
     assert_eq!(dst.len(), m * n);
     let (dst_cs, dst_rs) = if col_major { (m, 1) } else { (1, n) };
-    // SAFETY: `dst` holds `m * n` elements, written row-major (and read only when
+    // SAFETY: `dst` holds `m * n` elements, written row- or column-major (and read only when
     // `accumulate`, where the callers pass initialised memory); the callers build `lhs` and `rhs`
     // from slices of `m * k` and `k * n` initialised elements with matching strides.
     unsafe {

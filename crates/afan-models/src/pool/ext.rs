@@ -51,7 +51,7 @@ fn f32_input<'a>(x: &'a FlexTensor, pool: &Pool2d) -> Option<&'a [f32]> {
         .flatten()
 }
 
-/// `x`'s pool of the picks' shape, with the picks when `indices`.
+/// The pool of `x` and, when `indices` (always on Burn's path), each output's pick.
 fn forward(x: FlexTensor, pool: Pool2d, indices: bool) -> (FlexTensor, Option<FlexTensor>) {
     let x = contiguous(x);
     let [n, c, h, w] = dims4(&x);

@@ -11,8 +11,11 @@ use std::ops::Range;
 /// mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool2d {
+    /// Window height and width.
     pub kernel: [usize; 2],
+    /// Step between windows, per axis.
     pub stride: [usize; 2],
+    /// `-inf` rows (columns) added on each side.
     pub padding: [usize; 2],
 }
 

@@ -5,7 +5,7 @@
 
 use super::kernel::{max_pool2d_backward, max_pool2d_forward, max_pool2d_forward_into};
 use super::*;
-use burn::tensor::{Device, Distribution, TensorData, Tolerance};
+use burn::tensor::{Device, Distribution, Tolerance};
 use std::mem::MaybeUninit;
 
 /// `[N, C, H, W]` and the pool: the ResNet stem's (odd and even sizes), the RoI head's 2x2 (an
