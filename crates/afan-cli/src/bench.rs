@@ -81,7 +81,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut afan = AfanConfig::default();
     afan.pgd.steps = pgd_steps;
     afan.validate()?;
-    crate::bench_child::relu6_switch()?;
+    crate::bench_child::kernel_switches()?;
     // The release's optimizer, as `afan train` builds it (momentum and weight decay included).
     let mut optim = crate::bench_child::optimizer(&OptimConfig::default())?;
     let shape = [args.batch, 3, h, w];

@@ -60,7 +60,7 @@ pub(crate) fn optimizer(
 /// (Burn's op on flex, the path before issue 19), to time both on one binary:
 /// `AFAN_BENCH_RELU6` (Burn's `clamp(0, 6)` for ReLU6) and `AFAN_BENCH_MAXPOOL` (Burn's
 /// `max_pool2d`).
-pub(crate) fn relu6_switch() -> anyhow::Result<()> {
+pub(crate) fn kernel_switches() -> anyhow::Result<()> {
     afan_models::relu6::use_burn_on_flex(use_burns("AFAN_BENCH_RELU6")?);
     afan_models::pool::use_burn_on_flex(use_burns("AFAN_BENCH_MAXPOOL")?);
     Ok(())

@@ -108,7 +108,7 @@ fn child(args: &BenchArgs, method: &str, [h, w]: [usize; 2]) -> Result<()> {
     let device = crate::device::one(&args.device)?.autodiff();
     device.seed(0);
     let mut model = afan_train::detection::model::build(&config.task, None, false, &device)?;
-    crate::bench_child::relu6_switch()?;
+    crate::bench_child::kernel_switches()?;
     let mut optim = crate::bench_child::optimizer(&config.common.optim)?;
     let b = args.batch;
     let k = config.task.detector.num_classes;

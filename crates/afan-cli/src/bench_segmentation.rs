@@ -109,7 +109,7 @@ fn child(args: &BenchArgs, spec: &str, s: usize) -> Result<()> {
     let device = crate::device::one(&args.device)?.autodiff();
     device.seed(0);
     let mut model = task.build_model(&device, false)?;
-    crate::bench_child::relu6_switch()?;
+    crate::bench_child::kernel_switches()?;
     let mut optim = crate::bench_child::optimizer(&task.config().common.optim)?;
     let b = args.batch;
     let x = Tensor::<4>::random([b, 3, s, s], Distribution::Normal(0.0, 1.0), &device);
