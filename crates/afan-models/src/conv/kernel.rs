@@ -38,11 +38,16 @@ const WEIGHT_GRAD_GROUPS: usize = 16;
 pub const BLOCK_COLUMNS: usize = 512;
 
 /// The number in the environment variable `name`, else `default` (the benchmarks' A/B knobs).
+/// A value that is not a number is reported on stderr, not ignored silently: these are read
+/// once, deep inside a kernel, where there is no error to return.
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    let Ok(v) = std::env::var(name) else {
+        return default;
+    };
+    v.parse().unwrap_or_else(|_| {
+        eprintln!("warning: {name}={v:?} is not a whole number; using {default}");
+        default
+    })
 }
 
 /// Images whose patch matrices go side by side into one product: a function of the shapes only,
