@@ -1,7 +1,9 @@
-//! What afan's own CPU kernels (convolution, batch norm) share about Burn's `flex` backend: whether
-//! a device is flex, and moving contiguous `f32` data in and out of `FlexTensor`s.
+//! What afan's own CPU kernels (convolution, batch norm, ReLU6, max pool) share about Burn's
+//! `flex` backend: whether a device is flex, the benchmarks' switch back to Burn's op, and moving
+//! contiguous `f32` data in and out of `FlexTensor`s.
 
-use burn::tensor::Device;
+use burn::tensor::{DType, Device, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether `device` is the `flex` backend (with or without autodiff), where afan's kernels run.
 #[cfg(feature = "flex")]
@@ -17,6 +19,25 @@ pub(crate) fn is_flex(device: &Device) -> bool {
 #[cfg(not(feature = "flex"))]
 pub(crate) fn is_flex(_: &Device) -> bool {
     false
+}
+
+/// Benchmarks only: one op's switch back to Burn's own implementation on flex (the path before
+/// afan's kernel), so that one binary times both (`afan bench` with `AFAN_BENCH_<OP>=burn`).
+pub(crate) struct BurnOnFlex(AtomicBool);
+
+impl BurnOnFlex {
+    pub(crate) const fn new() -> Self {
+        Self(AtomicBool::new(false))
+    }
+
+    pub(crate) fn set(&self, on: bool) {
+        self.0.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether afan's `f32` kernel takes `x`: an `f32` tensor on flex, the switch off.
+    pub(crate) fn kernel_takes<const D: usize>(&self, x: &Tensor<D>) -> bool {
+        is_flex(&x.device()) && x.dtype() == DType::F32 && !self.0.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(feature = "flex")]

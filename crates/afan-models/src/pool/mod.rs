@@ -22,27 +22,23 @@ mod tests;
 pub use ext::{FastMaxPool, FastMaxPoolBackward};
 pub use kernel::Pool2d;
 
+use crate::flex::BurnOnFlex;
 use burn::tensor::Tensor;
 use burn::tensor::ops::MaxPoolOptions;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-static BURN_ON_FLEX: AtomicBool = AtomicBool::new(false);
+static BURN_ON_FLEX: BurnOnFlex = BurnOnFlex::new();
 
 /// Benchmarks only: send max pooling to Burn's `max_pool2d` on flex too (the path before issue
 /// 19), so that one binary times both (`afan bench` with `AFAN_BENCH_MAXPOOL=burn`).
 #[doc(hidden)]
 pub fn use_burn_on_flex(on: bool) {
-    BURN_ON_FLEX.store(on, Ordering::Relaxed);
+    BURN_ON_FLEX.set(on);
 }
 
 /// `F.max_pool2d(x, kernel, stride, padding)` of an NCHW tensor (see the module doc).
 pub fn max_pool2d(x: Tensor<4>, pool: Pool2d) -> Tensor<4> {
     let [_, _, h, w] = x.dims();
-    if crate::flex::is_flex(&x.device())
-        && x.dtype() == burn::tensor::DType::F32
-        && pool.applies([h, w])
-        && !BURN_ON_FLEX.load(Ordering::Relaxed)
-    {
+    if BURN_ON_FLEX.kernel_takes(&x) && pool.applies([h, w]) {
         return fast_max_pool2d(x, pool);
     }
     let options = MaxPoolOptions::new(pool.kernel)

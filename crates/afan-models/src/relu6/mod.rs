@@ -24,24 +24,21 @@ mod tests;
 #[cfg(feature = "flex")]
 pub use ext::{FastRelu6, FastRelu6Backward};
 
+use crate::flex::BurnOnFlex;
 use burn::tensor::Tensor;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-static BURN_ON_FLEX: AtomicBool = AtomicBool::new(false);
+static BURN_ON_FLEX: BurnOnFlex = BurnOnFlex::new();
 
 /// Benchmarks only: send ReLU6 to Burn's `clamp(0, 6)` on flex too (the path before issue 19),
 /// so that one binary times both (`afan bench` with `AFAN_BENCH_RELU6=burn`).
 #[doc(hidden)]
 pub fn use_burn_on_flex(on: bool) {
-    BURN_ON_FLEX.store(on, Ordering::Relaxed);
+    BURN_ON_FLEX.set(on);
 }
 
 /// `min(max(x, 0), 6)` with PyTorch's gradient (see the module doc).
 pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if crate::flex::is_flex(&x.device())
-        && x.dtype() == burn::tensor::DType::F32
-        && !BURN_ON_FLEX.load(Ordering::Relaxed)
-    {
+    if BURN_ON_FLEX.kernel_takes(&x) {
         return fast_relu6(x);
     }
     burn::tensor::activation::relu6(x)
