@@ -16,7 +16,7 @@
 use super::depthwise::{depthwise_backward, depthwise_forward, is_depthwise};
 pub use super::geom::ConvGeom;
 use super::layout::{flip_transpose, transpose_into};
-use super::patches::{col2im, im2col};
+use super::patches::{col2im, col2im_rows, im2col, im2col_rows};
 pub use super::scratch::{SCRATCH_KEEP_BYTES, held_bytes};
 use super::scratch::{Scratch, assume_init, release_large, uninit_vec, with_scratch};
 use gemm::{Parallelism, gemm};
@@ -92,6 +92,41 @@ impl DwLayout {
             Self::Transposed
         }
     }
+}
+
+/// Patch-matrix bytes above which one image's convolution is done in bands of output rows
+/// ([`band_rows`]). A detector's 600x800 image gave layer1's 3x3 convolutions a 70 MB patch
+/// matrix (the stem's 7x7 more): written once by im2col and streamed back from memory by gemm's
+/// packing. A band's patch matrix stays in the 2 MiB L2: im2col writes it, gemm reads it back at
+/// once and writes the band's columns of the output (whose row stride stays the full pixel
+/// count), and the weight gradient adds each band's product in band order, a function of the
+/// shapes only (docs/benchmarks.md, issue 19's sixth fix).
+pub const BAND_BYTES: usize = 1 << 20;
+
+/// The byte budget of a band's patch matrix: [`BAND_BYTES`], or `AFAN_CONV_BAND_BYTES` (to time
+/// other sizes with one binary; 0 never bands).
+pub fn band_bytes() -> usize {
+    static BYTES: OnceLock<usize> = OnceLock::new();
+    *BYTES.get_or_init(|| env_or("AFAN_CONV_BAND_BYTES", BAND_BYTES))
+}
+
+/// Output rows per band for one image (one group) of `g` whose patch matrix is limited to
+/// `budget` bytes: all of them (one band) when it fits, when `budget` is 0, or for a pointwise
+/// convolution (no patch matrix); at least one row.
+pub fn band_rows(g: &ConvGeom, budget: usize) -> usize {
+    let [oh, ow] = g.out_hw();
+    let row_bytes = g.one_group().patch() * ow * size_of::<f32>();
+    if budget == 0 || g.is_pointwise() || row_bytes * oh <= budget {
+        return oh.max(1);
+    }
+    (budget / row_bytes.max(1)).clamp(1, oh)
+}
+
+/// The bands `(r0, r1)` of output rows, `rows` at a time, in order.
+fn bands(oh: usize, rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..oh)
+        .step_by(rows.max(1))
+        .map(move |r0| (r0, (r0 + rows).min(oh)))
 }
 
 /// How each product uses the pool: gemm's own threads when there are fewer independent pieces
@@ -181,9 +216,42 @@ fn matmul_to(
 ) {
     assert_eq!(dst.len(), m * n);
     let (dst_cs, dst_rs) = if col_major { (m, 1) } else { (1, n) };
-    // SAFETY: `dst` holds `m * n` elements, written row- or column-major (and read only when
-    // `accumulate`, where the callers pass initialised memory); the callers build `lhs` and `rhs`
-    // from slices of `m * k` and `k * n` initialised elements with matching strides.
+    matmul_strided(dst, (dst_cs, dst_rs), [m, n, k], lhs, rhs, accumulate, par)
+}
+
+/// [`matmul`] into `n` columns of a wider row-major `dst` whose rows are `ld` apart (a band of
+/// an image's output pixels).
+fn matmul_band(
+    dst: &mut [MaybeUninit<f32>],
+    ld: usize,
+    dims: [usize; 3],
+    lhs: Mat,
+    rhs: Mat,
+    par: Parallelism,
+) {
+    matmul_strided(dst, (1, ld), dims, lhs, rhs, false, par)
+}
+
+/// `dst (+)= lhs * rhs` with `dst`'s element `(i, j)` at `i * rs + j * cs`.
+fn matmul_strided(
+    dst: &mut [MaybeUninit<f32>],
+    (dst_cs, dst_rs): (usize, usize),
+    [m, n, k]: [usize; 3],
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
+    par: Parallelism,
+) {
+    if m > 0 && n > 0 {
+        assert!(
+            dst.len() > (m - 1) * dst_rs + (n - 1) * dst_cs,
+            "destination too short"
+        );
+    }
+    // SAFETY: `dst` holds every element `(i, j)` at `i * dst_rs + j * dst_cs` (asserted above),
+    // which the product writes (and reads only when `accumulate`, where the callers pass
+    // initialised memory); the callers build `lhs` and `rhs` from slices of `m * k` and `k * n`
+    // initialised elements with matching strides.
     unsafe {
         gemm(
             m,
@@ -243,25 +311,40 @@ impl Groups {
 }
 
 /// One image of the forward convolution: per group, `y_n [K/G, OH*OW] = W [K/G, C/G*kh*kw] *
-/// col(x_n)`, every element of `y_n` written.
+/// col(x_n)`, every element of `y_n` written; in bands of output rows ([`band_rows`] of
+/// `budget`) when the patch matrix is larger.
 fn forward_image(
     g: &ConvGeom,
     x_n: &[f32],
     w: &[f32],
     y_n: &mut [MaybeUninit<f32>],
-    par: Parallelism,
+    (par, budget): (Parallelism, usize),
 ) {
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let (one, parts) = (g.one_group(), Groups::of(g));
+    let [oh, ow] = g.out_hw();
+    let rows = band_rows(g, budget);
     let chunks = y_n
         .chunks_mut(parts.output.max(1))
         .zip(x_n.chunks(parts.input.max(1)))
         .zip(w.chunks(parts.weight.max(1)));
     for ((y_g, x_g), w_g) in chunks.take(g.groups) {
         let lhs = Mat::rows(w_g, patch);
-        with_patches(&one, x_g, |col| {
-            matmul(y_g, [g.group_out(), pixels, patch], lhs, col, false, par)
-        });
+        if rows >= oh {
+            with_patches(&one, x_g, |col| {
+                matmul(y_g, [g.group_out(), pixels, patch], lhs, col, false, par)
+            });
+            continue;
+        }
+        for (r0, r1) in bands(oh, rows) {
+            let cols = (r1 - r0) * ow;
+            with_scratch(Scratch::Col, patch * cols, |col| {
+                im2col_rows(&one, x_g, col, cols, (r0, r1));
+                let rhs = Mat::written(col, cols);
+                let dims = [g.group_out(), cols, patch];
+                matmul_band(&mut y_g[r0 * ow..], pixels, dims, lhs, rhs, par)
+            });
+        }
     }
 }
 
@@ -312,11 +395,11 @@ fn forward_block(
     x_b: &[f32],
     w: &[f32],
     y_b: &mut [MaybeUninit<f32>],
-    par: Parallelism,
+    (par, budget): (Parallelism, usize),
 ) {
     let images = y_b.len() / g.out_len().max(1);
     if images <= 1 {
-        return forward_image(g, x_b, w, y_b, par);
+        return forward_image(g, x_b, w, y_b, (par, budget));
     }
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let (one, parts) = (g.one_group(), Groups::of(g));
@@ -361,12 +444,23 @@ pub fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
 
 /// [`conv2d_forward`] into `y`, every element of which it writes.
 pub(super) fn conv2d_forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) {
+    conv2d_forward_banded(g, x, w, y, band_bytes())
+}
+
+/// [`conv2d_forward_into`] with a band budget of `budget` bytes ([`band_rows`]; 0: no bands).
+pub(super) fn conv2d_forward_banded(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    y: &mut [MaybeUninit<f32>],
+    budget: usize,
+) {
     assert_eq!(y.len(), g.batch * g.out_len());
     let nb = images_per_block(g);
     let par = inner_parallelism(g.batch.div_ceil(nb));
     y.par_chunks_mut(g.out_len().max(1) * nb)
         .zip(x.par_chunks(g.in_len().max(1) * nb))
-        .for_each(|(y_b, x_b)| forward_block(g, x_b, w, y_b, par));
+        .for_each(|(y_b, x_b)| forward_block(g, x_b, w, y_b, (par, budget)));
     release_large(g.patch() * g.out_pixels() * nb * size_of::<f32>());
 }
 
@@ -379,7 +473,7 @@ fn input_grad_image(
     w_conv: &[f32],
     dy_n: &[f32],
     dx_n: &mut [MaybeUninit<f32>],
-    par: Parallelism,
+    (par, budget): (Parallelism, usize),
 ) {
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let dims = [patch, pixels, g.group_out()];
@@ -403,19 +497,29 @@ fn input_grad_image(
         return;
     }
     match (route, g.input_grad_conv()) {
-        (InputRoute::Conv, Some(gt)) => forward_image(&gt, dy_n, w_conv, dx_n, par),
+        (InputRoute::Conv, Some(gt)) => forward_image(&gt, dy_n, w_conv, dx_n, (par, budget)),
         (InputRoute::Conv, None) => panic!("no input-gradient convolution for {g:?}"),
         (InputRoute::Col2im, _) => {
             dx_n.fill(MaybeUninit::new(0.0));
             // SAFETY: just filled.
             let dx_n = unsafe { dx_n.assume_init_mut() };
+            let [oh, ow] = g.out_hw();
+            let rows = band_rows(g, budget);
             for (dx_g, (dy_g, w_g)) in dx_n.chunks_mut(parts.input.max(1)).zip(groups()) {
-                with_scratch(Scratch::Dcol, patch * pixels, |dcol| {
-                    let lhs = Mat::transposed(w_g, patch);
-                    matmul(dcol, dims, lhs, Mat::rows(dy_g, pixels), false, par);
-                    // SAFETY: the product above wrote all `patch * pixels` elements.
-                    col2im(&one, unsafe { dcol.assume_init_mut() }, pixels, dx_g);
-                });
+                // Bands of output rows (one band when the patch matrix fits): the band's
+                // columns of `dy_g` (rows `pixels` apart) make the band's patch gradient.
+                for (r0, r1) in bands(oh, rows) {
+                    let cols = (r1 - r0) * ow;
+                    with_scratch(Scratch::Dcol, patch * cols, |dcol| {
+                        let lhs = Mat::transposed(w_g, patch);
+                        let rhs = Mat::rows(&dy_g[r0 * ow..], pixels);
+                        let dims = [patch, cols, g.group_out()];
+                        matmul(dcol, dims, lhs, rhs, false, par);
+                        // SAFETY: the product above wrote all `patch * cols` elements.
+                        let dcol = unsafe { dcol.assume_init_mut() };
+                        col2im_rows(&one, dcol, cols, dx_g, (r0, r1));
+                    });
+                }
             }
         }
     }
@@ -425,14 +529,15 @@ fn input_grad_image(
 /// K/G]`): `dwt_g += col(x_n,g) * dy_n,g^T` (`dwt_g = ...` when not `add`: `dwt` may then be
 /// uninitialised). Transposed, gemm packs the small `dy_n` and streams the patch matrix along its
 /// rows, as im2col wrote it; `dw += dy_n * col^T` made it gather the patch matrix across rows
-/// (which pays off only with few columns: [`DW_FINAL_COLUMNS`]).
+/// (which pays off only with few columns: [`DW_FINAL_COLUMNS`]). A large patch matrix goes in
+/// bands of output rows ([`band_rows`] of `budget`), each band's product added in band order.
 fn weight_grad_image(
     g: &ConvGeom,
     x_n: &[f32],
     dy_n: &[f32],
     (dwt, layout): (&mut [MaybeUninit<f32>], DwLayout),
     add: bool,
-    par: Parallelism,
+    (par, budget): (Parallelism, usize),
 ) {
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let (one, parts) = (g.one_group(), Groups::of(g));
@@ -440,13 +545,28 @@ fn weight_grad_image(
         .chunks_mut(parts.weight.max(1))
         .zip(x_n.chunks(parts.input.max(1)))
         .zip(dy_n.chunks(parts.output.max(1)));
+    let col_major = layout == DwLayout::Final;
+    let [oh, ow] = g.out_hw();
+    let rows = band_rows(g, budget);
     for ((dwt_g, x_g), dy_g) in groups.take(g.groups) {
-        let rhs = Mat::transposed(dy_g, pixels);
-        with_patches(&one, x_g, |col| {
-            let dims = [patch, g.group_out(), pixels];
-            let col_major = layout == DwLayout::Final;
-            matmul_to(dwt_g, col_major, dims, col, rhs, add, par)
-        });
+        if rows >= oh {
+            let rhs = Mat::transposed(dy_g, pixels);
+            with_patches(&one, x_g, |col| {
+                let dims = [patch, g.group_out(), pixels];
+                matmul_to(dwt_g, col_major, dims, col, rhs, add, par)
+            });
+            continue;
+        }
+        for (r0, r1) in bands(oh, rows) {
+            let cols = (r1 - r0) * ow;
+            // The band's columns of `dy_g`, transposed: element (p, k) at `p + k * pixels`.
+            let rhs = Mat::transposed(&dy_g[r0 * ow..], pixels);
+            with_scratch(Scratch::Col, patch * cols, |col| {
+                im2col_rows(&one, x_g, col, cols, (r0, r1));
+                let (lhs, dims) = (Mat::written(col, cols), [patch, g.group_out(), cols]);
+                matmul_to(dwt_g, col_major, dims, lhs, rhs, add || r0 > 0, par)
+            });
+        }
     }
 }
 
@@ -459,15 +579,16 @@ fn input_grad_block(
     w_conv: &[f32],
     dy_b: &[f32],
     dx_b: &mut [MaybeUninit<f32>],
-    par: Parallelism,
+    run: (Parallelism, usize),
 ) {
     let images = dx_b.len() / g.in_len().max(1);
     if images <= 1 {
-        return input_grad_image(g, route, w, w_conv, dy_b, dx_b, par);
+        return input_grad_image(g, route, w, w_conv, dy_b, dx_b, run);
     }
     if let (InputRoute::Conv, Some(gt)) = (route, g.input_grad_conv()) {
-        return forward_block(&gt, dy_b, w_conv, dx_b, par);
+        return forward_block(&gt, dy_b, w_conv, dx_b, run);
     }
+    let par = run.0;
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let (one, parts) = (g.one_group(), Groups::of(g));
     let (in_len, out_len, cols) = (g.in_len(), g.out_len(), images * pixels);
@@ -506,12 +627,13 @@ fn weight_grad_block(
     dy_b: &[f32],
     (dwt, layout): (&mut [MaybeUninit<f32>], DwLayout),
     add: bool,
-    par: Parallelism,
+    run: (Parallelism, usize),
 ) {
     let images = dy_b.len() / g.out_len().max(1);
     if images <= 1 {
-        return weight_grad_image(g, x_b, dy_b, (dwt, layout), add, par);
+        return weight_grad_image(g, x_b, dy_b, (dwt, layout), add, run);
     }
+    let par = run.0;
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let (one, parts) = (g.one_group(), Groups::of(g));
     let (in_len, out_len, cols) = (g.in_len(), g.out_len(), images * pixels);
@@ -572,8 +694,7 @@ pub fn conv2d_backward_by(
     let layout = DwLayout::choose(g);
     let dwt = backward_into(
         g,
-        route,
-        layout,
+        (route, layout, band_bytes()),
         x,
         w,
         &w_conv,
@@ -610,12 +731,11 @@ pub fn conv2d_backward_by(
 /// ([`images_per_block`]), a function of the shapes only: each group sums its blocks' weight
 /// gradients in order and the groups are summed in group order, so the result does not depend on
 /// how rayon schedules the work (per-thread accumulators did, and a resumed run then differed
-/// from an uninterrupted one).
+/// from an uninterrupted one). Large images go in bands of `budget` bytes ([`band_rows`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward_into(
     g: &ConvGeom,
-    route: InputRoute,
-    layout: DwLayout,
+    (route, layout, budget): (InputRoute, DwLayout, usize),
     x: &[f32],
     w: &[f32],
     w_conv: &[f32],
@@ -637,10 +757,10 @@ pub(super) fn backward_into(
         for (i, (x_b, dy_b)) in blocks.enumerate() {
             if need_x {
                 let dx_b = &mut dx_g[i * in_len * nb..][..x_b.len()];
-                input_grad_block(g, route, w, w_conv, dy_b, dx_b, par);
+                input_grad_block(g, route, w, w_conv, dy_b, dx_b, (par, budget));
             }
             if need_w {
-                weight_grad_block(g, x_b, dy_b, (&mut dwt, layout), i > 0, par);
+                weight_grad_block(g, x_b, dy_b, (&mut dwt, layout), i > 0, (par, budget));
             }
         }
         // SAFETY: a group holds at least one block (chunks are never empty), whose products

@@ -236,8 +236,8 @@ fn uninitialised_outputs_and_scratch_are_fully_written() {
                     InputRoute::Col2im => Vec::new(),
                 };
                 let need = [true, true];
-                let gw =
-                    backward_into(&g, route, layout, &d.x, &d.w, &w_conv, &d.dy, need, &mut gx);
+                let run = (route, layout, band_bytes());
+                let gw = backward_into(&g, run, &d.x, &d.w, &w_conv, &d.dy, need, &mut gx);
                 // SAFETY: as above.
                 let gx: Vec<f32> = gx.iter().map(|v| unsafe { v.assume_init() }).collect();
                 let what = format!("{g:?} {route:?} {layout:?}");
@@ -338,4 +338,107 @@ fn large_scratch_is_released_after_use() {
         );
         assert!(held_bytes() <= SCRATCH_KEEP_BYTES, "{}", held_bytes());
     });
+}
+
+/// Shapes whose single images go in bands of output rows when the budget is small: stride 1
+/// "same" (shifted planes), stride 2, the 7x7 stem, groups, dilation, no padding, a non-square
+/// kernel, and two images large enough (552 pixels) to go one per product.
+const BANDED: [Case; 9] = [
+    (1, 4, 3, [7, 9], [3, 3], 1, [1, 1], 1, 1), // K < C: the convolution route
+    (1, 3, 5, [8, 8], [3, 3], 2, [1, 1], 1, 1), // stride 2, col2im
+    (1, 3, 4, [9, 9], [7, 7], 2, [3, 3], 1, 1), // the torchvision stem
+    (1, 6, 4, [7, 7], [3, 3], 1, [1, 1], 1, 2), // 2 groups
+    (1, 4, 3, [10, 9], [3, 3], 1, [2, 2], 2, 1), // dilated "same"
+    (1, 3, 4, [6, 5], [3, 3], 1, [0, 0], 1, 1), // no padding: rows one at a time
+    (1, 3, 2, [5, 9], [1, 3], 1, [0, 1], 1, 1), // non-square kernel, shifted planes
+    (1, 2, 3, [9, 9], [3, 3], 1, [0, 0], 2, 1), // dilated, no padding
+    (2, 3, 4, [23, 24], [3, 3], 1, [1, 1], 1, 1), // two images, one per product
+];
+
+/// Band budgets for `g`: one output row per band, and three (a ragged last band: no case has
+/// a multiple of 3 rows), in bytes of one group's patch matrix.
+fn band_budgets(g: &ConvGeom) -> [usize; 2] {
+    assert!(g.out_hw()[0] % 3 != 0, "{g:?}: no ragged band");
+    [1, 3 * g.patch() * g.out_hw()[1] * size_of::<f32>()]
+}
+
+/// The output, input gradient (by `route`) and weight gradient (final layout) with band budget
+/// `budget`, into NaN-poisoned outputs and scratch.
+fn banded_run(g: &ConvGeom, d: &Data, route: InputRoute, budget: usize) -> [Vec<f32>; 3] {
+    let poisoned = |len| vec![MaybeUninit::new(f32::NAN); len];
+    // SAFETY (both reads below): initialised by `poisoned`, then (we check) overwritten.
+    let read = |v: Vec<MaybeUninit<f32>>| v.iter().map(|v| unsafe { v.assume_init() }).collect();
+    poison(1 << 16, f32::NAN);
+    let mut y = poisoned(g.batch * g.out_ch * g.out_pixels());
+    conv2d_forward_banded(g, &d.x, &d.w, &mut y, budget);
+    poison(1 << 16, f32::NAN);
+    let mut dx = poisoned(d.x.len());
+    let w_conv = match route {
+        InputRoute::Conv => super::layout::flip_transpose(g, &d.w),
+        InputRoute::Col2im => Vec::new(),
+    };
+    let run = (route, DwLayout::Final, budget);
+    let dw = backward_into(g, run, &d.x, &d.w, &w_conv, &d.dy, [true, true], &mut dx);
+    [read(y), read(dx), dw]
+}
+
+/// Equal within 1e-4 relative to the value's size (at least 1): the two-image case sums 1,100
+/// products per weight-gradient element, to values over 100, in another order than Burn.
+fn assert_near(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+            "{what}: element {i}: {a} vs {b}"
+        );
+    }
+}
+
+/// Bands of output rows (one row, and three with a ragged last band) against Burn and against
+/// one band, into NaN-poisoned outputs and scratch, on both input-gradient routes; and the same
+/// bits with 1 and 3 threads.
+#[test]
+fn banded_images_match_unbanded_and_burn() {
+    for case in BANDED {
+        let g = geom(case);
+        let d = data(&g);
+        let [y, dx, dw] = reference(&g, &d);
+        for budget in band_budgets(&g) {
+            assert!(
+                band_rows(&g, budget) < g.out_hw()[0],
+                "{g:?} {budget}: one band"
+            );
+            for route in routes(&g) {
+                let what = format!("{g:?} {route:?} budget {budget}");
+                let got = pool(2).install(|| banded_run(&g, &d, route, budget));
+                let whole = pool(2).install(|| banded_run(&g, &d, route, 0));
+                for (i, part) in ["forward", "input grad", "weight grad"].iter().enumerate() {
+                    let want = [&y, &dx, &dw][i];
+                    assert_near(&got[i], want, &format!("{what} {part} vs Burn"));
+                    assert_near(&got[i], &whole[i], &format!("{what} {part} vs one band"));
+                }
+                let bits = |r: [Vec<f32>; 3]| -> Vec<u32> {
+                    r.concat().iter().map(|v| v.to_bits()).collect()
+                };
+                let one = pool(1).install(|| banded_run(&g, &d, route, budget));
+                let three = pool(3).install(|| banded_run(&g, &d, route, budget));
+                assert_eq!(bits(one), bits(three), "{what}: threads");
+            }
+        }
+    }
+}
+
+/// Band sizes: everything in one band when the patch matrix fits, when the budget is 0 or for a
+/// pointwise convolution; otherwise as many rows as fit, at least one.
+#[test]
+fn band_rows_follow_the_budget() {
+    // 64 channels, 3x3, 150x200 output: 576 x 200 x 4 = 460,800 bytes a row.
+    let g = geom((1, 64, 64, [150, 200], [3, 3], 1, [1, 1], 1, 1));
+    let row = 576 * 200 * 4;
+    assert_eq!(band_rows(&g, 0), 150);
+    assert_eq!(band_rows(&g, 150 * row), 150);
+    assert_eq!(band_rows(&g, 2 * row + 1), 2);
+    assert_eq!(band_rows(&g, 1), 1);
+    let pointwise = geom((1, 64, 64, [150, 200], [1, 1], 1, [0, 0], 1, 1));
+    assert_eq!(band_rows(&pointwise, 1), 150);
 }

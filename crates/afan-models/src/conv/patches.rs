@@ -97,51 +97,97 @@ fn row_start(g: &ConvGeom, tap: &Tap, oy: usize) -> usize {
 /// `C*kh*kw` rows of `OH*OW`, row `r` starting at `r * ld`: several images' patch matrices can
 /// sit side by side in one wider matrix).
 pub(super) fn im2col(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>], ld: usize) {
-    let [oh, ow] = g.out_hw();
+    im2col_rows(g, x, col, ld, (0, g.out_hw()[0]));
+}
+
+/// [`im2col`] of output rows `r0..r1` only: the band of columns `r0*OW..r1*OW` of the patch
+/// matrix, written from column 0 of `col` (rows `ld` apart, each `(r1 - r0) * OW` long).
+pub(super) fn im2col_rows(
+    g: &ConvGeom,
+    x: &[f32],
+    col: &mut [MaybeUninit<f32>],
+    ld: usize,
+    (r0, r1): (usize, usize),
+) {
+    let ow = g.out_hw()[1];
     let plane = g.in_hw[0] * g.in_hw[1];
-    let pixels = oh * ow;
+    let (base, len) = (r0 * ow, (r1 - r0) * ow);
     for_each_patch_row(g, |row, offset, tap| {
-        let dst = &mut col[row * ld..row * ld + pixels];
+        let dst = &mut col[row * ld..row * ld + len];
         let src = &x[offset..offset + plane];
-        let ((y0, y1), (lo, hi)) = (tap.rows, tap.cols);
-        zero(&mut dst[..y0 * ow]);
-        zero(&mut dst[y1 * ow..]);
+        let (y0, y1, (lo, hi)) = clip(tap.rows, (r0, r1), tap.cols);
+        zero(&mut dst[..(y0 - r0) * ow]);
+        zero(&mut dst[(y1 - r0) * ow..]);
         if let Some(p) = tap.piece {
-            let piece = &src[p.from..p.from + p.last - p.first];
-            dst[p.first..p.last].write_copy_of_slice(piece);
+            let (first, last) = (p.first.max(y0 * ow), p.last.min(y1 * ow));
+            if last > first {
+                let piece = &src[p.from + first - p.first..][..last - first];
+                dst[first - base..last - base].write_copy_of_slice(piece);
+            }
         } else {
             for oy in y0..y1 {
                 let src = &src[row_start(g, tap, oy)..];
-                gather(&mut dst[oy * ow + lo..oy * ow + hi], src, g.stride[1]);
+                let at = (oy - r0) * ow;
+                gather(&mut dst[at + lo..at + hi], src, g.stride[1]);
             }
         }
-        for_each_edge(ow, tap.rows, tap.cols, |i| {
-            dst[i].write(0.0);
+        for_each_edge(ow, (y0, y1), tap.cols, |i| {
+            dst[i - base].write(0.0);
         });
     });
+}
+
+/// A tap's valid output rows cut to the band `r0..r1` (possibly empty, `y0 == y1`), and its
+/// valid columns.
+fn clip(
+    rows: (usize, usize),
+    (r0, r1): (usize, usize),
+    cols: (usize, usize),
+) -> (usize, usize, (usize, usize)) {
+    let y0 = rows.0.clamp(r0, r1);
+    let y1 = rows.1.clamp(y0, r1);
+    (y0, y1, cols)
 }
 
 /// Adds the patch-matrix gradient `dcol` (rows `ld` apart, as [`im2col`] writes them) back onto
 /// the image gradient `dx` (`[C, H, W]`). `dcol` is scratch: the entries that fall in the
 /// padding may be zeroed on the way.
 pub(super) fn col2im(g: &ConvGeom, dcol: &mut [f32], ld: usize, dx: &mut [f32]) {
-    let [oh, ow] = g.out_hw();
+    col2im_rows(g, dcol, ld, dx, (0, g.out_hw()[0]));
+}
+
+/// [`col2im`] of the band of output rows `r0..r1` only (`dcol` as [`im2col_rows`] writes it).
+pub(super) fn col2im_rows(
+    g: &ConvGeom,
+    dcol: &mut [f32],
+    ld: usize,
+    dx: &mut [f32],
+    (r0, r1): (usize, usize),
+) {
+    let ow = g.out_hw()[1];
     let plane = g.in_hw[0] * g.in_hw[1];
-    let pixels = oh * ow;
+    let (base, len) = (r0 * ow, (r1 - r0) * ow);
     for_each_patch_row(g, |row, offset, tap| {
-        let src = &mut dcol[row * ld..row * ld + pixels];
+        let src = &mut dcol[row * ld..row * ld + len];
         let dst = &mut dx[offset..offset + plane];
-        let ((y0, y1), (lo, hi)) = (tap.rows, tap.cols);
+        let (y0, y1, (lo, hi)) = clip(tap.rows, (r0, r1), tap.cols);
         if let Some(p) = tap.piece {
             // Zeroed edge columns make the shifted plane one vectorised add; they land on the
             // neighbouring row's edge and add exactly nothing.
-            for_each_edge(ow, tap.rows, tap.cols, |i| src[i] = 0.0);
-            let n = p.last - p.first;
-            add(&mut dst[p.from..p.from + n], &src[p.first..p.last]);
+            for_each_edge(ow, (y0, y1), tap.cols, |i| src[i - base] = 0.0);
+            let (first, last) = (p.first.max(y0 * ow), p.last.min(y1 * ow));
+            if last > first {
+                let at = p.from + first - p.first;
+                add(
+                    &mut dst[at..at + last - first],
+                    &src[first - base..last - base],
+                );
+            }
         } else {
             for oy in y0..y1 {
                 let dst = &mut dst[row_start(g, tap, oy)..];
-                scatter_add(dst, &src[oy * ow + lo..oy * ow + hi], g.stride[1]);
+                let at = (oy - r0) * ow;
+                scatter_add(dst, &src[at + lo..at + hi], g.stride[1]);
             }
         }
     });
