@@ -358,7 +358,7 @@ const BANDED: [Case; 9] = [
 /// Band budgets for `g`: one output row per band, and three (a ragged last band: no case has
 /// a multiple of 3 rows), in bytes of one group's patch matrix.
 fn band_budgets(g: &ConvGeom) -> [usize; 2] {
-    assert!(g.out_hw()[0] % 3 != 0, "{g:?}: no ragged band");
+    assert!(!g.out_hw()[0].is_multiple_of(3), "{g:?}: no ragged band");
     [1, 3 * g.patch() * g.out_hw()[1] * size_of::<f32>()]
 }
 
