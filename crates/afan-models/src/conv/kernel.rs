@@ -103,23 +103,50 @@ impl DwLayout {
 /// shapes only (docs/benchmarks.md, issue 19's sixth fix).
 pub const BAND_BYTES: usize = 1 << 20;
 
-/// The byte budget of a band's patch matrix: [`BAND_BYTES`], or `AFAN_CONV_BAND_BYTES` (to time
-/// other sizes with one binary; 0 never bands).
-pub fn band_bytes() -> usize {
-    static BYTES: OnceLock<usize> = OnceLock::new();
-    *BYTES.get_or_init(|| env_or("AFAN_CONV_BAND_BYTES", BAND_BYTES))
+/// Output pixels a band holds at least, whatever the byte budget: thinner bands left gemm too
+/// short a product (`layer3`'s 38x50 maps in bands of two rows were ~8% slower than unbanded).
+pub const BAND_MIN_COLUMNS: usize = 512;
+
+/// How large images are cut into bands of output rows ([`band_rows`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Band {
+    /// Patch-matrix bytes a band may take; 0 never bands.
+    pub bytes: usize,
+    /// Output pixels a band holds at least.
+    pub min_columns: usize,
 }
 
-/// Output rows per band for one image (one group) of `g` whose patch matrix is limited to
-/// `budget` bytes: all of them (one band) when it fits, when `budget` is 0, or for a pointwise
-/// convolution (no patch matrix); at least one row.
-pub fn band_rows(g: &ConvGeom, budget: usize) -> usize {
+impl Band {
+    /// No bands.
+    pub const OFF: Self = Self {
+        bytes: 0,
+        min_columns: 0,
+    };
+
+    /// [`BAND_BYTES`] and [`BAND_MIN_COLUMNS`], or `AFAN_CONV_BAND_BYTES` and
+    /// `AFAN_CONV_BAND_MIN_COLUMNS` (to time other sizes with one binary; bytes 0 never bands).
+    pub fn chosen() -> Self {
+        static BAND: OnceLock<Band> = OnceLock::new();
+        *BAND.get_or_init(|| Band {
+            bytes: env_or("AFAN_CONV_BAND_BYTES", BAND_BYTES),
+            min_columns: env_or("AFAN_CONV_BAND_MIN_COLUMNS", BAND_MIN_COLUMNS),
+        })
+    }
+}
+
+/// Output rows per band for one image (one group) of `g`: as many as `band.bytes` of patch
+/// matrix hold, but at least one and `band.min_columns` pixels; all of them (one band) when the
+/// whole patch matrix fits, when `band.bytes` is 0, or for a pointwise convolution (no patch
+/// matrix).
+pub fn band_rows(g: &ConvGeom, band: Band) -> usize {
     let [oh, ow] = g.out_hw();
-    let row_bytes = g.one_group().patch() * ow * size_of::<f32>();
-    if budget == 0 || g.is_pointwise() || row_bytes * oh <= budget {
+    let row_bytes = g.patch() * ow * size_of::<f32>();
+    if band.bytes == 0 || g.is_pointwise() || row_bytes * oh <= band.bytes {
         return oh.max(1);
     }
-    (budget / row_bytes.max(1)).clamp(1, oh)
+    (band.bytes / row_bytes.max(1))
+        .max(band.min_columns.div_ceil(ow.max(1)))
+        .clamp(1, oh)
 }
 
 /// The bands `(r0, r1)` of output rows, `rows` at a time, in order.
@@ -318,7 +345,7 @@ fn forward_image(
     x_n: &[f32],
     w: &[f32],
     y_n: &mut [MaybeUninit<f32>],
-    (par, budget): (Parallelism, usize),
+    (par, budget): (Parallelism, Band),
 ) {
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let (one, parts) = (g.one_group(), Groups::of(g));
@@ -395,7 +422,7 @@ fn forward_block(
     x_b: &[f32],
     w: &[f32],
     y_b: &mut [MaybeUninit<f32>],
-    (par, budget): (Parallelism, usize),
+    (par, budget): (Parallelism, Band),
 ) {
     let images = y_b.len() / g.out_len().max(1);
     if images <= 1 {
@@ -444,16 +471,16 @@ pub fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
 
 /// [`conv2d_forward`] into `y`, every element of which it writes.
 pub(super) fn conv2d_forward_into(g: &ConvGeom, x: &[f32], w: &[f32], y: &mut [MaybeUninit<f32>]) {
-    conv2d_forward_banded(g, x, w, y, band_bytes())
+    conv2d_forward_banded(g, x, w, y, Band::chosen())
 }
 
-/// [`conv2d_forward_into`] with a band budget of `budget` bytes ([`band_rows`]; 0: no bands).
+/// [`conv2d_forward_into`] in bands of output rows by `budget` ([`band_rows`]).
 pub(super) fn conv2d_forward_banded(
     g: &ConvGeom,
     x: &[f32],
     w: &[f32],
     y: &mut [MaybeUninit<f32>],
-    budget: usize,
+    budget: Band,
 ) {
     assert_eq!(y.len(), g.batch * g.out_len());
     let nb = images_per_block(g);
@@ -473,7 +500,7 @@ fn input_grad_image(
     w_conv: &[f32],
     dy_n: &[f32],
     dx_n: &mut [MaybeUninit<f32>],
-    (par, budget): (Parallelism, usize),
+    (par, budget): (Parallelism, Band),
 ) {
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let dims = [patch, pixels, g.group_out()];
@@ -537,7 +564,7 @@ fn weight_grad_image(
     dy_n: &[f32],
     (dwt, layout): (&mut [MaybeUninit<f32>], DwLayout),
     add: bool,
-    (par, budget): (Parallelism, usize),
+    (par, budget): (Parallelism, Band),
 ) {
     let (patch, pixels) = (g.patch(), g.out_pixels());
     let (one, parts) = (g.one_group(), Groups::of(g));
@@ -579,7 +606,7 @@ fn input_grad_block(
     w_conv: &[f32],
     dy_b: &[f32],
     dx_b: &mut [MaybeUninit<f32>],
-    run: (Parallelism, usize),
+    run: (Parallelism, Band),
 ) {
     let images = dx_b.len() / g.in_len().max(1);
     if images <= 1 {
@@ -627,7 +654,7 @@ fn weight_grad_block(
     dy_b: &[f32],
     (dwt, layout): (&mut [MaybeUninit<f32>], DwLayout),
     add: bool,
-    run: (Parallelism, usize),
+    run: (Parallelism, Band),
 ) {
     let images = dy_b.len() / g.out_len().max(1);
     if images <= 1 {
@@ -694,7 +721,7 @@ pub fn conv2d_backward_by(
     let layout = DwLayout::choose(g);
     let dwt = backward_into(
         g,
-        (route, layout, band_bytes()),
+        (route, layout, Band::chosen()),
         x,
         w,
         &w_conv,
@@ -731,11 +758,11 @@ pub fn conv2d_backward_by(
 /// ([`images_per_block`]), a function of the shapes only: each group sums its blocks' weight
 /// gradients in order and the groups are summed in group order, so the result does not depend on
 /// how rayon schedules the work (per-thread accumulators did, and a resumed run then differed
-/// from an uninterrupted one). Large images go in bands of `budget` bytes ([`band_rows`]).
+/// from an uninterrupted one). Large images go in bands by `budget` ([`band_rows`]).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn backward_into(
     g: &ConvGeom,
-    (route, layout, budget): (InputRoute, DwLayout, usize),
+    (route, layout, budget): (InputRoute, DwLayout, Band),
     x: &[f32],
     w: &[f32],
     w_conv: &[f32],

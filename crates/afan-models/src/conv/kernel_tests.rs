@@ -236,7 +236,7 @@ fn uninitialised_outputs_and_scratch_are_fully_written() {
                     InputRoute::Col2im => Vec::new(),
                 };
                 let need = [true, true];
-                let run = (route, layout, band_bytes());
+                let run = (route, layout, Band::chosen());
                 let gw = backward_into(&g, run, &d.x, &d.w, &w_conv, &d.dy, need, &mut gx);
                 // SAFETY: as above.
                 let gx: Vec<f32> = gx.iter().map(|v| unsafe { v.assume_init() }).collect();
@@ -356,15 +356,25 @@ const BANDED: [Case; 9] = [
 ];
 
 /// Band budgets for `g`: one output row per band, and three (a ragged last band: no case has
-/// a multiple of 3 rows), in bytes of one group's patch matrix.
-fn band_budgets(g: &ConvGeom) -> [usize; 2] {
+/// a multiple of 3 rows), by bytes of one group's patch matrix, and three rows by the minimum
+/// width.
+fn band_budgets(g: &ConvGeom) -> [Band; 3] {
     assert!(!g.out_hw()[0].is_multiple_of(3), "{g:?}: no ragged band");
-    [1, 3 * g.patch() * g.out_hw()[1] * size_of::<f32>()]
+    let ow = g.out_hw()[1];
+    let rows = |rows: usize| Band {
+        bytes: rows * g.patch() * ow * size_of::<f32>(),
+        min_columns: 0,
+    };
+    let wide = Band {
+        bytes: 1,
+        min_columns: 2 * ow + 1,
+    };
+    [rows(1), rows(3), wide]
 }
 
 /// The output, input gradient (by `route`) and weight gradient (final layout) with band budget
 /// `budget`, into NaN-poisoned outputs and scratch.
-fn banded_run(g: &ConvGeom, d: &Data, route: InputRoute, budget: usize) -> [Vec<f32>; 3] {
+fn banded_run(g: &ConvGeom, d: &Data, route: InputRoute, budget: Band) -> [Vec<f32>; 3] {
     let poisoned = |len| vec![MaybeUninit::new(f32::NAN); len];
     // SAFETY (both reads below): initialised by `poisoned`, then (we check) overwritten.
     let read = |v: Vec<MaybeUninit<f32>>| v.iter().map(|v| unsafe { v.assume_init() }).collect();
@@ -406,12 +416,12 @@ fn banded_images_match_unbanded_and_burn() {
         for budget in band_budgets(&g) {
             assert!(
                 band_rows(&g, budget) < g.out_hw()[0],
-                "{g:?} {budget}: one band"
+                "{g:?} {budget:?}: one band"
             );
             for route in routes(&g) {
-                let what = format!("{g:?} {route:?} budget {budget}");
+                let what = format!("{g:?} {route:?} {budget:?}");
                 let got = pool(2).install(|| banded_run(&g, &d, route, budget));
-                let whole = pool(2).install(|| banded_run(&g, &d, route, 0));
+                let whole = pool(2).install(|| banded_run(&g, &d, route, Band::OFF));
                 for (i, part) in ["forward", "input grad", "weight grad"].iter().enumerate() {
                     let want = [&y, &dx, &dw][i];
                     assert_near(&got[i], want, &format!("{what} {part} vs Burn"));
@@ -429,16 +439,21 @@ fn banded_images_match_unbanded_and_burn() {
 }
 
 /// Band sizes: everything in one band when the patch matrix fits, when the budget is 0 or for a
-/// pointwise convolution; otherwise as many rows as fit, at least one.
+/// pointwise convolution; otherwise as many rows as fit, at least one and the minimum width.
 #[test]
 fn band_rows_follow_the_budget() {
     // 64 channels, 3x3, 150x200 output: 576 x 200 x 4 = 460,800 bytes a row.
     let g = geom((1, 64, 64, [150, 200], [3, 3], 1, [1, 1], 1, 1));
     let row = 576 * 200 * 4;
-    assert_eq!(band_rows(&g, 0), 150);
-    assert_eq!(band_rows(&g, 150 * row), 150);
-    assert_eq!(band_rows(&g, 2 * row + 1), 2);
-    assert_eq!(band_rows(&g, 1), 1);
+    let band = |bytes, min_columns| Band { bytes, min_columns };
+    assert_eq!(band_rows(&g, Band::OFF), 150);
+    assert_eq!(band_rows(&g, band(0, 512)), 150);
+    assert_eq!(band_rows(&g, band(150 * row, 0)), 150);
+    assert_eq!(band_rows(&g, band(2 * row + 1, 0)), 2);
+    assert_eq!(band_rows(&g, band(1, 0)), 1);
+    assert_eq!(band_rows(&g, band(1, 512)), 3);
+    assert_eq!(band_rows(&g, band(5 * row, 512)), 5);
+    assert_eq!(band_rows(&g, band(1, 1 << 20)), 150);
     let pointwise = geom((1, 64, 64, [150, 200], [1, 1], 1, [0, 0], 1, 1));
-    assert_eq!(band_rows(&pointwise, 1), 150);
+    assert_eq!(band_rows(&pointwise, band(1, 0)), 150);
 }
