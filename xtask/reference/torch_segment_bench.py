@@ -295,6 +295,8 @@ def bench(backbone, args):
 
     rows = []
     for name, fn in (("baseline", baseline), ("afan", afan)):
+        if name not in args.methods.split(","):
+            continue
         samples = timed(fn)
         rows.append({"backbone": backbone, "method": name, "step_s": statistics.median(samples),
                      "samples": samples})
@@ -310,9 +312,13 @@ def main():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--backbones", default="mobilenet_v2,resnet50")
     p.add_argument("--json", action="store_true")
+    # One row at a time: `cargo xtask bench --rounds` interleaves it with afan's same row.
+    p.add_argument("--methods", default="baseline,afan")
     p.add_argument("--check", action="store_true",
                    help="compare afan's passes with the release's (see `check`) and exit")
     args, _ = p.parse_known_args()
+    if set(args.methods.split(",")) - {"baseline", "afan"}:
+        p.error(f"--methods {args.methods!r}: expected baseline and/or afan, comma-separated")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.check:

@@ -21,6 +21,9 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
+/// The rows timed, each in its own child process.
+const METHODS: [&str; 2] = ["baseline", "afan"];
+
 /// One method's figures, as a child prints them.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct DetBenchRow {
@@ -41,8 +44,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(method) = &args.child {
         return child(args, method, [h, w]);
     }
+    if args.listed_children(METHODS) {
+        return Ok(());
+    }
     let mut rows: Vec<DetBenchRow> = Vec::new();
-    for method in ["baseline", "afan"] {
+    for method in METHODS {
         rows.push(run_row(args, "detection", &[method], method)?);
     }
     if args.json {

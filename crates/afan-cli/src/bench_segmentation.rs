@@ -56,10 +56,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(spec) = &args.child {
         return child(args, spec, s);
     }
+    let specs = CONFIGS.map(|(backbone, split, method)| format!("{backbone},{split},{method}"));
+    if args.listed_children(specs.iter().map(String::as_str)) {
+        return Ok(());
+    }
     let mut rows: Vec<SegBenchRow> = Vec::new();
-    for (backbone, split, method) in CONFIGS {
-        let spec = format!("{backbone},{split},{method}");
-        rows.push(run_row(args, "segmentation", &[spec.as_str()], &spec)?);
+    for spec in &specs {
+        rows.push(run_row(args, "segmentation", &[spec.as_str()], spec)?);
     }
     if args.json {
         println!("{}", serde_json::to_string(&rows)?);
