@@ -239,19 +239,23 @@ def main():
     def timed(fn):
         for _ in range(args.warmup):
             fn()
-        out = []
+        # Wall-clock and process CPU seconds (all threads) of each step, as `afan bench`'s
+        # children report them (`cpu_s`: on one thread, the step's work whatever else ran).
+        out, cpu = [], []
         for _ in range(args.iters):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
             out.append(time.perf_counter() - t)
-        return out
+            cpu.append(time.process_time() - c)
+        return out, cpu
 
     rows = []
     for name, fn in (("baseline", baseline), ("afan", afan)):
         if name not in args.methods.split(","):
             continue
-        s = timed(fn)
-        rows.append({"method": name, "step_s": statistics.median(s), "samples": s})
+        s, cpu = timed(fn)
+        rows.append({"method": name, "step_s": statistics.median(s), "samples": s,
+                     "cpu_s": statistics.median(cpu)})
     meta = {"framework": f"pytorch {torch.__version__}", "threads": torch.get_num_threads(),
             "batch": args.batch, "image": [h, w]}
     if args.json:

@@ -286,20 +286,23 @@ def bench(backbone, args):
     def timed(fn):
         for _ in range(args.warmup):
             fn()
-        out = []
+        # Wall-clock and process CPU seconds (all threads) of each step, as `afan bench`'s
+        # children report them (`cpu_s`: on one thread, the step's work whatever else ran).
+        out, cpu = [], []
         for _ in range(args.iters):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
             out.append(time.perf_counter() - t)
-        return out
+            cpu.append(time.process_time() - c)
+        return out, cpu
 
     rows = []
     for name, fn in (("baseline", baseline), ("afan", afan)):
         if name not in args.methods.split(","):
             continue
-        samples = timed(fn)
+        samples, cpu = timed(fn)
         rows.append({"backbone": backbone, "method": name, "step_s": statistics.median(samples),
-                     "samples": samples})
+                     "samples": samples, "cpu_s": statistics.median(cpu)})
     return rows
 
 

@@ -217,11 +217,12 @@ fn captured(mut cmd: Command, what: &str) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-/// One row of `--rounds`: its `--child` value and each side's step median per round.
+/// One row of `--rounds`: its `--child` value and each side's step medians per round, wall-clock
+/// and CPU seconds (NaN where a side reports no CPU time).
 struct RoundsRow {
     spec: String,
-    afan: Vec<f64>,
-    torch: Vec<f64>,
+    afan: Vec<[f64; 2]>,
+    torch: Vec<[f64; 2]>,
 }
 
 /// `bench --task detect|segment --rounds N`: see the module doc.
@@ -289,27 +290,31 @@ fn bench_rounds(
     }
     println!(
         "{task} training step, afan (`afan bench {}`) vs PyTorch, {rounds} rounds of each row \
-         back to back (order swapped every round); seconds: median of the rounds' step medians",
+         back to back (order swapped every round); seconds: median of the rounds' step medians; \
+         CPU: process CPU seconds of a step, all threads (the work done on 1 thread; on more it \
+         also counts threads spinning for work)",
         args.join(" ")
     );
     println!(
-        "{:<34} {:>9} {:>9} {:>13}  ratio per round",
-        "row", "afan (s)", "torch (s)", "median ratio"
+        "{:<34} {:>9} {:>9} {:>7} {:>9} {:>9} {:>7}  wall ratio per round",
+        "row", "afan (s)", "torch (s)", "ratio", "afan CPU", "torch CPU", "ratio"
     );
     for row in &rows {
-        let ratios: Vec<f64> = row
-            .afan
-            .iter()
-            .zip(&row.torch)
-            .map(|(a, t)| a / t)
-            .collect();
-        let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        let side = |v: &[[f64; 2]], i: usize| v.iter().map(|x| x[i]).collect::<Vec<f64>>();
+        let ratios = |i: usize| -> Vec<f64> {
+            let (a, t) = (side(&row.afan, i), side(&row.torch, i));
+            a.iter().zip(&t).map(|(a, t)| a / t).collect()
+        };
+        let listed: Vec<String> = ratios(0).iter().map(|r| format!("{r:.2}")).collect();
         println!(
-            "{:<34} {:>9.3} {:>9.3} {:>13.2}  {}",
+            "{:<34} {:>9.3} {:>9.3} {:>7.2} {:>9.3} {:>9.3} {:>7.2}  {}",
             row.spec,
-            median(&row.afan),
-            median(&row.torch),
-            median(&ratios),
+            median(&side(&row.afan, 0)),
+            median(&side(&row.torch, 0)),
+            median(&ratios(0)),
+            median(&side(&row.afan, 1)),
+            median(&side(&row.torch, 1)),
+            median(&ratios(1)),
             listed.join(" ")
         );
     }
@@ -327,11 +332,14 @@ fn backbone_and_method(spec: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// `step_s` of one JSON row, or an error naming `who`.
-fn step_seconds(row: &serde_json::Value, who: &str) -> Result<f64> {
-    row.get("step_s")
+/// `step_s` and `cpu_s` (NaN when absent) of one JSON row, or an error naming `who`.
+fn step_seconds(row: &serde_json::Value, who: &str) -> Result<[f64; 2]> {
+    let wall = row
+        .get("step_s")
         .and_then(serde_json::Value::as_f64)
-        .with_context(|| format!("{who}'s row has no step_s: {row}"))
+        .with_context(|| format!("{who}'s row has no step_s: {row}"))?;
+    let cpu = row.get("cpu_s").and_then(serde_json::Value::as_f64);
+    Ok([wall, cpu.unwrap_or(f64::NAN)])
 }
 
 /// The median (the mean of the two middle values of an even count; NaN when empty).
