@@ -9,6 +9,9 @@
 //! stride 1, a forward convolution of `dY` ([`InputRoute`]); the weight gradient is
 //! `sum_n col_n dY_n^T`, accumulated transposed so that gemm streams each patch matrix as it lies
 //! in memory. 1x1 stride-1 unpadded convolutions need no patch matrix: the image is one.
+//! One large image (a detector's 600x800 input) goes in bands of output rows whose patch matrix
+//! stays in L2 ([`band_rows`]): the whole image's patch matrix was tens of MB, written once and
+//! read back from memory by gemm.
 //!
 //! Determinism: every sum has a fixed order that depends on the shapes only (per image, then
 //! over fixed groups of images), never on the thread count or on rayon's scheduling.
