@@ -290,6 +290,21 @@ fn bad_detection_input_gets_one_error_line() {
     assert!(e.contains("--size") && e.contains("600by800"), "{e}");
     let e = fails(&["bench", "--task", "detect", "--model", "resnet50"]);
     assert!(e.contains("--model") && e.contains("detection"), "{e}");
+    // The rows `cargo xtask bench --rounds` times one at a time, interleaved with PyTorch's.
+    assert_eq!(
+        ok(&["bench", "--task", "detect", "--list-children"]),
+        "baseline\nafan\n"
+    );
+    assert_eq!(
+        ok(&["bench", "--task", "segment", "--list-children"]),
+        "mobilenet_v2,features.13,baseline\nmobilenet_v2,features.13,afan\n\
+         resnet50,layer3,baseline\nresnet50,layer3,afan\n"
+    );
+    let e = fails(&["bench", "--list-children"]);
+    assert!(
+        e.contains("--list-children") && e.contains("detection"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -176,7 +176,11 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    # One row at a time: `cargo xtask bench --rounds` interleaves it with afan's same row.
+    p.add_argument("--methods", default="baseline,afan")
     args, _ = p.parse_known_args()
+    if set(args.methods.split(",")) - {"baseline", "afan"}:
+        p.error(f"--methods {args.methods!r}: expected baseline and/or afan, comma-separated")
     if args.threads:
         torch.set_num_threads(args.threads)
     h, _, w = args.det_image.partition("x")
@@ -235,17 +239,23 @@ def main():
     def timed(fn):
         for _ in range(args.warmup):
             fn()
-        out = []
+        # Wall-clock and process CPU seconds (all threads) of each step, as `afan bench`'s
+        # children report them (`cpu_s`: on one thread, the step's work whatever else ran).
+        out, cpu = [], []
         for _ in range(args.iters):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
             out.append(time.perf_counter() - t)
-        return out
+            cpu.append(time.process_time() - c)
+        return out, cpu
 
     rows = []
     for name, fn in (("baseline", baseline), ("afan", afan)):
-        s = timed(fn)
-        rows.append({"method": name, "step_s": statistics.median(s), "samples": s})
+        if name not in args.methods.split(","):
+            continue
+        s, cpu = timed(fn)
+        rows.append({"method": name, "step_s": statistics.median(s), "samples": s,
+                     "cpu_s": statistics.median(cpu)})
     meta = {"framework": f"pytorch {torch.__version__}", "threads": torch.get_num_threads(),
             "batch": args.batch, "image": [h, w]}
     if args.json:
@@ -255,6 +265,7 @@ def main():
               f"batch {args.batch} at {h}x{w}, median of {args.iters} after {args.warmup} warm-up")
         for r in rows:
             print(f"{r['method']:<9} {r['step_s']:>10.3f} {r['step_s'] / rows[0]['step_s']:>9.2f}")
+
 
 
 if __name__ == "__main__":

@@ -286,18 +286,23 @@ def bench(backbone, args):
     def timed(fn):
         for _ in range(args.warmup):
             fn()
-        out = []
+        # Wall-clock and process CPU seconds (all threads) of each step, as `afan bench`'s
+        # children report them (`cpu_s`: on one thread, the step's work whatever else ran).
+        out, cpu = [], []
         for _ in range(args.iters):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
             out.append(time.perf_counter() - t)
-        return out
+            cpu.append(time.process_time() - c)
+        return out, cpu
 
     rows = []
     for name, fn in (("baseline", baseline), ("afan", afan)):
-        samples = timed(fn)
+        if name not in args.methods.split(","):
+            continue
+        samples, cpu = timed(fn)
         rows.append({"backbone": backbone, "method": name, "step_s": statistics.median(samples),
-                     "samples": samples})
+                     "samples": samples, "cpu_s": statistics.median(cpu)})
     return rows
 
 
@@ -310,9 +315,13 @@ def main():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--backbones", default="mobilenet_v2,resnet50")
     p.add_argument("--json", action="store_true")
+    # One row at a time: `cargo xtask bench --rounds` interleaves it with afan's same row.
+    p.add_argument("--methods", default="baseline,afan")
     p.add_argument("--check", action="store_true",
                    help="compare afan's passes with the release's (see `check`) and exit")
     args, _ = p.parse_known_args()
+    if set(args.methods.split(",")) - {"baseline", "afan"}:
+        p.error(f"--methods {args.methods!r}: expected baseline and/or afan, comma-separated")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.check:

@@ -9,7 +9,8 @@
 //!   PyTorch is given in `AFAN_TORCH_PYTHON`, the same steps in PyTorch in the same run, so the
 //!   ratio in docs/benchmarks.md is measured on one machine at one time. `--task detect|segment`
 //!   gets each task's sizes unless given, and prints afan's and PyTorch's figures side by side;
-//!   `--threads N` runs both on N threads.
+//!   `--threads N` runs both on N threads; `--rounds N` times each row N times, afan's and
+//!   PyTorch's back to back, and reports the median ratio (`bench.rs`).
 //! - `fixtures [DIR]`: CIFAR-format data without downloading anything: the generated shapes as
 //!   `cifar-10-batches-bin/` (learnable), and a random-pixel CIFAR-100 `.tar.gz` archive.
 //! - `goldens`: regenerates every committed reference fixture from PyTorch, torchvision and
@@ -21,6 +22,7 @@
 //!   LLVM 23.1 where the `cuda` feature's build script looks, for machines without GitHub access:
 //!   from PyPI wheels (`--wheels`) or from the pre-fetched tracel bundle.
 
+mod bench;
 mod cuda_offline;
 mod cuda_wheels;
 mod experiment;
@@ -30,7 +32,7 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask <test | bench [afan bench args] | fixtures [DIR] | goldens | experiment [--seeds N] [--tasks LIST] [--scale F] [--out DIR] [--afan PATH] | cuda-offline --urls|--wheels DIR|--bundle DIR|--extracted DIR|--status>";
+const USAGE: &str = "usage: cargo xtask <test | bench [--threads N] [--rounds N] [afan bench args] | fixtures [DIR] | goldens | experiment [--seeds N] [--tasks LIST] [--scale F] [--out DIR] [--afan PATH] | cuda-offline --urls|--wheels DIR|--bundle DIR|--extracted DIR|--status>";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,7 +42,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Some("test") => test(),
-        Some("bench") => bench(&args[1..]),
+        Some("bench") => bench::main(&args[1..]),
         // A flag is never a folder name: `fixtures --help` must not write `./--help/`.
         Some("fixtures") if args.get(1).is_some_and(|a| a.starts_with('-')) => {
             println!("{USAGE}");
@@ -262,188 +264,6 @@ fn has_nextest() -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-fn bench(extra: &[String]) -> Result<()> {
-    let (threads, extra) = take_flag(extra, "--threads");
-    let envs: Vec<(&str, &str)> = threads
-        .as_deref()
-        .map(|n| vec![("RAYON_NUM_THREADS", n)])
-        .unwrap_or_default();
-    let python_threads: Vec<String> = threads
-        .iter()
-        .flat_map(|n| ["--threads".to_string(), n.clone()])
-        .collect();
-    let task = flag_value(&extra, "--task")
-        .unwrap_or("classify")
-        .to_string();
-    if matches!(task.as_str(), "detect" | "segment") {
-        return bench_detseg(&task, &extra, &envs, &python_threads);
-    }
-    let mut args = vec!["run", "--release", "-p", "afan-cli", "--", "bench"];
-    args.extend(extra.iter().map(String::as_str));
-    cargo(&args, &envs)?;
-    match std::env::var("AFAN_TORCH_PYTHON") {
-        Ok(python) => {
-            let script = root().join("xtask/reference/torch_step_bench.py");
-            eprintln!("+ {python} {} {}", script.display(), extra.join(" "));
-            let status = Command::new(&python)
-                .arg(&script)
-                .args(&extra)
-                .args(&python_threads)
-                .status()
-                .with_context(|| format!("cannot run {python}"))?;
-            if !status.success() {
-                bail!("the PyTorch reference failed ({status})");
-            }
-        }
-        Err(_) => eprintln!(
-            "(set AFAN_TORCH_PYTHON=/path/to/python-with-torch to time PyTorch in the same run)"
-        ),
-    }
-    Ok(())
-}
-
-/// The value after `flag` in `args` (`--flag value` or `--flag=value`).
-fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
-    let prefix = format!("{flag}=");
-    args.iter().enumerate().find_map(|(i, a)| {
-        if a == flag {
-            args.get(i + 1).map(String::as_str)
-        } else {
-            a.strip_prefix(&prefix)
-        }
-    })
-}
-
-/// `args` without `flag` and its value, and that value.
-fn take_flag(args: &[String], flag: &str) -> (Option<String>, Vec<String>) {
-    let value = flag_value(args, flag).map(str::to_string);
-    let prefix = format!("{flag}=");
-    let mut rest = Vec::new();
-    let mut skip = false;
-    for a in args {
-        if std::mem::take(&mut skip) {
-            continue;
-        }
-        if a == flag {
-            skip = true;
-        } else if !a.starts_with(&prefix) {
-            rest.push(a.clone());
-        }
-    }
-    (value, rest)
-}
-
-/// `afan bench --task detect|segment` takes the classification defaults (`--batch 128 --size
-/// 32`) for flags it is not given; these are each task's own sizes (docs/benchmarks.md): one
-/// 600x800 image for the detector, 129x129 crops in pairs for DeepLabV3+.
-fn task_defaults(task: &str) -> &'static [(&'static str, &'static str)] {
-    match task {
-        "detect" => &[("--batch", "1")],
-        _ => &[("--size", "129"), ("--batch", "2")],
-    }
-}
-
-/// `bench --task detect|segment`: afan's rows and, with `AFAN_TORCH_PYTHON`, PyTorch's same
-/// steps (`xtask/reference/torch_<task>_bench.py`) side by side with their ratio.
-fn bench_detseg(
-    task: &str,
-    extra: &[String],
-    envs: &[(&str, &str)],
-    python_threads: &[String],
-) -> Result<()> {
-    let mut args = extra.to_vec();
-    for (flag, value) in task_defaults(task) {
-        if flag_value(&args, flag).is_none() {
-            args.extend([flag.to_string(), value.to_string()]);
-        }
-    }
-    let Ok(python) = std::env::var("AFAN_TORCH_PYTHON") else {
-        let mut cmd = vec!["run", "--release", "-p", "afan-cli", "--", "bench"];
-        cmd.extend(args.iter().map(String::as_str));
-        cargo(&cmd, envs)?;
-        eprintln!(
-            "(set AFAN_TORCH_PYTHON=/path/to/python-with-torch to time PyTorch in the same run)"
-        );
-        return Ok(());
-    };
-    if !args.iter().any(|a| a == "--json") {
-        args.push("--json".into());
-    }
-    let mut cmd = cargo_command();
-    cmd.args(["run", "--release", "-p", "afan-cli", "--", "bench"])
-        .args(&args)
-        .envs(envs.iter().copied())
-        .current_dir(root());
-    eprintln!(
-        "+ cargo run --release -p afan-cli -- bench {}",
-        args.join(" ")
-    );
-    let afan: serde_json::Value = serde_json::from_slice(&captured(cmd, "afan bench")?)
-        .context("afan bench printed no JSON rows")?;
-    let script = root().join(format!("xtask/reference/torch_{task}_bench.py"));
-    eprintln!("+ {python} {} {}", script.display(), args.join(" "));
-    let mut cmd = Command::new(&python);
-    cmd.arg(&script)
-        .args(&args)
-        .args(python_threads)
-        .current_dir(root().join("xtask/reference"));
-    let torch: serde_json::Value = serde_json::from_slice(&captured(cmd, "the PyTorch reference")?)
-        .context("the PyTorch reference printed no JSON")?;
-    let key = |r: &serde_json::Value| {
-        let text = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-        (text("backbone"), text("method"))
-    };
-    let seconds = |r: &serde_json::Value| r.get("step_s").and_then(|v| v.as_f64());
-    let torch_rows = torch["rows"].as_array().cloned().unwrap_or_default();
-    println!(
-        "{task} training step, afan (`afan bench {}`) and {} ({} threads), median seconds",
-        args.join(" "),
-        torch["pytorch"]["framework"].as_str().unwrap_or("pytorch"),
-        torch["pytorch"]["threads"]
-    );
-    println!(
-        "{:<14} {:<9} {:>10} {:>10} {:>14} {:>14}",
-        "backbone", "method", "afan (s)", "torch (s)", "afan / torch", "afan RSS (MiB)"
-    );
-    for row in afan.as_array().into_iter().flatten() {
-        let (backbone, method) = key(row);
-        let theirs = torch_rows
-            .iter()
-            .find(|r| key(r) == key(row))
-            .and_then(seconds);
-        let ours = seconds(row).unwrap_or(f64::NAN);
-        let backbone = if backbone.is_empty() {
-            "resnet18".into()
-        } else {
-            backbone
-        };
-        println!(
-            "{:<14} {:<9} {:>10.3} {:>10.3} {:>14.2} {:>14.0}",
-            backbone,
-            method,
-            ours,
-            theirs.unwrap_or(f64::NAN),
-            ours / theirs.unwrap_or(f64::NAN),
-            row.get("peak_rss_mib")
-                .and_then(|v| v.as_f64())
-                .unwrap_or(f64::NAN)
-        );
-    }
-    Ok(())
-}
-
-/// The standard output of `cmd` (its standard error shown as it runs), or an error naming `what`.
-fn captured(mut cmd: Command, what: &str) -> Result<Vec<u8>> {
-    let out = cmd
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .with_context(|| format!("cannot run {what}"))?;
-    if !out.status.success() {
-        bail!("{what} failed ({})", out.status);
-    }
-    Ok(out.stdout)
 }
 
 fn fixtures(dir: Option<PathBuf>) -> Result<()> {

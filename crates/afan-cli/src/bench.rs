@@ -64,7 +64,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.task {
         TaskArg::Segmentation => return crate::bench_segmentation::run(&args),
         TaskArg::Detection => return crate::bench_detection::run(&args),
-        TaskArg::Classification => {}
+        TaskArg::Classification => args.no_children()?,
     }
     if args.batch == 0 || args.iters == 0 || args.num_classes == Some(0) {
         anyhow::bail!("--batch, --iters and --num-classes must be at least 1");

@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// Internal: the one configuration a child process times.
     #[arg(long, hide = true)]
     pub child: Option<String>,
+    /// Internal: print every row's `--child` value, one per line, and exit (`cargo xtask bench
+    /// --rounds` times the rows one at a time, each interleaved with PyTorch's same row).
+    #[arg(long, hide = true)]
+    pub list_children: bool,
 }
 
 impl BenchArgs {
@@ -84,6 +88,24 @@ impl BenchArgs {
             bail!("--batch and --iters must be at least 1");
         }
         Ok(())
+    }
+
+    /// Refuses the detection and segmentation flags for classification, whose rows run in one
+    /// process.
+    pub fn no_children(&self) -> Result<()> {
+        if self.child.is_some() || self.list_children {
+            bail!("--child and --list-children apply to afan bench --task detection|segmentation");
+        }
+        Ok(())
+    }
+
+    /// With `--list-children`, prints each of `specs` on its own line and says so (the caller
+    /// returns); otherwise does nothing.
+    pub fn listed_children<'a>(&self, specs: impl IntoIterator<Item = &'a str>) -> bool {
+        if self.list_children {
+            specs.into_iter().for_each(|s| println!("{s}"));
+        }
+        self.list_children
     }
 }
 

@@ -6,8 +6,8 @@
 //! per-process high-water mark. Images are random; every image holds the same few random
 //! objects, so the RPN and RoI samples have foreground as in real training.
 
-use crate::bench_args::{BenchArgs, median};
-use crate::bench_child::{peak_rss_mib, run_row};
+use crate::bench_args::BenchArgs;
+use crate::bench_child::{StepClock, peak_rss_mib, run_row};
 use afan_models::detection::step::{DetectionInput, DetectionTarget};
 use afan_train::detection::config::{DetectionConfig, release};
 use afan_train::detection::objective::detection_loss;
@@ -19,7 +19,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use serde::{Deserialize, Serialize};
-use std::time::Instant;
+
+/// The rows timed, each in its own child process.
+const METHODS: [&str; 2] = ["baseline", "afan"];
 
 /// One method's figures, as a child prints them.
 #[derive(Debug, Serialize, Deserialize)]
@@ -30,6 +32,8 @@ pub struct DetBenchRow {
     pub step_s: f64,
     /// Every timed step, seconds.
     pub samples: Vec<f64>,
+    /// Median CPU seconds of one step, all threads (absent where the clock is missing).
+    pub cpu_s: Option<f64>,
     /// Peak resident set of the child process, MiB (`VmHWM`; absent where /proc is not).
     pub peak_rss_mib: Option<f64>,
 }
@@ -41,8 +45,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(method) = &args.child {
         return child(args, method, [h, w]);
     }
+    if args.listed_children(METHODS) {
+        return Ok(());
+    }
     let mut rows: Vec<DetBenchRow> = Vec::new();
-    for method in ["baseline", "afan"] {
+    for method in METHODS {
         rows.push(run_row(args, "detection", &[method], method)?);
     }
     if args.json {
@@ -115,22 +122,21 @@ fn child(args: &BenchArgs, method: &str, [h, w]: [usize; 2]) -> Result<()> {
     let images = Tensor::<4>::random([b, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
     let input = DetectionInput::new(images, vec![[h, w]; b], targets(b, [h, w], k), k)?;
     let afan = (config.common.method == Method::Afan).then_some(&config.task.afan);
-    let mut samples = Vec::new();
+    let mut clock = StepClock::default();
     for i in 0..args.warmup + args.iters {
-        let t = Instant::now();
+        let start = StepClock::start();
         let step = detection_loss(&model, input.clone(), afan, i as u64)?;
         let grads = GradientsParams::from_grads(step.loss.backward(), &model);
         model = optim.step(config.common.optim.lr, model, grads);
         // Reading a parameter back waits for the backend: the time is the whole step.
         let _ = model.roi_head.cls_score.weight.val().into_data();
-        if i >= args.warmup {
-            samples.push(t.elapsed().as_secs_f64());
-        }
+        clock.record(start, i >= args.warmup);
     }
     let row = DetBenchRow {
         method: method.into(),
-        step_s: median(&mut samples.clone()).unwrap_or(f64::NAN),
-        samples,
+        step_s: clock.wall_median(),
+        cpu_s: clock.cpu_median(),
+        samples: clock.wall,
         peak_rss_mib: peak_rss_mib(),
     };
     println!("{}", serde_json::to_string(&row)?);

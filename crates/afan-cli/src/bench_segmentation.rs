@@ -6,15 +6,14 @@
 //! the first, largest configuration would hide the others. The child reports its own `VmHWM`
 //! (peak resident set) from `/proc/self/status` when it is done.
 
-use crate::bench_args::{BenchArgs, median};
-use crate::bench_child::{peak_rss_mib, run_row};
+use crate::bench_args::BenchArgs;
+use crate::bench_child::{StepClock, peak_rss_mib, run_row};
 use afan_train::segmentation::SegmentationTask;
 use afan_train::{Purpose, RunConfig, Task};
 use anyhow::{Result, bail};
 use burn::optim::GradientsParams;
 use burn::tensor::{Distribution, Int, Tensor};
 use serde::{Deserialize, Serialize};
-use std::time::Instant;
 
 /// The configurations timed: backbone override, its A-FAN backbone point, method. The point is
 /// the release's VOC preset's (`SegmentationAfanConfig::voc`: stage 3, `layer3`; MobileNetV2's
@@ -38,6 +37,8 @@ pub struct SegBenchRow {
     pub step_s: f64,
     /// Every timed step, seconds.
     pub samples: Vec<f64>,
+    /// Median CPU seconds of one step, all threads (absent where the clock is missing).
+    pub cpu_s: Option<f64>,
     /// Peak resident set of the child process, MiB (`VmHWM`; absent where /proc is not).
     pub peak_rss_mib: Option<f64>,
 }
@@ -56,10 +57,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(spec) = &args.child {
         return child(args, spec, s);
     }
+    let specs = CONFIGS.map(|(backbone, split, method)| format!("{backbone},{split},{method}"));
+    if args.listed_children(specs.iter().map(String::as_str)) {
+        return Ok(());
+    }
     let mut rows: Vec<SegBenchRow> = Vec::new();
-    for (backbone, split, method) in CONFIGS {
-        let spec = format!("{backbone},{split},{method}");
-        rows.push(run_row(args, "segmentation", &[spec.as_str()], &spec)?);
+    for spec in &specs {
+        rows.push(run_row(args, "segmentation", &[spec.as_str()], spec)?);
     }
     if args.json {
         println!("{}", serde_json::to_string(&rows)?);
@@ -116,9 +120,9 @@ fn child(args: &BenchArgs, spec: &str, s: usize) -> Result<()> {
     let classes = task.config().task.model.num_classes as f64;
     let y = Tensor::<3, Int>::random([b, s, s], Distribution::Uniform(0.0, classes), &device);
     let lr = task.config().common.optim.lr;
-    let mut samples = Vec::new();
+    let mut clock = StepClock::default();
     for i in 0..args.warmup + args.iters {
-        let t = Instant::now();
+        let start = StepClock::start();
         // The engine's own step: the task's loss, then one SGD step per learning-rate group.
         let out = task.loss(&model, x.clone(), y.clone())?;
         let grads = GradientsParams::from_grads(out.loss.backward(), &model);
@@ -127,15 +131,14 @@ fn child(args: &BenchArgs, spec: &str, s: usize) -> Result<()> {
         for (factor, g) in task.lr_groups(&model, grads) {
             model = optim.step(lr * factor, model, g);
         }
-        if i >= args.warmup {
-            samples.push(t.elapsed().as_secs_f64());
-        }
+        clock.record(start, i >= args.warmup);
     }
     let row = SegBenchRow {
         backbone: backbone.into(),
         method: method.into(),
-        step_s: median(&mut samples.clone()).unwrap_or(f64::NAN),
-        samples,
+        step_s: clock.wall_median(),
+        cpu_s: clock.cpu_median(),
+        samples: clock.wall,
         peak_rss_mib: peak_rss_mib(),
     };
     println!("{}", serde_json::to_string(&row)?);
