@@ -18,7 +18,7 @@ pub mod pool;
 pub mod registry;
 pub mod relu6;
 pub mod resnet;
-mod simd;
+pub mod simd;
 pub mod state_dict;
 pub mod upsample;
 

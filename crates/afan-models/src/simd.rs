@@ -1,6 +1,7 @@
 //! Runtime choice of the instruction set for afan's own element loops: the batch-norm plane loops
 //! of `norm::kernel` and `norm::backward` (norm_bench: 4% faster on AVX-512 than
-//! on SSE2, same bits). im2col / col2im in `conv` were tried and gained nothing measurable (their
+//! on SSE2, same bits), the depthwise convolution, and `afan-train`'s fused SGD update (public
+//! for it). im2col / col2im in `conv` were tried and gained nothing measurable (their
 //! time is `memcpy`, already AVX-512 in glibc, and stride-2 moves), so they stay baseline code.
 //!
 //! Why: the workspace builds for the portable x86-64 target (SSE2 only), so plain loops vectorise
@@ -53,8 +54,8 @@ impl Isa {
         Isa::Baseline
     }
 
-    /// Every instruction set this CPU has, baseline first: what the tests compare.
-    #[cfg(test)]
+    /// Every instruction set this CPU has, baseline first: what the tests compare (here and in
+    /// `afan-train`'s SGD update).
     pub fn all_available() -> Vec<Self> {
         let mut all = vec![Isa::Baseline];
         #[cfg(target_arch = "x86_64")]

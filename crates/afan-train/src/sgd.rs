@@ -10,6 +10,12 @@
 //! on rayon's threads. The arithmetic is Burn's, in Burn's order and with its `f32` scalars, so
 //! the results equal `burn::optim::Sgd`'s bit for bit (tested), and the optimizer state is saved
 //! under the same names (`momentum.velocity`), so checkpoints written with either load in both.
+//!
+//! The loops run under the widest instruction set the CPU has (`afan_models::simd::Isa`: AVX2 or
+//! AVX-512, chosen at run time; the workspace itself targets baseline x86-64, whose loops move
+//! four floats at a time with SSE). The wider code computes the same operations in the same order
+//! (Rust never fuses a multiply and an add into an FMA), so every instruction set gives Burn's
+//! bits (tested on each one this CPU has); `AFAN_ISA=baseline` times the SSE loop.
 
 use burn::optim::{LearningRate, Optimizer, RecordState, StateSink, StateSource, join_path};
 use burn::tensor::{Device, Tensor};
@@ -126,6 +132,7 @@ impl Sgd {
 /// The update of one contiguous run of weights, Burn's expressions element by element.
 pub(crate) mod kernel {
     use super::Sgd;
+    use afan_models::simd::Isa;
     use rayon::prelude::*;
 
     /// Elements per rayon task: large enough to amortise the task, small enough to split the
@@ -159,6 +166,7 @@ pub(crate) mod kernel {
     }
 
     /// Without momentum.
+    #[inline(always)]
     fn plain<const DECAY: bool>(s: Scalars, p: &mut [f32], g: &[f32]) {
         for (p, &g) in p.iter_mut().zip(g) {
             *p -= s.decayed::<DECAY>(*p, g) * s.lr;
@@ -166,6 +174,7 @@ pub(crate) mod kernel {
     }
 
     /// The first step with momentum: the velocity is the decayed gradient, written over `g`.
+    #[inline(always)]
     fn first<const DECAY: bool, const NESTEROV: bool>(s: Scalars, p: &mut [f32], g: &mut [f32]) {
         for (p, g) in p.iter_mut().zip(g) {
             let d = s.decayed::<DECAY>(*p, *g);
@@ -175,6 +184,7 @@ pub(crate) mod kernel {
     }
 
     /// A later step with momentum: `v` is the previous velocity, updated in place.
+    #[inline(always)]
     fn later<const DECAY: bool, const NESTEROV: bool>(
         s: Scalars,
         p: &mut [f32],
@@ -188,8 +198,10 @@ pub(crate) mod kernel {
         }
     }
 
-    /// [`update`] with its branches fixed.
+    /// [`update`] with its branches fixed, each chunk's loop compiled for `isa` (the loops are
+    /// `#[inline(always)]` into the closures that [`Isa::run`] calls under its target features).
     fn run<const DECAY: bool, const NESTEROV: bool>(
+        isa: Isa,
         s: Scalars,
         momentum: bool,
         weights: &mut [f32],
@@ -200,11 +212,24 @@ pub(crate) mod kernel {
             .par_chunks_mut(CHUNK)
             .zip(grad.par_chunks_mut(CHUNK));
         match (momentum, velocity) {
-            (false, _) => chunks.for_each(|(p, g)| plain::<DECAY>(s, p, g)),
-            (true, None) => chunks.for_each(|(p, g)| first::<DECAY, NESTEROV>(s, p, g)),
-            (true, Some(v)) => chunks
-                .zip(v.par_chunks_mut(CHUNK))
-                .for_each(|((p, g), v)| later::<DECAY, NESTEROV>(s, p, g, v)),
+            (false, _) => chunks.for_each(|(p, g)| {
+                isa.run(
+                    #[inline(always)]
+                    || plain::<DECAY>(s, p, g),
+                )
+            }),
+            (true, None) => chunks.for_each(|(p, g)| {
+                isa.run(
+                    #[inline(always)]
+                    || first::<DECAY, NESTEROV>(s, p, g),
+                )
+            }),
+            (true, Some(v)) => chunks.zip(v.par_chunks_mut(CHUNK)).for_each(|((p, g), v)| {
+                isa.run(
+                    #[inline(always)]
+                    || later::<DECAY, NESTEROV>(s, p, g, v),
+                )
+            }),
         }
     }
 
@@ -212,6 +237,18 @@ pub(crate) mod kernel {
     /// previous step (updated in place), or `None` on the first step, when the velocity becomes
     /// the decayed gradient, written over `grad` (which is then the new buffer).
     pub(crate) fn update(
+        sgd: &Sgd,
+        lr: f64,
+        weights: &mut [f32],
+        grad: &mut [f32],
+        velocity: Option<&mut [f32]>,
+    ) {
+        update_on(Isa::detect(), sgd, lr, weights, grad, velocity);
+    }
+
+    /// [`update`] with its loops compiled for `isa` (the tests run every one the CPU has).
+    pub(crate) fn update_on(
+        isa: Isa,
         sgd: &Sgd,
         lr: f64,
         weights: &mut [f32],
@@ -239,10 +276,10 @@ pub(crate) mod kernel {
         let momentum = sgd.momentum.is_some();
         let nesterov = sgd.momentum.is_some_and(|m| m.nesterov);
         match (sgd.weight_decay.is_some(), nesterov) {
-            (false, false) => run::<false, false>(s, momentum, weights, grad, velocity),
-            (false, true) => run::<false, true>(s, momentum, weights, grad, velocity),
-            (true, false) => run::<true, false>(s, momentum, weights, grad, velocity),
-            (true, true) => run::<true, true>(s, momentum, weights, grad, velocity),
+            (false, false) => run::<false, false>(isa, s, momentum, weights, grad, velocity),
+            (false, true) => run::<false, true>(isa, s, momentum, weights, grad, velocity),
+            (true, false) => run::<true, false>(isa, s, momentum, weights, grad, velocity),
+            (true, true) => run::<true, true>(isa, s, momentum, weights, grad, velocity),
         }
     }
 }

@@ -1,4 +1,4 @@
-use super::kernel::update;
+use super::kernel::{update, update_on};
 use super::*;
 use burn::nn::LinearConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer, SgdConfig};
@@ -190,5 +190,49 @@ fn optimizer_records_load_in_both_directions() {
         // Without the velocity the second step would differ: the state was really carried over.
         let c = theirs().step(0.1, model.clone(), grads(&model));
         assert_ne!(w(&a), w(&c));
+    }
+}
+
+/// The update compiled for every instruction set this CPU has (baseline SSE, AVX2, AVX-512)
+/// against Burn's ops (`step_by_ops`, equal to `burn::optim::Sgd` by the test above), three
+/// steps of every configuration, bit for bit: a length with a vector tail past a full chunk, and
+/// lengths shorter than one vector. An FMA or a reordered sum in a wide loop would fail here.
+#[test]
+fn every_instruction_set_gives_burns_bits() {
+    let device = device();
+    for isa in afan_models::simd::Isa::all_available() {
+        for n in [(1 << 15) + 1003, 13, 1] {
+            for (weight_decay, momentum) in configs() {
+                let sgd = Sgd {
+                    weight_decay,
+                    momentum,
+                };
+                let start = values(n, 1);
+                let mut p_ops = tensor(start.clone(), [1, n], &device);
+                let mut v_ops = None;
+                let mut p = start;
+                let mut v: Option<Vec<f32>> = None;
+                for step in 0..3 {
+                    let lr = 0.1 / (step + 1) as f64;
+                    let g = values(n, 10 + step);
+                    let (q, s) =
+                        sgd.step_by_ops(lr, p_ops, tensor(g.clone(), [1, n], &device), v_ops);
+                    (p_ops, v_ops) = (q, s.and_then(|s| s.velocity));
+                    let mut g = g;
+                    match v.as_mut() {
+                        Some(v) => update_on(isa, &sgd, lr, &mut p, &mut g, Some(v)),
+                        None => {
+                            update_on(isa, &sgd, lr, &mut p, &mut g, None);
+                            v = momentum.map(|_| g);
+                        }
+                    }
+                    let what = format!("{isa:?} n={n} {weight_decay:?} {momentum:?} step {step}");
+                    let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&p), bits(&host(&p_ops)), "weights, {what}");
+                    let v_expect = v_ops.as_ref().map(|v| bits(&host(v)));
+                    assert_eq!(v.as_deref().map(bits), v_expect, "velocity, {what}");
+                }
+            }
+        }
     }
 }

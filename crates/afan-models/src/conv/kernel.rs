@@ -103,7 +103,7 @@ impl DwLayout {
 /// packing. A band's patch matrix stays in the 2 MiB L2: im2col writes it, gemm reads it back at
 /// once and writes the band's columns of the output (whose row stride stays the full pixel
 /// count), and the weight gradient adds each band's product in band order, a function of the
-/// shapes only (docs/benchmarks.md, issue 19's sixth fix).
+/// shapes only (docs/benchmarks.md, issue 19's ninth fix).
 pub const BAND_BYTES: usize = 1 << 20;
 
 /// Output pixels a band holds at least, whatever the byte budget: thinner bands left gemm too

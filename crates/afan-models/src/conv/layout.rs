@@ -68,20 +68,46 @@ fn transpose_cells<const REVERSE: bool>(
                         }
                         continue;
                     }
-                    for r in r0..r1 {
-                        let from = &src[(r * cols + c) * cell..][..cell];
-                        let to = &mut out_col[r * cell..][..cell];
-                        if REVERSE {
-                            for (to, from) in to.iter_mut().zip(from.iter().rev()) {
-                                to.write(*from);
+                    let (from, to) = (
+                        &src[(r0 * cols + c) * cell..],
+                        &mut out_col[r0 * cell..r1 * cell],
+                    );
+                    // 3x3 kernels (nearly all of them) with the cell's size a constant.
+                    match (REVERSE, cell) {
+                        (true, 9) => reverse_cells::<9>(from, cols * cell, to),
+                        _ => {
+                            for r in r0..r1 {
+                                let from = &src[(r * cols + c) * cell..][..cell];
+                                let to = &mut out_col[r * cell..][..cell];
+                                if REVERSE {
+                                    for (to, from) in to.iter_mut().zip(from.iter().rev()) {
+                                        to.write(*from);
+                                    }
+                                } else {
+                                    to.write_copy_of_slice(from);
+                                }
                             }
-                        } else {
-                            to.write_copy_of_slice(from);
                         }
                     }
                 }
             }
         });
+}
+
+/// `to`'s consecutive cells of `N` floats, each the reverse of one of `from`'s, which lie
+/// `stride` floats apart from `from`'s start (one output column's rows of a tile). `N` known to
+/// the compiler makes a cell a few vector moves and a shuffle instead of a loop of `N` single
+/// moves: that loop (3x3 kernels) was ~4% of the DeepLabV3+ ResNet-50 step (issue 19's seventh
+/// fix, docs/benchmarks.md).
+#[inline(always)]
+fn reverse_cells<const N: usize>(from: &[f32], stride: usize, to: &mut [MaybeUninit<f32>]) {
+    for (i, to) in to.chunks_exact_mut(N).enumerate() {
+        let cell: &[f32; N] = from[i * stride..][..N].try_into().expect("N floats");
+        let to: &mut [MaybeUninit<f32>; N] = to.try_into().expect("N floats");
+        for t in 0..N {
+            to[t].write(cell[N - 1 - t]);
+        }
+    }
 }
 
 #[cfg(test)]
