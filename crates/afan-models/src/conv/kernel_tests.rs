@@ -288,25 +288,27 @@ fn results_do_not_depend_on_thread_count() {
     ] {
         let g = geom(case);
         let d = data(&g);
-        let run = |threads| {
-            pool(threads).install(|| {
-                let y = conv2d_forward(&g, &d.x, &d.w);
-                let mut all = vec![y];
-                for route in routes(&g) {
-                    let (dx, dw) = conv2d_backward_by(&g, route, &d.x, &d.w, &d.dy, [true, true]);
-                    all.extend([dx.unwrap(), dw.unwrap()]);
-                }
-                let (dx, dw) = conv2d_backward(&g, &d.x, &d.w, &d.dy, [true, true]);
+        let all = || {
+            let y = conv2d_forward(&g, &d.x, &d.w);
+            let mut all = vec![y];
+            for route in routes(&g) {
+                let (dx, dw) = conv2d_backward_by(&g, route, &d.x, &d.w, &d.dy, [true, true]);
                 all.extend([dx.unwrap(), dw.unwrap()]);
-                all.concat()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect::<Vec<u32>>()
-            })
+            }
+            let (dx, dw) = conv2d_backward(&g, &d.x, &d.w, &d.dy, [true, true]);
+            all.extend([dx.unwrap(), dw.unwrap()]);
+            all.concat()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<u32>>()
         };
+        let run = |threads| pool(threads).install(all);
         let one = run(1);
         assert_eq!(one, run(3), "{g:?}");
         assert_eq!(one, run(1), "{g:?}");
+        // Called from outside any pool (this test's thread, the global pool: 2 threads on a
+        // 2-core machine), a large image's im2col splits its channels over the pool.
+        assert_eq!(one, all(), "{g:?}, from outside the pool");
     }
 }
 

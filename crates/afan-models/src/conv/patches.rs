@@ -12,6 +12,7 @@
 //! so that they vectorise (a `step_by` loop does not).
 
 use super::geom::{ConvGeom, valid_range};
+use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// Where kernel tap (`ki`, `kj`) reads: `oi = ki * dilation` rows and `oj = kj * dilation`
@@ -102,6 +103,15 @@ pub(super) fn im2col(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>], ld: 
 
 /// [`im2col`] of output rows `r0..r1` only: the band of columns `r0*OW..r1*OW` of the patch
 /// matrix, written from column 0 of `col` (rows `ld` apart, each `(r1 - r0) * OW` long).
+///
+/// Channels go to rayon's pool when the caller is outside it and the matrix is large
+/// ([`PARALLEL_ELEMENTS`]). Why: a convolution with fewer blocks of images than threads (one
+/// 600x800 image, or DeepLabV3+'s two small maps in one block) runs its only block on the calling
+/// thread and gives the pool to gemm, so im2col ran alone on the main thread while the pool
+/// waited: ~10% of the DeepLabV3+ ResNet-50 A-FAN step's samples at 2 threads were the main
+/// thread's im2col and its copies (docs/benchmarks.md, issue 19). Inside the pool (one block
+/// per thread) the other threads are busy with other blocks, so it stays on the caller. Every
+/// element is a copy: the result does not depend on the split.
 pub(super) fn im2col_rows(
     g: &ConvGeom,
     x: &[f32],
@@ -109,31 +119,66 @@ pub(super) fn im2col_rows(
     ld: usize,
     (r0, r1): (usize, usize),
 ) {
-    let ow = g.out_hw()[1];
+    let taps = taps(g);
     let plane = g.in_hw[0] * g.in_hw[1];
-    let (base, len) = (r0 * ow, (r1 - r0) * ow);
-    for_each_patch_row(g, |row, offset, tap| {
-        let dst = &mut col[row * ld..row * ld + len];
-        let src = &x[offset..offset + plane];
-        let (y0, y1, (lo, hi)) = clip(tap.rows, (r0, r1), tap.cols);
-        zero(&mut dst[..(y0 - r0) * ow]);
-        zero(&mut dst[(y1 - r0) * ow..]);
-        if let Some(p) = tap.piece {
-            let (first, last) = (p.first.max(y0 * ow), p.last.min(y1 * ow));
-            if last > first {
-                let piece = &src[p.from + first - p.first..][..last - first];
-                dst[first - base..last - base].write_copy_of_slice(piece);
-            }
-        } else {
-            for oy in y0..y1 {
-                let src = &src[row_start(g, tap, oy)..];
-                let at = (oy - r0) * ow;
-                gather(&mut dst[at + lo..at + hi], src, g.stride[1]);
-            }
+    let len = (r1 - r0) * g.out_hw()[1];
+    // One channel's rows: `taps.len()` rows `ld` apart (the last channel's may end early).
+    let rows_of = (taps.len() * ld).max(1);
+    let channel = |(c, col_c): (usize, &mut [MaybeUninit<f32>])| {
+        let src = &x[c * plane..(c + 1) * plane];
+        for (t, tap) in taps.iter().enumerate() {
+            im2col_row(g, tap, src, &mut col_c[t * ld..t * ld + len], (r0, r1));
         }
-        for_each_edge(ow, (y0, y1), tap.cols, |i| {
-            dst[i - base].write(0.0);
-        });
+    };
+    let parallel = rayon::current_thread_index().is_none()
+        && rayon::current_num_threads() > 1
+        && g.in_ch > 1
+        && g.in_ch * taps.len() * len >= PARALLEL_ELEMENTS;
+    if parallel {
+        col.par_chunks_mut(rows_of)
+            .take(g.in_ch)
+            .enumerate()
+            .for_each(channel);
+    } else {
+        col.chunks_mut(rows_of)
+            .take(g.in_ch)
+            .enumerate()
+            .for_each(channel);
+    }
+}
+
+/// Patch-matrix elements from which [`im2col_rows`] splits its channels over the pool (a few
+/// hundred KB: below it a task costs more than it saves).
+pub(super) const PARALLEL_ELEMENTS: usize = 1 << 16;
+
+/// One patch row of the band `r0..r1`: plane `src` read at `tap`, into `dst`.
+fn im2col_row(
+    g: &ConvGeom,
+    tap: &Tap,
+    src: &[f32],
+    dst: &mut [MaybeUninit<f32>],
+    (r0, r1): (usize, usize),
+) {
+    let ow = g.out_hw()[1];
+    let base = r0 * ow;
+    let (y0, y1, (lo, hi)) = clip(tap.rows, (r0, r1), tap.cols);
+    zero(&mut dst[..(y0 - r0) * ow]);
+    zero(&mut dst[(y1 - r0) * ow..]);
+    if let Some(p) = tap.piece {
+        let (first, last) = (p.first.max(y0 * ow), p.last.min(y1 * ow));
+        if last > first {
+            let piece = &src[p.from + first - p.first..][..last - first];
+            dst[first - base..last - base].write_copy_of_slice(piece);
+        }
+    } else {
+        for oy in y0..y1 {
+            let src = &src[row_start(g, tap, oy)..];
+            let at = (oy - r0) * ow;
+            gather(&mut dst[at + lo..at + hi], src, g.stride[1]);
+        }
+    }
+    for_each_edge(ow, (y0, y1), tap.cols, |i| {
+        dst[i - base].write(0.0);
     });
 }
 
