@@ -37,7 +37,17 @@ impl Isa {
         let cap = *CAP.get_or_init(|| match std::env::var("AFAN_ISA").as_deref() {
             Ok("baseline") => 0,
             Ok("avx2") => 1,
-            _ => 2,
+            Err(std::env::VarError::NotPresent) => 2,
+            // Read once, deep inside a kernel, where there is no error to return: reported
+            // rather than ignored (as the convolution's knobs).
+            Ok(other) => {
+                eprintln!("warning: AFAN_ISA={other:?} is not baseline or avx2; ignoring it");
+                2
+            }
+            Err(e) => {
+                eprintln!("warning: AFAN_ISA: {e}; ignoring it");
+                2
+            }
         });
         if cap == 0 {
             return Isa::Baseline;
