@@ -307,17 +307,23 @@ fn matmul_strided(
     }
 }
 
-/// Runs `f` on the patch matrix of image `x_n` (`[C*kh*kw, OH*OW]`, row-major; `g` ungrouped,
-/// `x_n` one group's channels): the image itself for a pointwise convolution, else im2col's copy
-/// in this thread's scratch.
-fn with_patches<R>(g: &ConvGeom, x_n: &[f32], f: impl FnOnce(Mat) -> R) -> R {
-    let pixels = g.out_pixels();
+/// Runs `f` on the band of output rows `r0..r1` of image `x_n`'s patch matrix (`[C*kh*kw,
+/// (r1-r0)*OW]`; `g` ungrouped, `x_n` one group's channels) and its column count: the image's
+/// own pixels for a pointwise convolution, else im2col's copy in this thread's scratch.
+fn with_patches<R>(
+    g: &ConvGeom,
+    x_n: &[f32],
+    (r0, r1): (usize, usize),
+    f: impl FnOnce(Mat, usize) -> R,
+) -> R {
+    let ow = g.out_hw()[1];
+    let cols = (r1 - r0) * ow;
     if g.is_pointwise() {
-        return f(Mat::rows(x_n, pixels));
+        return f(Mat::rows(&x_n[r0 * ow..], g.out_pixels()), cols);
     }
-    with_scratch(Scratch::Col, g.patch() * pixels, |col| {
-        im2col(g, x_n, col, pixels);
-        f(Mat::written(col, pixels))
+    with_scratch(Scratch::Col, g.patch() * cols, |col| {
+        im2col_rows(g, x_n, col, cols, (r0, r1));
+        f(Mat::written(col, cols), cols)
     })
 }
 
@@ -342,7 +348,7 @@ impl Groups {
 
 /// One image of the forward convolution: per group, `y_n [K/G, OH*OW] = W [K/G, C/G*kh*kw] *
 /// col(x_n)`, every element of `y_n` written; in bands of output rows ([`band_rows`] of
-/// `budget`) when the patch matrix is larger.
+/// `budget`; one band when the patch matrix fits).
 fn forward_image(
     g: &ConvGeom,
     x_n: &[f32],
@@ -360,17 +366,8 @@ fn forward_image(
         .zip(w.chunks(parts.weight.max(1)));
     for ((y_g, x_g), w_g) in chunks.take(g.groups) {
         let lhs = Mat::rows(w_g, patch);
-        if rows >= oh {
-            with_patches(&one, x_g, |col| {
-                matmul(y_g, [g.group_out(), pixels, patch], lhs, col, false, par)
-            });
-            continue;
-        }
         for (r0, r1) in bands(oh, rows) {
-            let cols = (r1 - r0) * ow;
-            with_scratch(Scratch::Col, patch * cols, |col| {
-                im2col_rows(&one, x_g, col, cols, (r0, r1));
-                let rhs = Mat::written(col, cols);
+            with_patches(&one, x_g, (r0, r1), |rhs, cols| {
                 let dims = [g.group_out(), cols, patch];
                 matmul_band(&mut y_g[r0 * ow..], pixels, dims, lhs, rhs, par)
             });
@@ -579,21 +576,11 @@ fn weight_grad_image(
     let [oh, ow] = g.out_hw();
     let rows = band_rows(g, budget);
     for ((dwt_g, x_g), dy_g) in groups.take(g.groups) {
-        if rows >= oh {
-            let rhs = Mat::transposed(dy_g, pixels);
-            with_patches(&one, x_g, |col| {
-                let dims = [patch, g.group_out(), pixels];
-                matmul_to(dwt_g, col_major, dims, col, rhs, add, par)
-            });
-            continue;
-        }
         for (r0, r1) in bands(oh, rows) {
-            let cols = (r1 - r0) * ow;
             // The band's columns of `dy_g`, transposed: element (p, k) at `p + k * pixels`.
             let rhs = Mat::transposed(&dy_g[r0 * ow..], pixels);
-            with_scratch(Scratch::Col, patch * cols, |col| {
-                im2col_rows(&one, x_g, col, cols, (r0, r1));
-                let (lhs, dims) = (Mat::written(col, cols), [patch, g.group_out(), cols]);
+            with_patches(&one, x_g, (r0, r1), |lhs, cols| {
+                let dims = [patch, g.group_out(), cols];
                 matmul_to(dwt_g, col_major, dims, lhs, rhs, add || r0 > 0, par)
             });
         }
