@@ -76,18 +76,6 @@ fn taps(g: &ConvGeom) -> Vec<Tap> {
         .collect()
 }
 
-/// Calls `f(patch row, input plane offset, tap)` for every row of the patch matrix (of one group:
-/// `g` is ungrouped here).
-fn for_each_patch_row(g: &ConvGeom, mut f: impl FnMut(usize, usize, &Tap)) {
-    let taps = taps(g);
-    let plane = g.in_hw[0] * g.in_hw[1];
-    for c in 0..g.in_ch {
-        for (t, tap) in taps.iter().enumerate() {
-            f(c * taps.len() + t, c * plane, tap);
-        }
-    }
-}
-
 /// The input index (in its plane) of output (`oy`, `tap.cols.0`) at `tap`'s offset.
 fn row_start(g: &ConvGeom, tap: &Tap, oy: usize) -> usize {
     (oy * g.stride[0] + tap.oi - g.padding[0]) * g.in_hw[1] + tap.cols.0 * g.stride[1] + tap.oj
@@ -147,8 +135,8 @@ pub(super) fn im2col_rows(
     }
 }
 
-/// Patch-matrix elements from which [`im2col_rows`] splits its channels over the pool (a few
-/// hundred KB: below it a task costs more than it saves).
+/// Patch-matrix elements from which [`im2col_rows`] and [`col2im_rows`] split their channels
+/// over the pool (a few hundred KB: below it a task costs more than it saves).
 pub(super) const PARALLEL_ELEMENTS: usize = 1 << 16;
 
 /// One patch row of the band `r0..r1`: plane `src` read at `tap`, into `dst`.
@@ -202,6 +190,14 @@ pub(super) fn col2im(g: &ConvGeom, dcol: &mut [f32], ld: usize, dx: &mut [f32]) 
 }
 
 /// [`col2im`] of the band of output rows `r0..r1` only (`dcol` as [`im2col_rows`] writes it).
+///
+/// Channel by channel, like [`im2col_rows`], and over rayon's pool under the same condition
+/// (called from outside the pool, a large matrix): a channel's patch rows add onto that
+/// channel's plane of `dx` only, so each task owns one plane and its rows, and every plane gets
+/// its additions in the same order (tap by tap) however the channels are split: the result is
+/// bit-equal to the serial walk. Why: the input gradient of a convolution with fewer blocks of
+/// images than threads runs on the calling thread, which did the whole scatter alone while the
+/// pool waited (issue 19, docs/benchmarks.md).
 pub(super) fn col2im_rows(
     g: &ConvGeom,
     dcol: &mut [f32],
@@ -209,33 +205,64 @@ pub(super) fn col2im_rows(
     dx: &mut [f32],
     (r0, r1): (usize, usize),
 ) {
-    let ow = g.out_hw()[1];
+    let taps = taps(g);
     let plane = g.in_hw[0] * g.in_hw[1];
-    let (base, len) = (r0 * ow, (r1 - r0) * ow);
-    for_each_patch_row(g, |row, offset, tap| {
-        let src = &mut dcol[row * ld..row * ld + len];
-        let dst = &mut dx[offset..offset + plane];
-        let (y0, y1, (lo, hi)) = clip(tap.rows, (r0, r1), tap.cols);
-        if let Some(p) = tap.piece {
-            // Zeroed edge columns make the shifted plane one vectorised add; they land on the
-            // neighbouring row's edge and add exactly nothing.
-            for_each_edge(ow, (y0, y1), tap.cols, |i| src[i - base] = 0.0);
-            let (first, last) = (p.first.max(y0 * ow), p.last.min(y1 * ow));
-            if last > first {
-                let at = p.from + first - p.first;
-                add(
-                    &mut dst[at..at + last - first],
-                    &src[first - base..last - base],
-                );
-            }
-        } else {
-            for oy in y0..y1 {
-                let dst = &mut dst[row_start(g, tap, oy)..];
-                let at = (oy - r0) * ow;
-                scatter_add(dst, &src[at + lo..at + hi], g.stride[1]);
-            }
+    let len = (r1 - r0) * g.out_hw()[1];
+    let rows_of = (taps.len() * ld).max(1);
+    let channel = |(dcol_c, dx_c): (&mut [f32], &mut [f32])| {
+        for (t, tap) in taps.iter().enumerate() {
+            col2im_row(g, tap, &mut dcol_c[t * ld..t * ld + len], dx_c, (r0, r1));
         }
-    });
+    };
+    let parallel = rayon::current_thread_index().is_none()
+        && rayon::current_num_threads() > 1
+        && g.in_ch > 1
+        && g.in_ch * taps.len() * len >= PARALLEL_ELEMENTS;
+    let dx = &mut dx[..g.in_ch * plane];
+    if parallel {
+        dcol.par_chunks_mut(rows_of)
+            .take(g.in_ch)
+            .zip(dx.par_chunks_mut(plane.max(1)))
+            .for_each(channel);
+    } else {
+        dcol.chunks_mut(rows_of)
+            .take(g.in_ch)
+            .zip(dx.chunks_mut(plane.max(1)))
+            .for_each(channel);
+    }
+}
+
+/// One patch row of the band `r0..r1` (`src`, scratch: its padding entries may be zeroed) added
+/// onto the plane `dst` at `tap`.
+fn col2im_row(
+    g: &ConvGeom,
+    tap: &Tap,
+    src: &mut [f32],
+    dst: &mut [f32],
+    (r0, r1): (usize, usize),
+) {
+    let ow = g.out_hw()[1];
+    let base = r0 * ow;
+    let (y0, y1, (lo, hi)) = clip(tap.rows, (r0, r1), tap.cols);
+    if let Some(p) = tap.piece {
+        // Zeroed edge columns make the shifted plane one vectorised add; they land on the
+        // neighbouring row's edge and add exactly nothing.
+        for_each_edge(ow, (y0, y1), tap.cols, |i| src[i - base] = 0.0);
+        let (first, last) = (p.first.max(y0 * ow), p.last.min(y1 * ow));
+        if last > first {
+            let at = p.from + first - p.first;
+            add(
+                &mut dst[at..at + last - first],
+                &src[first - base..last - base],
+            );
+        }
+    } else {
+        for oy in y0..y1 {
+            let dst = &mut dst[row_start(g, tap, oy)..];
+            let at = (oy - r0) * ow;
+            scatter_add(dst, &src[at + lo..at + hi], g.stride[1]);
+        }
+    }
 }
 
 /// Calls `f(i)` for the index `i` of every element of rows `rows` outside columns `cols` of a
@@ -310,6 +337,99 @@ fn scatter_add(dst: &mut [f32], src: &[f32], stride: usize) {
         _ => {
             for (i, s) in src.iter().enumerate() {
                 dst[i * stride] += s;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `dx += col2im(dcol)` by the definition: channel by channel, tap by tap in patch-row order,
+    /// then output pixel by pixel, the order in which [`col2im_rows`] adds onto each element.
+    fn col2im_definition(
+        g: &ConvGeom,
+        dcol: &[f32],
+        ld: usize,
+        dx: &mut [f32],
+        (r0, r1): (usize, usize),
+    ) {
+        let ([h, w], [kh, kw], [_, ow]) = (g.in_hw, g.kernel, g.out_hw());
+        for c in 0..g.in_ch {
+            for ki in 0..kh {
+                for kj in 0..kw {
+                    let row = (c * kh + ki) * kw + kj;
+                    for oy in r0..r1 {
+                        for ox in 0..ow {
+                            let iy = (oy * g.stride[0] + ki * g.dilation[0]) as isize
+                                - g.padding[0] as isize;
+                            let ix = (ox * g.stride[1] + kj * g.dilation[1]) as isize
+                                - g.padding[1] as isize;
+                            if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                                let v = dcol[row * ld + (oy - r0) * ow + ox];
+                                dx[(c * h + iy as usize) * w + ix as usize] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool")
+    }
+
+    /// col2im over whole images and bands, shifted planes (stride 1, "same"), stride-2 pairs,
+    /// the generic stride, dilation, odd sizes and a kernel larger than the image: equal bit for
+    /// bit to the definition (which adds in the same order), in a 1- and 3-thread pool and from
+    /// outside any pool, where a large patch matrix splits its channels over the global pool
+    /// (one plane per task). `ld` wider than the band, as blocks of images lay it out. A channel
+    /// skipped or written twice by the split fails here.
+    #[test]
+    fn col2im_matches_the_definition_inside_and_outside_the_pool() {
+        let cases = [
+            // (C, [H, W], [kh, kw], stride, padding, dilation)
+            (40, [33, 33], [3, 3], 1, 1, 1),
+            (64, [31, 30], [3, 3], 2, 1, 1),
+            (20, [29, 33], [3, 3], 1, 2, 2),
+            (32, [30, 31], [5, 5], 3, 2, 1),
+            (90, [17, 17], [1, 3], 1, 0, 1),
+            (60, [20, 21], [1, 3], 1, 1, 1),
+            (3, [2, 1], [3, 3], 1, 1, 1),
+        ];
+        for (c, hw, kernel, s, p, d) in cases {
+            let g = ConvGeom {
+                dilation: [d, d],
+                ..ConvGeom::dense([1, c, 1], hw, kernel, [s, s], [p, p])
+            };
+            let [oh, ow] = g.out_hw();
+            for band in [(0, oh), (oh / 3, oh - oh / 4)] {
+                let len = (band.1 - band.0) * ow;
+                let ld = len + 5;
+                let rows = g.patch();
+                let dcol: Vec<f32> = (0..rows * ld)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                    .collect();
+                let dx0: Vec<f32> = (0..c * hw[0] * hw[1])
+                    .map(|i| (i % 13) as f32 / 3.0)
+                    .collect();
+                let mut want = dx0.clone();
+                col2im_definition(&g, &dcol, ld, &mut want, band);
+                let run = || {
+                    let (mut dcol, mut dx) = (dcol.clone(), dx0.clone());
+                    col2im_rows(&g, &mut dcol, ld, &mut dx, band);
+                    dx.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+                };
+                let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+                let what = format!("{g:?} band {band:?}");
+                assert_eq!(pool(1).install(run), want, "{what}, 1 thread");
+                assert_eq!(pool(3).install(run), want, "{what}, 3 threads");
+                assert_eq!(run(), want, "{what}, from outside the pool");
             }
         }
     }
