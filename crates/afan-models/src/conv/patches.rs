@@ -234,13 +234,7 @@ pub(super) fn col2im_rows(
 
 /// One patch row of the band `r0..r1` (`src`, scratch: its padding entries may be zeroed) added
 /// onto the plane `dst` at `tap`.
-fn col2im_row(
-    g: &ConvGeom,
-    tap: &Tap,
-    src: &mut [f32],
-    dst: &mut [f32],
-    (r0, r1): (usize, usize),
-) {
+fn col2im_row(g: &ConvGeom, tap: &Tap, src: &mut [f32], dst: &mut [f32], (r0, r1): (usize, usize)) {
     let ow = g.out_hw()[1];
     let base = r0 * ow;
     let (y0, y1, (lo, hi)) = clip(tap.rows, (r0, r1), tap.cols);
