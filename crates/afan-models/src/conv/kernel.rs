@@ -376,12 +376,14 @@ fn forward_image(
 }
 
 /// The patch matrices of one group's channels of several images side by side: image `n`'s in
-/// columns `n*OH*OW..`, rows `cols` long. `g` is ungrouped; `x_g(n)` is image `n`'s channels.
+/// columns `n*OH*OW..`, rows `ld` apart; columns past the images' (`ld` may be wider,
+/// [`padded_columns`]) are zero. `g` is ungrouped; `x_g(n)` is image `n`'s channels.
 fn block_patches<'a>(
     g: &ConvGeom,
     images: usize,
     x_g: impl Fn(usize) -> &'a [f32],
     col: &mut [MaybeUninit<f32>],
+    ld: usize,
 ) {
     let pixels = g.out_pixels();
     let cols = images * pixels;
@@ -389,11 +391,40 @@ fn block_patches<'a>(
         let dst = &mut col[n * pixels..];
         if g.is_pointwise() {
             for (c, src) in x_g(n).chunks(pixels.max(1)).enumerate() {
-                dst[c * cols..c * cols + pixels].write_copy_of_slice(src);
+                dst[c * ld..c * ld + pixels].write_copy_of_slice(src);
             }
         } else {
-            im2col(g, x_g(n), dst, cols);
+            im2col(g, x_g(n), dst, ld);
         }
+    }
+    if ld > cols {
+        for row in col.chunks_mut(ld).take(g.patch()) {
+            row[cols..].fill(MaybeUninit::new(0.0));
+        }
+    }
+}
+
+/// SIMD lanes that [`padded_columns`] rounds to: 16 `f32`s (AVX-512; a multiple of AVX2's 8).
+pub const PAD_COLUMNS: usize = 16;
+
+/// The row length of a block's patch matrix and output: `cols` rounded up to a multiple of
+/// [`PAD_COLUMNS`] when the product gets gemm's threads (`par`), else `cols`.
+///
+/// Why: gemm (which transposes a row-major product) packs the whole patch matrix on the
+/// calling thread, before its threads start, whenever the column count is not a multiple of its
+/// SIMD width ("prepacked lhs"); with the column count a multiple, each thread packs or reads its
+/// own part. DeepLabV3+'s two 17x17 (or 9x9) maps in one block (578 or 162 columns) had their
+/// `layer3`, `layer4` and ASPP patch matrices repacked by the main thread alone while the pool
+/// waited (a per-thread profile, issue 19). The zero columns cost a few percent more
+/// multiply-adds and are not copied out; every other column's sum is the same (gemm's blocking of
+/// the inner dimension depends on it alone), so results do not change. `AFAN_CONV_PAD_COLUMNS`
+/// replaces the width (1 turns it off; for timing both with one binary).
+fn padded_columns(cols: usize, par: Parallelism) -> usize {
+    static LANES: OnceLock<usize> = OnceLock::new();
+    let lanes = *LANES.get_or_init(|| env_or("AFAN_CONV_PAD_COLUMNS", PAD_COLUMNS).max(1));
+    match par {
+        Parallelism::None => cols,
+        _ => cols.next_multiple_of(lanes),
     }
 }
 
@@ -433,13 +464,14 @@ fn forward_block(
     let (in_len, out_len, cols) = (g.in_len(), g.out_len(), images * pixels);
     for (grp, w_g) in w.chunks(parts.weight.max(1)).take(g.groups).enumerate() {
         let x_g = |n: usize| &x_b[n * in_len + grp * parts.input..][..parts.input];
-        with_scratch(Scratch::Col, patch * cols, |col| {
-            block_patches(&one, images, x_g, col);
-            with_scratch(Scratch::Out, g.group_out() * cols, |out| {
-                let rhs = Mat::written(col, cols);
+        let ld = padded_columns(cols, par);
+        with_scratch(Scratch::Col, patch * ld, |col| {
+            block_patches(&one, images, x_g, col, ld);
+            with_scratch(Scratch::Out, g.group_out() * ld, |out| {
+                let rhs = Mat::written(col, ld);
                 matmul(
                     out,
-                    [g.group_out(), cols, patch],
+                    [g.group_out(), ld, patch],
                     Mat::rows(w_g, patch),
                     rhs,
                     false,
@@ -448,7 +480,7 @@ fn forward_block(
                 for n in 0..images {
                     let y_n = &mut y_b[n * out_len + grp * parts.output..][..parts.output];
                     for (k, dst) in y_n.chunks_mut(pixels.max(1)).enumerate() {
-                        dst.copy_from_slice(&out[k * cols + n * pixels..][..pixels]);
+                        dst.copy_from_slice(&out[k * ld + n * pixels..][..pixels]);
                     }
                 }
             })
@@ -662,7 +694,7 @@ fn weight_grad_block(
         let x_g = |n: usize| &x_b[n * in_len + grp * parts.input..][..parts.input];
         let dy_g = |n: usize| &dy_b[n * out_len + grp * parts.output..][..parts.output];
         with_scratch(Scratch::Col, patch * cols, |col| {
-            block_patches(&one, images, x_g, col);
+            block_patches(&one, images, x_g, col, cols);
             with_scratch(Scratch::Out, g.group_out() * cols, |rows| {
                 block_rows(g.group_out(), pixels, images, dy_g, rows);
                 // SAFETY: `block_rows` wrote all `K/G * cols` elements.

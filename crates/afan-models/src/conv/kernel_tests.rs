@@ -282,6 +282,8 @@ fn results_do_not_depend_on_thread_count() {
         (2, 64, 32, [24, 24], [3, 3], 1, [2, 2], 2, 2),
         (40, 6, 5, [9, 9], [3, 3], 1, [1, 1], 1, 1),
         (20, 6, 5, [9, 9], [3, 3], 1, [2, 2], 2, 1),
+        // One block of 500 columns: padded to 512 when gemm gets the pool (3 threads), not
+        // with 1 thread; the sums must not change.
         (20, 6, 4, [9, 9], [3, 3], 2, [1, 1], 1, 2),
         (20, 7, 7, [40, 40], [3, 3], 1, [2, 2], 2, 7),
         (20, 7, 7, [9, 9], [3, 3], 2, [1, 1], 1, 7),
