@@ -405,7 +405,7 @@ fn block_patches<'a>(
 }
 
 /// SIMD lanes that [`padded_columns`] rounds to: 16 `f32`s (AVX-512; a multiple of AVX2's 8).
-pub const PAD_COLUMNS: usize = 16;
+const PAD_COLUMNS: usize = 16;
 
 /// The row length of a block's patch matrix and output: `cols` rounded up to a multiple of
 /// [`PAD_COLUMNS`] when the product gets gemm's threads (`par`), else `cols`.
