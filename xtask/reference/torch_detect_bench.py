@@ -62,13 +62,14 @@ sample, as afan's `Sampling::PerPass`, the VOC preset, and the release's separat
 Usage: python torch_detect_bench.py [--det-image|--size 600x800] [--batch 1] [--iters 5] [--warmup 2]
        [--json] [--threads N] (other `afan bench` flags are accepted and ignored).
 """
-import argparse, json, statistics, time
+import argparse, json, statistics
 import torch, torch.nn as nn, torch.nn.functional as F
 import torchvision
 from torchvision.ops import FrozenBatchNorm2d, roi_align
 from torchvision.models.detection.rpn import AnchorGenerator, RegionProposalNetwork, concat_box_prediction_layers
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.image_list import ImageList
+from bench_timing import timed
 from cifar_resnet import moments
 
 
@@ -236,24 +237,11 @@ def main():
         loss.backward()
         opt.step()
 
-    def timed(fn):
-        for _ in range(args.warmup):
-            fn()
-        # Wall-clock and process CPU seconds (all threads) of each step, as `afan bench`'s
-        # children report them (`cpu_s`: on one thread, the step's work whatever else ran).
-        out, cpu = [], []
-        for _ in range(args.iters):
-            t, c = time.perf_counter(), time.process_time()
-            fn()
-            out.append(time.perf_counter() - t)
-            cpu.append(time.process_time() - c)
-        return out, cpu
-
     rows = []
     for name, fn in (("baseline", baseline), ("afan", afan)):
         if name not in args.methods.split(","):
             continue
-        s, cpu = timed(fn)
+        s, cpu = timed(fn, args.warmup, args.iters)
         rows.append({"method": name, "step_s": statistics.median(s), "samples": s,
                      "cpu_s": statistics.median(cpu)})
     meta = {"framework": f"pytorch {torch.__version__}", "threads": torch.get_num_threads(),

@@ -62,10 +62,11 @@ Usage: python torch_segment_bench.py [--size 129] [--batch 2] [--iters 5] [--war
        [--threads N] [--backbones mobilenet_v2,resnet50] [--check] (other `afan bench` flags are
        ignored).
 """
-import argparse, copy, json, statistics, time
+import argparse, copy, json, statistics
 import torch, torch.nn as nn, torch.nn.functional as F
 import torchvision
 from torchvision.models.segmentation.deeplabv3 import ASPP
+from bench_timing import timed
 from cifar_resnet import moments
 
 
@@ -283,24 +284,11 @@ def bench(backbone, args):
         combine(afan_losses(m, x, y)).backward()
         opt.step()
 
-    def timed(fn):
-        for _ in range(args.warmup):
-            fn()
-        # Wall-clock and process CPU seconds (all threads) of each step, as `afan bench`'s
-        # children report them (`cpu_s`: on one thread, the step's work whatever else ran).
-        out, cpu = [], []
-        for _ in range(args.iters):
-            t, c = time.perf_counter(), time.process_time()
-            fn()
-            out.append(time.perf_counter() - t)
-            cpu.append(time.process_time() - c)
-        return out, cpu
-
     rows = []
     for name, fn in (("baseline", baseline), ("afan", afan)):
         if name not in args.methods.split(","):
             continue
-        samples, cpu = timed(fn)
+        samples, cpu = timed(fn, args.warmup, args.iters)
         rows.append({"backbone": backbone, "method": name, "step_s": statistics.median(samples),
                      "samples": samples, "cpu_s": statistics.median(cpu)})
     return rows

@@ -6,8 +6,9 @@ median seconds after warm-up, printed as one JSON object.
 Usage: python torch_step_bench.py [--batch 128] [--pgd-steps 3] [--iters 5] [--warmup 2] [--json]
 [--threads N] (other `afan bench` flags are accepted and ignored).
 """
-import argparse, json, statistics, time
+import argparse, json, statistics
 import torch, torch.nn.functional as F
+from bench_timing import timed
 from cifar_resnet import CifarResNet, moments
 
 
@@ -51,20 +52,11 @@ def main():
         loss.backward()
         opt.step()
 
-    def timed(fn):
-        for _ in range(args.warmup):
-            fn()
-        out = []
-        for _ in range(args.iters):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-        return out
-
-    c, a = timed(clean), timed(afan)
+    c, _ = timed(clean, args.warmup, args.iters)
+    a, _ = timed(afan, args.warmup, args.iters)
     model.eval()
     with torch.no_grad():
-        i = timed(lambda: model(x))
+        i, _ = timed(lambda: model(x), args.warmup, args.iters)
     r = {"framework": f"pytorch {torch.__version__}", "threads": torch.get_num_threads(),
          "batch": args.batch, "pgd_steps": args.pgd_steps,
          "clean_step_s": statistics.median(c), "afan_step_s": statistics.median(a),
