@@ -58,24 +58,14 @@ impl Planes {
 /// than `LANES` are summed by the scalar tail alone, in order.
 pub(crate) const LANES: usize = 32;
 
-/// `sum_i f(inputs[0][i], ..)` over one plane: element `i` goes to partial sum `i % LANES` (in
-/// increasing `i`, the tail's elements too), and the partial sums are added as a tree (lane `l`
-/// takes lane `l + w` for `w` = 16, 8, .., 1). A plane shorter than `LANES` is summed in order
-/// instead. The order is fixed, so the result is the same on every run, thread count and
-/// instruction set.
-///
-/// Why the tree and the tail in lanes: on the small planes of a segmentation step (9x9 and
-/// 17x17 maps at output stride 16; 33x33 at stride 4) the 32 partial sums added left to right and
-/// a tail summed in order were two chains of up to 32 dependent adds per plane, longer than the
-/// vector loop itself (profiled with line tables: the tail and the final sum had twice the samples
-/// of the loop, issue 19).
+/// `sum_i f(inputs[0][i], ..)` over one plane: element `i` of the first `len - len % LANES` goes
+/// to partial sum `i % LANES` (in increasing `i`), the partial sums are added left to right, then
+/// the tail elements in order. The order is fixed, so the result is the same on every run, thread
+/// count and instruction set.
 #[inline(always)]
 pub(super) fn lane_sum<const K: usize>(inputs: [&[f32]; K], f: impl Fn([f32; K]) -> f32) -> f32 {
     let len = inputs[0].len();
     assert!(inputs.iter().all(|s| s.len() == len));
-    if len < LANES {
-        return (0..len).fold(0.0, |sum, j| sum + f(inputs.map(|s| s[j])));
-    }
     let mut acc = [0.0f32; LANES];
     let mut i = 0;
     while i + LANES <= len {
@@ -85,18 +75,8 @@ pub(super) fn lane_sum<const K: usize>(inputs: [&[f32]; K], f: impl Fn([f32; K])
         }
         i += LANES;
     }
-    for (a, j) in acc.iter_mut().zip(i..len) {
-        *a += f(inputs.map(|s| s[j]));
-    }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        let (low, high) = acc.split_at_mut(width);
-        for (a, b) in low.iter_mut().zip(&high[..width]) {
-            *a += *b;
-        }
-    }
-    acc[0]
+    let tail: f32 = (i..len).map(|j| f(inputs.map(|s| s[j]))).sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 /// `out[i] = f(out[i], inputs[0][i], ..)` over one plane, in `LANES`-wide chunks the compiler
