@@ -6,8 +6,24 @@
 //! ([`AxisWeights`]) instead of once per element (flex recomputes them per pixel, in `f64`), and
 //! the planes run in parallel. Both passes go plane by plane, so every element's sum has one
 //! order whatever the thread count.
+//!
+//! Upsampling in height (DeepLab's two resizes, x4 each) runs separably: the forward first
+//! resizes every input row along the width (`ih x ow` gathers, into a per-task row buffer), then
+//! blends two of those rows per output row (`out = h0 * top + h1 * bottom`, contiguous and
+//! vectorised for the CPU's instruction set, [`crate::simd`]); this is exactly PyTorch's
+//! arithmetic, `h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d)`, so the bits are unchanged. The
+//! backward first spreads every output row over its two source rows (`tmp[lo] += h0 * g`,
+//! contiguous), then each of those `ih` rows over its source columns: `ih x ow` scatters instead
+//! of `4 x oh x ow`. It computes `w0 * (h0 * g)` where PyTorch computes `(h0 * w0) * g`, and sums
+//! the rows first, so its results differ from PyTorch's by float reordering only (tests: 5e-6).
+//! Why: profiled at 1 thread (line tables, issue 19), the element-wise forward and the
+//! four-scatters-per-element backward were the largest non-convolution item of the MobileNetV2
+//! segmentation step (3-5% of its samples). Downsampling in height (more input rows than output
+//! rows, where the row pass would do more work) keeps the element-wise loops, as does
+//! `AFAN_RESIZE_SEPARABLE=0` (for timing one binary both ways).
 
 use crate::conv::scratch::{assume_init, uninit_vec};
+use crate::simd::Isa;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -79,6 +95,31 @@ impl Resize {
     fn axes(&self) -> [AxisWeights; 2] {
         [0, 1].map(|d| AxisWeights::new(self.input[d], self.output[d], self.align_corners))
     }
+
+    /// Whether both passes run separably (see the module docs): upsampling or keeping the
+    /// height, unless `AFAN_RESIZE_SEPARABLE=0`.
+    pub(super) fn separable(&self) -> bool {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let on = *ON.get_or_init(|| match std::env::var("AFAN_RESIZE_SEPARABLE").as_deref() {
+            Ok("0") => false,
+            Ok("1") | Err(std::env::VarError::NotPresent) => true,
+            Ok(other) => {
+                eprintln!("warning: AFAN_RESIZE_SEPARABLE={other:?} is not 0 or 1; ignoring it");
+                true
+            }
+            Err(e) => {
+                eprintln!("warning: AFAN_RESIZE_SEPARABLE: {e}; ignoring it");
+                true
+            }
+        });
+        on && self.input[0] <= self.output[0]
+    }
+}
+
+/// Planes handed to one rayon task: about 64k output elements (one plane at least), so that a
+/// task's row buffer and its [`Isa::run`] are paid per task, not per small plane.
+fn planes_per_task(out_plane: usize) -> usize {
+    (65_536 / out_plane.max(1)).max(1)
 }
 
 /// Bilinear resize of `x` (`planes` input planes) to the output size.
@@ -91,6 +132,16 @@ pub fn bilinear_forward(r: &Resize, x: &[f32]) -> Vec<f32> {
 
 /// [`bilinear_forward`] into `y`, every element of which it writes.
 pub(super) fn bilinear_forward_into(r: &Resize, x: &[f32], y: &mut [MaybeUninit<f32>]) {
+    forward_into_with(r, x, y, r.separable());
+}
+
+/// [`bilinear_forward_into`], separably if `separable` (which the caller has checked applies).
+pub(super) fn forward_into_with(
+    r: &Resize,
+    x: &[f32],
+    y: &mut [MaybeUninit<f32>],
+    separable: bool,
+) {
     let [ih, iw] = r.input;
     let [oh, ow] = r.output;
     assert_eq!(
@@ -107,6 +158,19 @@ pub(super) fn bilinear_forward_into(r: &Resize, x: &[f32], y: &mut [MaybeUninit<
         return;
     }
     let [ys, xs] = r.axes();
+    if separable {
+        let per = planes_per_task(oh * ow);
+        let isa = Isa::detect();
+        y.par_chunks_mut(oh * ow * per)
+            .zip(x.par_chunks(ih * iw * per))
+            .for_each(|(out, src)| {
+                isa.run(
+                    #[inline(always)]
+                    || forward_planes_separable(&ys, &xs, [ih, iw], out, src),
+                )
+            });
+        return;
+    }
     y.par_chunks_mut(oh * ow)
         .zip(x.par_chunks(ih * iw))
         .for_each(|(out, src)| {
@@ -139,6 +203,16 @@ pub fn bilinear_backward(r: &Resize, dy: &[f32]) -> Vec<f32> {
 /// [`bilinear_backward`] into `dx`, every element of which it writes (each plane is zeroed, then
 /// the contributions are added).
 pub(super) fn bilinear_backward_into(r: &Resize, dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
+    backward_into_with(r, dy, dx, r.separable());
+}
+
+/// [`bilinear_backward_into`], separably if `separable` (which the caller has checked applies).
+pub(super) fn backward_into_with(
+    r: &Resize,
+    dy: &[f32],
+    dx: &mut [MaybeUninit<f32>],
+    separable: bool,
+) {
     let [ih, iw] = r.input;
     let [oh, ow] = r.output;
     assert_eq!(
@@ -159,6 +233,19 @@ pub(super) fn bilinear_backward_into(r: &Resize, dy: &[f32], dx: &mut [MaybeUnin
         return;
     }
     let [ys, xs] = r.axes();
+    if separable {
+        let per = planes_per_task(oh * ow);
+        let isa = Isa::detect();
+        dx.par_chunks_mut(ih * iw * per)
+            .zip(dy.par_chunks(oh * ow * per))
+            .for_each(|(grad, src)| {
+                isa.run(
+                    #[inline(always)]
+                    || backward_planes_separable(&ys, &xs, [ih, iw], grad, src),
+                )
+            });
+        return;
+    }
     dx.par_chunks_mut(ih * iw)
         .zip(dy.par_chunks((oh * ow).max(1)))
         .for_each(|(grad, src)| {
@@ -178,4 +265,70 @@ pub(super) fn bilinear_backward_into(r: &Resize, dy: &[f32], dx: &mut [MaybeUnin
                 }
             }
         });
+}
+
+/// The separable forward over whole planes `src` (`[ih, iw]` each) into `out`: each input row
+/// resized along the width into `rows` (`[ih, ow]`), then two of those blended per output row.
+/// Per element the same operations as the element-wise loop, in the same order.
+#[inline(always)]
+fn forward_planes_separable(
+    ys: &AxisWeights,
+    xs: &AxisWeights,
+    [ih, iw]: [usize; 2],
+    out: &mut [MaybeUninit<f32>],
+    src: &[f32],
+) {
+    let (oh, ow) = (ys.lo.len(), xs.lo.len());
+    let mut rows = vec![0f32; ih * ow];
+    for (out, src) in out.chunks_mut(oh * ow).zip(src.chunks(ih * iw)) {
+        for (row, input) in rows.chunks_mut(ow).zip(src.chunks(iw)) {
+            for (ox, o) in row.iter_mut().enumerate() {
+                *o = xs.w_lo[ox] * input[xs.lo[ox]] + xs.w_hi[ox] * input[xs.hi[ox]];
+            }
+        }
+        for (oy, o) in out.chunks_mut(ow).enumerate() {
+            let top = &rows[ys.lo[oy] * ow..][..ow];
+            let bottom = &rows[ys.hi[oy] * ow..][..ow];
+            let (h0, h1) = (ys.w_lo[oy], ys.w_hi[oy]);
+            for ((o, &t), &b) in o.iter_mut().zip(top).zip(bottom) {
+                o.write(h0 * t + h1 * b);
+            }
+        }
+    }
+}
+
+/// The separable backward over whole planes: every output-gradient row spread over its two source
+/// rows in `rows` (`[ih, ow]`, in output-row order), then every such row over its source columns
+/// (in column order) into the zeroed `grad` planes.
+#[inline(always)]
+fn backward_planes_separable(
+    ys: &AxisWeights,
+    xs: &AxisWeights,
+    [ih, iw]: [usize; 2],
+    grad: &mut [MaybeUninit<f32>],
+    src: &[f32],
+) {
+    let (oh, ow) = (ys.lo.len(), xs.lo.len());
+    let mut rows = vec![0f32; ih * ow];
+    grad.fill(MaybeUninit::new(0.0));
+    // SAFETY: just filled.
+    let grad = unsafe { grad.assume_init_mut() };
+    for (grad, src) in grad.chunks_mut(ih * iw).zip(src.chunks(oh * ow)) {
+        rows.fill(0.0);
+        for (oy, g) in src.chunks(ow).enumerate() {
+            let (h0, h1) = (ys.w_lo[oy], ys.w_hi[oy]);
+            for (t, &g) in rows[ys.lo[oy] * ow..][..ow].iter_mut().zip(g) {
+                *t += h0 * g;
+            }
+            for (b, &g) in rows[ys.hi[oy] * ow..][..ow].iter_mut().zip(g) {
+                *b += h1 * g;
+            }
+        }
+        for (dx, row) in grad.chunks_mut(iw).zip(rows.chunks(ow)) {
+            for (ox, &t) in row.iter().enumerate() {
+                dx[xs.lo[ox]] += xs.w_lo[ox] * t;
+                dx[xs.hi[ox]] += xs.w_hi[ox] * t;
+            }
+        }
+    }
 }
