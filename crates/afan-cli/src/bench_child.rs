@@ -122,11 +122,13 @@ pub(crate) fn optimizer(
 
 /// Applies the kernel A/B variables before a child's steps, each `fused` (the default) or `burn`
 /// (Burn's op on flex, the path before issue 19), to time both on one binary:
-/// `AFAN_BENCH_RELU6` (Burn's `clamp(0, 6)` for ReLU6) and `AFAN_BENCH_MAXPOOL` (Burn's
-/// `max_pool2d`).
+/// `AFAN_BENCH_RELU6` (Burn's `clamp(0, 6)` for ReLU6), `AFAN_BENCH_MAXPOOL` (Burn's
+/// `max_pool2d`) and `AFAN_BENCH_CROSS_ENTROPY` (Burn's `log_softmax` + `gather` for the
+/// segmentation loss).
 pub(crate) fn kernel_switches() -> anyhow::Result<()> {
     afan_models::relu6::use_burn_on_flex(use_burns("AFAN_BENCH_RELU6")?);
     afan_models::pool::use_burn_on_flex(use_burns("AFAN_BENCH_MAXPOOL")?);
+    afan_models::cross_entropy::use_burn_on_flex(use_burns("AFAN_BENCH_CROSS_ENTROPY")?);
     Ok(())
 }
 

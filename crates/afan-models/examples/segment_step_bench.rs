@@ -23,17 +23,15 @@ mod common;
 use afan_core::{SplitModel, attack_copy, materialize};
 use afan_models::deeplab::{SegmentationAfanConfig, segmentation_afan_objective};
 use afan_models::{DeepLabBackbone, DeepLabConfig, DeepLabV3Plus};
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use common::interleaved_medians;
 
+/// The engine's segmentation loss (`afan_train::segmentation::loss`, which this crate cannot
+/// depend on): the logits upsampled to the labels, then the mean cross-entropy.
 fn loss(logits: &Tensor<4>, labels: &Tensor<3, Int>) -> Tensor<1> {
-    let [b, h, w] = labels.dims();
+    let [_, h, w] = labels.dims();
     let logits = afan_models::deeplab::upsample_bilinear(logits.clone(), [h, w]);
-    log_softmax(logits, 1)
-        .gather(1, labels.clone().reshape([b, 1, h, w]))
-        .mean()
-        .neg()
+    afan_models::cross_entropy::pixel_cross_entropy(logits, labels.clone(), 255)
 }
 
 fn arg(i: usize, default: usize) -> usize {

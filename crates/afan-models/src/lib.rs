@@ -3,6 +3,7 @@
 
 pub mod cifar_resnet;
 pub mod conv;
+pub mod cross_entropy;
 pub mod deeplab;
 pub mod detection;
 pub mod efficientnet;

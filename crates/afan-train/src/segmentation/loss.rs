@@ -1,23 +1,15 @@
 //! The segmentation loss: `nn.CrossEntropyLoss(ignore_index=255)` on logits upsampled to the
 //! labels' size, the mean over labelled pixels.
 
+use afan_models::cross_entropy::pixel_cross_entropy;
 use afan_models::deeplab::upsample_bilinear;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
 /// Mean cross-entropy over pixels whose label is not 255; `logits` `[B, K, h, w]` at any
 /// resolution (bilinearly upsampled, `align_corners=False`), `labels` `[B, H, W]`.
 pub fn seg_cross_entropy(logits: Tensor<4>, labels: Tensor<3, Int>) -> Tensor<1> {
-    let [b, h, w] = labels.dims();
-    let logits = upsample_bilinear(logits, [h, w]);
-    let valid = labels.clone().not_equal_elem(255);
-    let safe = labels.mask_fill(valid.clone().bool_not(), 0);
-    let log_p = log_softmax(logits, 1).gather(1, safe.reshape([b, 1, h, w]));
-    // In the logits' type: half under mixed precision.
-    let dtype = burn::tensor::FloatDType::from(log_p.dtype());
-    let weight = valid.float().cast(dtype).reshape([b, 1, h, w]);
-    let count = weight.clone().sum().clamp_min(1.0);
-    (log_p * weight).sum().neg() / count
+    let [_, h, w] = labels.dims();
+    pixel_cross_entropy(upsample_bilinear(logits, [h, w]), labels, 255)
 }
 
 #[cfg(test)]
