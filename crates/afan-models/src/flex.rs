@@ -1,6 +1,6 @@
-//! What afan's own CPU kernels (convolution, batch norm, ReLU6, max pool) share about Burn's
-//! `flex` backend: whether a device is flex, the benchmarks' switch back to Burn's op, and moving
-//! contiguous `f32` data in and out of `FlexTensor`s.
+//! What afan's own CPU kernels (convolution, batch norm, ReLU6, max pool, resize, cross-entropy)
+//! share about Burn's `flex` backend: whether a device is flex, the benchmarks' switch back to
+//! Burn's op, and moving contiguous `f32` data in and out of `FlexTensor`s.
 
 use burn::tensor::{DType, Device, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
