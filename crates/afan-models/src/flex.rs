@@ -40,6 +40,20 @@ impl BurnOnFlex {
     }
 }
 
+/// The number in the environment variable `name`, else `default` (the kernels' benchmark A/B
+/// knobs: `AFAN_CONV_*`, `AFAN_RESIZE_SEPARABLE`). A value that is not a number is reported on
+/// stderr, not ignored silently: these are read once, deep inside a kernel, where there is no
+/// error to return.
+pub(crate) fn env_or(name: &str, default: usize) -> usize {
+    let Ok(v) = std::env::var(name) else {
+        return default;
+    };
+    v.parse().unwrap_or_else(|_| {
+        eprintln!("warning: {name}={v:?} is not a whole number; using {default}");
+        default
+    })
+}
+
 #[cfg(feature = "flex")]
 pub(crate) use tensors::*;
 

@@ -22,6 +22,7 @@ use super::layout::{flip_transpose, transpose_into};
 use super::patches::{col2im, col2im_rows, im2col, im2col_rows};
 pub use super::scratch::{SCRATCH_KEEP_BYTES, held_bytes};
 use super::scratch::{Scratch, assume_init, release_large, uninit_vec, with_scratch};
+use crate::flex::env_or;
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -39,19 +40,6 @@ const WEIGHT_GRAD_GROUPS: usize = 16;
 /// `AFAN_CONV_BLOCK_COLUMNS` = 1 / 256 / 512 / 1024: the 4x4 convolutions' weight gradient took
 /// 565 / 416 / 300 / 344 ms at load ~10, forward and input gradient 1.3x faster from 256 on).
 pub const BLOCK_COLUMNS: usize = 512;
-
-/// The number in the environment variable `name`, else `default` (the benchmarks' A/B knobs).
-/// A value that is not a number is reported on stderr, not ignored silently: these are read
-/// once, deep inside a kernel, where there is no error to return.
-fn env_or(name: &str, default: usize) -> usize {
-    let Ok(v) = std::env::var(name) else {
-        return default;
-    };
-    v.parse().unwrap_or_else(|_| {
-        eprintln!("warning: {name}={v:?} is not a whole number; using {default}");
-        default
-    })
-}
 
 /// Images whose patch matrices go side by side into one product: a function of the shapes only,
 /// so that every sum keeps its order whatever the thread count. `AFAN_CONV_BLOCK_COLUMNS`

@@ -12,6 +12,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::TensorData;
 use std::sync::Arc;
 
 /// The mean cross-entropy of `[N, K, H, W]` logits against per-pixel labels.
@@ -97,8 +98,7 @@ impl FastCrossEntropyBackward for Flex {
             labels,
             ignore,
         );
-        let dims: Vec<usize> = logits.shape().iter().copied().collect();
-        flex_tensor(dx, [dims[0], dims[1], dims[2], dims[3]])
+        FlexTensor::from_data(TensorData::new(dx, logits.shape()))
     }
 }
 

@@ -100,18 +100,7 @@ impl Resize {
     /// height, unless `AFAN_RESIZE_SEPARABLE=0`.
     pub(super) fn separable(&self) -> bool {
         static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let on = *ON.get_or_init(|| match std::env::var("AFAN_RESIZE_SEPARABLE").as_deref() {
-            Ok("0") => false,
-            Ok("1") | Err(std::env::VarError::NotPresent) => true,
-            Ok(other) => {
-                eprintln!("warning: AFAN_RESIZE_SEPARABLE={other:?} is not 0 or 1; ignoring it");
-                true
-            }
-            Err(e) => {
-                eprintln!("warning: AFAN_RESIZE_SEPARABLE: {e}; ignoring it");
-                true
-            }
-        });
+        let on = *ON.get_or_init(|| crate::flex::env_or("AFAN_RESIZE_SEPARABLE", 1) != 0);
         on && self.input[0] <= self.output[0]
     }
 }
