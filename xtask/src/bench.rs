@@ -153,13 +153,8 @@ fn bench_detseg(
     );
     let afan: serde_json::Value = serde_json::from_slice(&captured(cmd, "afan bench")?)
         .context("afan bench printed no JSON rows")?;
-    let script = root().join(format!("xtask/reference/torch_{task}_bench.py"));
-    eprintln!("+ {python} {} {}", script.display(), args.join(" "));
-    let mut cmd = Command::new(&python);
-    cmd.arg(&script)
-        .args(&args)
-        .args(python_threads)
-        .current_dir(root().join("xtask/reference"));
+    let cmd = torch_command(&python, task, &args, python_threads);
+    eprintln!("+ {cmd:?}");
     let torch: serde_json::Value = serde_json::from_slice(&captured(cmd, "the PyTorch reference")?)
         .context("the PyTorch reference printed no JSON")?;
     let key = |r: &serde_json::Value| {
@@ -203,6 +198,18 @@ fn bench_detseg(
         );
     }
     Ok(())
+}
+
+/// PyTorch's side of `task` (`xtask/reference/torch_<task>_bench.py`) with afan's bench
+/// arguments and the thread flags, run from the reference folder (its imports are siblings);
+/// one builder for the one-run and the rounds modes.
+fn torch_command(python: &str, task: &str, args: &[String], python_threads: &[String]) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.arg(root().join(format!("xtask/reference/torch_{task}_bench.py")))
+        .args(args)
+        .args(python_threads)
+        .current_dir(root().join("xtask/reference"));
+    cmd
 }
 
 /// The standard output of `cmd` (its standard error shown as it runs), or an error naming `what`.
@@ -251,7 +258,6 @@ fn bench_rounds(
             torch: Vec::new(),
         })
         .collect();
-    let script = root().join(format!("xtask/reference/torch_{task}_bench.py"));
     for round in 0..rounds {
         for row in &mut rows {
             eprintln!(
@@ -273,13 +279,9 @@ fn bench_rounds(
                     row.afan.push(step_seconds(&out, "afan")?);
                 } else {
                     let (backbone, method) = backbone_and_method(&row.spec);
-                    let mut cmd = Command::new(&python);
-                    cmd.arg(&script)
-                        .args(args)
-                        .args(python_threads)
-                        .args(["--json", "--methods", method])
-                        .args(backbone.iter().flat_map(|b| ["--backbones", b]))
-                        .current_dir(root().join("xtask/reference"));
+                    let mut cmd = torch_command(&python, task, args, python_threads);
+                    cmd.args(["--json", "--methods", method])
+                        .args(backbone.iter().flat_map(|b| ["--backbones", b]));
                     let out: serde_json::Value =
                         serde_json::from_slice(&captured(cmd, "the PyTorch reference")?)
                             .context("the PyTorch reference printed no JSON")?;
