@@ -10,15 +10,48 @@
 //! `y` swapped (a scatter along the row), and the weight gradient is, per channel and tap, a dot
 //! product of output-gradient rows with the input rows the tap read.
 //!
+//! That was the only route before stop 27; [`planes`] now runs every depthwise convolution on
+//! whole zero-padded planes instead (see its doc for why), and these row kernels stay as its
+//! reference in the tests and as the benchmarks' A/B (`AFAN_DEPTHWISE_ROWS=1`).
+//!
 //! Determinism: every sum runs in a fixed order (rows, then taps, then images for the weight
 //! gradient, which also keeps [`LANES`] partial sums combined in a fixed order), independent of
 //! the thread count and of the instruction set the loops are compiled for ([`crate::simd`]).
 
 use super::geom::{ConvGeom, valid_range};
 use super::scratch::{assume_init, uninit_vec};
+use crate::flex::env_or;
 use crate::simd::Isa;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
+use std::sync::OnceLock;
+
+mod planes;
+#[cfg(test)]
+mod tests;
+
+/// Which kernels run: the whole-plane ones ([`planes`]), or the row ones of this file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Planes,
+    Rows,
+}
+
+impl Route {
+    /// [`Route::Planes`], or [`Route::Rows`] with `AFAN_DEPTHWISE_ROWS=1` (benchmarks' A/B).
+    fn chosen() -> Self {
+        static ROWS: OnceLock<bool> = OnceLock::new();
+        let rows = *ROWS.get_or_init(|| match env_or("AFAN_DEPTHWISE_ROWS", 0) {
+            0 => false,
+            1 => true,
+            v => {
+                eprintln!("warning: AFAN_DEPTHWISE_ROWS={v} is neither 0 nor 1; using 0");
+                false
+            }
+        });
+        if rows { Route::Rows } else { Route::Planes }
+    }
+}
 
 /// Independent partial sums of the weight gradient's dot products (then added in index order):
 /// enough for two AVX-512 registers, so that the loop is not one chain of dependent adds.
@@ -261,10 +294,23 @@ pub(super) fn depthwise_forward_into(
     w: &[f32],
     y: &mut [MaybeUninit<f32>],
 ) {
+    forward_with(g, Route::chosen(), Isa::detect(), x, w, y);
+}
+
+fn forward_with(
+    g: &ConvGeom,
+    route: Route,
+    isa: Isa,
+    x: &[f32],
+    w: &[f32],
+    y: &mut [MaybeUninit<f32>],
+) {
+    if route == Route::Planes {
+        return planes::forward_into(g, isa, x, w, y);
+    }
     let taps = Taps::new(g);
     let (in_plane, out_plane) = plane_len(g);
     let k_len = g.kernel[0] * g.kernel[1];
-    let isa = Isa::detect();
     y.par_chunks_mut(out_plane)
         .zip(x.par_chunks(in_plane))
         .enumerate()
@@ -284,10 +330,23 @@ pub(super) fn depthwise_input_grad_into(
     dy: &[f32],
     dx: &mut [MaybeUninit<f32>],
 ) {
+    input_grad_with(g, Route::chosen(), Isa::detect(), w, dy, dx);
+}
+
+fn input_grad_with(
+    g: &ConvGeom,
+    route: Route,
+    isa: Isa,
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [MaybeUninit<f32>],
+) {
+    if route == Route::Planes {
+        return planes::input_grad_into(g, isa, w, dy, dx);
+    }
     let taps = Taps::new(g);
     let (in_plane, out_plane) = plane_len(g);
     let k_len = g.kernel[0] * g.kernel[1];
-    let isa = Isa::detect();
     dx.par_chunks_mut(in_plane)
         .zip(dy.par_chunks(out_plane))
         .enumerate()
@@ -302,11 +361,13 @@ pub(super) fn depthwise_input_grad_into(
 
 /// The weight gradient `[C, 1, kh, kw]` of a depthwise convolution: per channel (in parallel),
 /// the images in order.
-fn depthwise_weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+fn weight_grad_with(g: &ConvGeom, route: Route, isa: Isa, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    if route == Route::Planes {
+        return planes::weight_grad(g, isa, x, dy);
+    }
     let taps = Taps::new(g);
     let (in_plane, out_plane) = plane_len(g);
     let k_len = g.kernel[0] * g.kernel[1];
-    let isa = Isa::detect();
     let c = g.in_ch;
     let mut dw = vec![0.0f32; c * k_len];
     dw.par_chunks_mut(k_len.max(1))
@@ -340,8 +401,9 @@ pub fn depthwise_backward(
     let dx = need_x.then(|| {
         let mut dx = uninit_vec(x.len());
         depthwise_input_grad_into(g, w, dy, &mut dx);
-        // SAFETY: `input_grad_plane` zero-fills each plane before adding into it.
+        // SAFETY: `depthwise_input_grad_into` writes every element (kernel_tests poisons it).
         unsafe { assume_init(dx) }
     });
-    (dx, need_w.then(|| depthwise_weight_grad(g, x, dy)))
+    let dw = need_w.then(|| weight_grad_with(g, Route::chosen(), Isa::detect(), x, dy));
+    (dx, dw)
 }
