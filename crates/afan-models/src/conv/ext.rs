@@ -135,9 +135,12 @@ impl FastConvBackward for Flex {
             && let Some((g, xs, ws)) = f32_inputs(&x, &weight, &options)
             && let Some(dy) = grad.as_slice::<f32>()
         {
-            let flipped = || match held {
-                true => cached_flip(&weight, &g, ws),
-                false => Arc::new(flip_transpose(&g, ws)),
+            let flipped = || {
+                if held {
+                    cached_flip(&weight, &g, ws)
+                } else {
+                    Arc::new(flip_transpose(&g, ws))
+                }
             };
             let (dx, dw) = conv2d_backward_flipping(&g, xs, ws, dy, need, flipped);
             let [n, c, h, w] = dims4(&x);
