@@ -177,7 +177,7 @@ fn conv_weight_addresses(model: &Classifier) -> Vec<usize> {
             if D != 4 {
                 return;
             }
-            match p.val().into_dispatch().kind {
+            match p.val().inner().into_dispatch().kind {
                 DispatchTensorKind::Flex(BackendTensor::Float(f)) => {
                     self.0.push(f.bytes().as_ptr() as usize)
                 }
