@@ -8,6 +8,7 @@
 
 use crate::bench_args::BenchArgs;
 use crate::bench_child::{StepClock, peak_rss_mib, run_row};
+use afan_models::conv::with_flipped_weights;
 use afan_models::detection::step::{DetectionInput, DetectionTarget};
 use afan_train::detection::config::{DetectionConfig, release};
 use afan_train::detection::objective::detection_loss;
@@ -125,8 +126,11 @@ fn child(args: &BenchArgs, method: &str, [h, w]: [usize; 2]) -> Result<()> {
     let mut clock = StepClock::default();
     for i in 0..args.warmup + args.iters {
         let start = StepClock::start();
-        let step = detection_loss(&model, input.clone(), afan, i as u64)?;
-        let grads = GradientsParams::from_grads(step.loss.backward(), &model);
+        // In the engine's flipped-weight scope, left before the optimizer step.
+        let grads = with_flipped_weights(|| -> Result<_> {
+            let step = detection_loss(&model, input.clone(), afan, i as u64)?;
+            Ok(GradientsParams::from_grads(step.loss.backward(), &model))
+        })?;
         model = optim.step(config.common.optim.lr, model, grads);
         // Reading a parameter back waits for the backend: the time is the whole step.
         let _ = model.roi_head.cls_score.weight.val().into_data();

@@ -154,6 +154,9 @@ impl Replicas {
                 .map(|(device, shard)| {
                     let replica = self.replicate(model, device);
                     scope.spawn(move || -> Result<_> {
+                        // This thread's passes keep their flipped convolution weights; dropped
+                        // when the thread's work ends, before the optimizer step.
+                        let _flipped = afan_models::conv::FlippedWeights::enter();
                         let leaf = weights.map(|w| w.leaf(device));
                         let (loss, out) = step(&replica, shard, device, leaf.as_ref())?;
                         let value = loss.clone().into_scalar::<f64>();

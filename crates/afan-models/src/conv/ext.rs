@@ -3,7 +3,9 @@
 //! input/weight-gradient kernel. Other backends never reach it: [`super::Conv2d`] routes them to
 //! Burn's `conv2d`.
 
-use super::kernel::{ConvGeom, conv2d_backward, conv2d_forward};
+use super::flipped::{Key, flipped_or};
+use super::kernel::{ConvGeom, conv2d_backward_flipping, conv2d_forward};
+use super::layout::flip_transpose;
 use crate::flex::{contiguous, dims4, flex_tensor};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -16,6 +18,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 use burn::tensor::DType;
 use burn::tensor::ops::ConvOptions;
+use std::sync::Arc;
 
 /// A bias-free 2-d convolution with symmetric zero padding (grouped and dilated too).
 #[backend_extension(Flex, Autodiff)]
@@ -83,6 +86,19 @@ fn f32_inputs<'a>(
     Some((geom, x.as_slice::<f32>()?, weight.as_slice::<f32>()?))
 }
 
+/// The flipped, transposed weight of `weight` (contiguous, its values `ws`), from this thread's
+/// scope if one is open ([`super::flipped`]): the cache entry holds a clone of `weight`, so the
+/// buffer its key names stays alive and unchanged while cached.
+fn cached_flip(weight: &FlexTensor, g: &ConvGeom, ws: &[f32]) -> Arc<Vec<f32>> {
+    let key = Key {
+        addr: weight.bytes().as_ptr() as usize,
+        range: weight.layout().contiguous_offsets().unwrap_or_default(),
+        dims: dims4(weight),
+    };
+    let owner = || Box::new(weight.clone()) as Box<dyn std::any::Any>;
+    flipped_or(key, owner, || flip_transpose(g, ws))
+}
+
 impl FastConv for Flex {
     fn afan_conv2d(
         x: FlexTensor,
@@ -112,12 +128,21 @@ impl FastConvBackward for Flex {
         options: ConvOptions<2>,
         need: [bool; 2],
     ) -> (Option<FlexTensor>, Option<FlexTensor>) {
+        // A weight made contiguous here is a fresh buffer each pass: not worth caching.
+        let held = weight.is_contiguous() && weight.layout().start_offset() == 0;
         let (x, weight, grad) = (contiguous(x), contiguous(weight), contiguous(grad));
         if grad.dtype() == DType::F32
             && let Some((g, xs, ws)) = f32_inputs(&x, &weight, &options)
             && let Some(dy) = grad.as_slice::<f32>()
         {
-            let (dx, dw) = conv2d_backward(&g, xs, ws, dy, need);
+            let flipped = || {
+                if held {
+                    cached_flip(&weight, &g, ws)
+                } else {
+                    Arc::new(flip_transpose(&g, ws))
+                }
+            };
+            let (dx, dw) = conv2d_backward_flipping(&g, xs, ws, dy, need, flipped);
             let [n, c, h, w] = dims4(&x);
             return (
                 dx.map(|dx| flex_tensor(dx, [n, c, h, w])),

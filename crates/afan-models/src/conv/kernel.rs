@@ -26,7 +26,7 @@ use crate::flex::env_or;
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Groups of images whose weight gradients are summed separately (in parallel) and then in order;
 /// enough to keep a many-core pool busy, few enough that the partial sums stay small.
@@ -706,10 +706,23 @@ pub fn conv2d_backward(
     dy: &[f32],
     need: [bool; 2],
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    conv2d_backward_flipping(g, x, w, dy, need, || Arc::new(flip_transpose(g, w)))
+}
+
+/// [`conv2d_backward`] with the flipped, transposed weight ([`InputRoute::Conv`]) from `flipped`
+/// (called only when that route needs it): [`super::flipped`]'s cache of a scope.
+pub(super) fn conv2d_backward_flipping(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    need: [bool; 2],
+    flipped: impl FnOnce() -> Arc<Vec<f32>>,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     if is_depthwise(g) {
         return depthwise_backward(g, x, w, dy, need);
     }
-    conv2d_backward_by(g, InputRoute::choose(g), x, w, dy, need)
+    backward_by(g, InputRoute::choose(g), x, w, dy, need, flipped)
 }
 
 /// [`conv2d_backward`] with the input gradient by `route` (through im2col and gemm, grouped or
@@ -721,12 +734,26 @@ pub fn conv2d_backward_by(
     x: &[f32],
     w: &[f32],
     dy: &[f32],
+    need: [bool; 2],
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    backward_by(g, route, x, w, dy, need, || Arc::new(flip_transpose(g, w)))
+}
+
+/// [`conv2d_backward_by`] with the flipped weight from `flipped` (called only when `route` is
+/// [`InputRoute::Conv`] and the input gradient is asked for).
+fn backward_by(
+    g: &ConvGeom,
+    route: InputRoute,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
     [need_x, need_w]: [bool; 2],
+    flipped: impl FnOnce() -> Arc<Vec<f32>>,
 ) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
     let mut dx = uninit_vec(if need_x { x.len() } else { 0 });
     let w_conv = match route {
-        InputRoute::Conv if need_x => flip_transpose(g, w),
-        _ => Vec::new(),
+        InputRoute::Conv if need_x => flipped(),
+        _ => Arc::default(),
     };
     let layout = DwLayout::choose(g);
     let dwt = backward_into(

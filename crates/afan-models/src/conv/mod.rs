@@ -9,6 +9,9 @@
 pub mod depthwise;
 #[cfg(feature = "flex")]
 mod ext;
+mod flipped;
+#[cfg(all(test, feature = "flex"))]
+mod flipped_tests;
 mod geom;
 pub mod kernel;
 #[cfg(test)]
@@ -21,6 +24,7 @@ mod tests;
 
 #[cfg(feature = "flex")]
 pub use ext::{FastConv, FastConvBackward};
+pub use flipped::{CacheCounts, FlippedWeights, with_flipped_weights};
 
 use burn::module::{Module, Param};
 use burn::nn::PaddingConfig2d;

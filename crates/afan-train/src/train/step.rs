@@ -10,6 +10,7 @@ use crate::parallel::{GradSync, Replicas};
 use crate::precision::{LossScaler, Precision, cast_module, check_support, unscale};
 use crate::task::{Measure, StepContext, Task};
 use afan_core::{LearnableConfig, PointWeights};
+use afan_models::conv::FlippedWeights;
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, FloatDType};
@@ -93,6 +94,10 @@ impl Execution {
         weights: LearnableWeights,
     ) -> Result<Stepped<T::Model>> {
         let host_weights = weights.as_ref().map(|(w, _)| &**w);
+        // The passes' flipped convolution weights, kept from one backward pass to the next and
+        // dropped (their buffers released) when the passes end, before the optimizer writes the
+        // weights in place: afan_models::conv::FlippedWeights. Replicas open their own.
+        let flipped = FlippedWeights::enter();
         let (model, grads, loss, measures, apply, weight_grad) =
             match (&self.replicas, self.precision.half()) {
                 (None, None) => {
@@ -134,6 +139,7 @@ impl Execution {
                     host_weights,
                 )?,
             };
+        drop(flipped);
         let model = if apply && loss.is_finite() {
             if let (Some((w, config)), Some(g)) = (weights, weight_grad)
                 && g.iter().all(|v| v.is_finite())

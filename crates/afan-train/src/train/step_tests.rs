@@ -167,3 +167,84 @@ fn a_short_bf16_run_learns() {
         afan_core::SplitModel::forward(&model.valid(), Tensor::zeros([1, 3, 32, 32], &device));
     assert_eq!(logits.dtype(), burn::tensor::DType::F32);
 }
+
+/// The address of each convolution weight's buffer (flex only), in module order.
+fn conv_weight_addresses(model: &Classifier) -> Vec<usize> {
+    use burn::backend::{BackendTensor, DispatchTensorKind};
+    struct Addresses(Vec<usize>);
+    impl ModuleVisitor for Addresses {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            if D != 4 {
+                return;
+            }
+            match p.val().inner().into_dispatch().kind {
+                DispatchTensorKind::Flex(BackendTensor::Float(f)) => {
+                    self.0.push(f.bytes().as_ptr() as usize)
+                }
+                _ => panic!("not a flex tensor"),
+            }
+        }
+    }
+    let mut a = Addresses(Vec::new());
+    model.visit(&mut a);
+    a.0
+}
+
+/// An A-FAN step (the attack's backward passes, then the final one) on flex reuses the flipped
+/// weights of its passes (cache hits), drops them before the optimizer step (nothing cached after
+/// it), and the optimizer still updates every convolution weight in place: the same buffers
+/// before and after, which a weight still shared with the cache would not keep (flex's
+/// `storage_mut` copies a shared buffer).
+#[test]
+fn an_afan_step_reuses_flipped_weights_and_updates_in_place() {
+    use afan_models::conv::FlippedWeights;
+    if !afan_core::device::testing_on_cpu() {
+        eprintln!("skipped: the flipped weights are flex's");
+        return;
+    }
+    let _rng = crate::test_lock::device_rng();
+    let mut c = config::quickstart();
+    c.common.method = Method::Afan;
+    c.common.batch_size = 8;
+    let (train, test) = afan_data::shapes10(8, 8, 1);
+    let task = ClassificationTask::with_data(c, train, test).unwrap();
+    let batch = task.epoch_batches(0, 0).next().unwrap().unwrap();
+    let device = afan_core::device::test_device();
+    let exec = Execution::new(&[device], GradSync::FirstDevice, Precision::F32, 8).unwrap();
+    exec.device.seed(5);
+    let mut model = task.build_model(&exec.device, false).unwrap();
+    let mut optim = task.config().common.optim.build();
+    let mut scaler = LossScaler::new(Precision::F32);
+    for i in 0..2 {
+        let addresses = conv_weight_addresses(&model);
+        let before = FlippedWeights::counts();
+        let out = exec
+            .step(
+                &task,
+                model,
+                &mut optim,
+                batch.clone(),
+                (i, 0),
+                0.05,
+                &mut scaler,
+                None,
+            )
+            .unwrap();
+        let after = FlippedWeights::counts();
+        assert!(
+            after.hits > before.hits,
+            "step {i}: no flipped weight reused"
+        );
+        assert_eq!(
+            (after.entries, after.bytes),
+            (0, 0),
+            "step {i}: left cached"
+        );
+        model = out.model;
+        assert_eq!(
+            conv_weight_addresses(&model),
+            addresses,
+            "step {i}: a weight was copied"
+        );
+    }
+}
