@@ -12,11 +12,13 @@
 //! points (the tail with parameter gradients), each drawing its own anchor and RoI samples as the
 //! release does; the RoI point's two passes through the predictors are left out (well under 1%).
 //! Each part is timed on its own in the same rounds, interleaved with the steps. Forward and
-//! backward only, no optimizer step. Wall-clock and CPU seconds, as `segment_step_bench`.
+//! backward only, no optimizer step; the A-FAN step in a flipped-weight scope, as the engine runs
+//! it. Wall-clock and CPU seconds, as `segment_step_bench`.
 
 mod common;
 
 use afan_core::{SplitModel, attack_copy, materialize};
+use afan_models::conv::with_flipped_weights;
 use afan_models::detection::step::Sampling;
 use afan_models::{
     DetectionAfanConfig, DetectionInput, DetectionTarget, DetectorStep, FasterRcnnConfig, StepPlan,
@@ -73,14 +75,18 @@ fn main() {
             .total()
             .backward();
     };
+    // In a flipped-weight scope, as the engine's step: the objective's backward passes share
+    // each convolution's flipped weight (afan_models::conv::FlippedWeights).
     let step = || {
-        let plan = StepPlan::new(3);
-        let (m, a) = (
-            DetectorStep::new(&model, &plan),
-            DetectorStep::new(&attacker, &plan),
-        );
-        let out = detection_afan_objective(&m, &a, input.clone(), &afan).unwrap();
-        let _ = out.loss.backward();
+        with_flipped_weights(|| {
+            let plan = StepPlan::new(3);
+            let (m, a) = (
+                DetectorStep::new(&model, &plan),
+                DetectorStep::new(&attacker, &plan),
+            );
+            let out = detection_afan_objective(&m, &a, input.clone(), &afan).unwrap();
+            let _ = out.loss.backward();
+        })
     };
     let attack_pass = || {
         let f = feature.clone().require_grad();

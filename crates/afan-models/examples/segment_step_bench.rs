@@ -12,7 +12,8 @@
 //! with parameter gradients). Each part is timed on its own in the same rounds, interleaved with
 //! the step, and the floor is their sum; the release additionally runs two head passes (the se
 //! and sd head passes), which afan shares with the clean pass (timed here as "shared head").
-//! Forward and backward only: no optimizer step, on either side.
+//! Forward and backward only: no optimizer step, on either side; the A-FAN step in a
+//! flipped-weight scope, as the engine runs it.
 //!
 //! Two lines per backbone: wall-clock seconds, and the process's CPU seconds (all threads, 10 ms
 //! ticks), which a loaded machine disturbs far less; with one thread (no idle spinning) the CPU
@@ -21,6 +22,7 @@
 mod common;
 
 use afan_core::{SplitModel, attack_copy, materialize};
+use afan_models::conv::with_flipped_weights;
 use afan_models::deeplab::{SegmentationAfanConfig, segmentation_afan_objective};
 use afan_models::{DeepLabBackbone, DeepLabConfig, DeepLabV3Plus};
 use burn::tensor::{Device, Distribution, Int, Tensor};
@@ -103,11 +105,16 @@ fn main() {
         let baseline = || {
             let _ = loss(&model.forward(x.clone()), &y).backward();
         };
+        // In a flipped-weight scope, as the engine's step: the objective's backward passes
+        // share each convolution's flipped weight (afan_models::conv::FlippedWeights).
         let afan = || {
-            let out =
-                segmentation_afan_objective(&model, &attacker, x.clone(), &config, |o| loss(o, &y))
-                    .unwrap();
-            let _ = out.loss.backward();
+            with_flipped_weights(|| {
+                let out = segmentation_afan_objective(&model, &attacker, x.clone(), &config, |o| {
+                    loss(o, &y)
+                })
+                .unwrap();
+                let _ = out.loss.backward();
+            })
         };
         let head_twice = || {
             let _ = model.forward_to_parts(x.clone(), &se);

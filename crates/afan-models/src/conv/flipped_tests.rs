@@ -6,7 +6,7 @@ use super::*;
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Distribution, TensorData};
+use burn::tensor::{Device, TensorData};
 
 /// `[N, C, H, W]` input and `[K, C, 3, 3]` weight with `K < C`: the input gradient goes by the
 /// flipped weight's convolution (`InputRoute::Conv`).
@@ -21,10 +21,20 @@ fn bits(t: Tensor<4>) -> Vec<u32> {
 /// Output, input gradient and weight gradient of `sum(y * r)`, as bits.
 type Pass = [Vec<u32>; 3];
 
+/// Values in -1..1 from a xorshift generator of this test's own, seeded by `seed`: the device's
+/// generator is shared by every thread of the process (seeding it from two threads at once, as
+/// `threads_have_scopes_of_their_own` did, made the threads' data depend on the interleaving).
 fn data(shape: [usize; 4], seed: u64) -> TensorData {
-    let dev = Device::flex();
-    dev.seed(seed);
-    Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &dev).into_data()
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let values: Vec<f32> = (0..shape.iter().product::<usize>())
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect();
+    TensorData::new(values, shape)
 }
 
 /// One forward and backward pass of the padded 3x3 convolution on the autodiff device.
