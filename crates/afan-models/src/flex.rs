@@ -40,8 +40,9 @@ impl BurnOnFlex {
     }
 }
 
-/// The number in the environment variable `name`, else `default` (the kernels' benchmark A/B
-/// knobs: `AFAN_CONV_*`, `AFAN_RESIZE_SEPARABLE`). A value that is not a number is reported on
+/// The number in the environment variable `name`, else `default` (the kernels' numeric benchmark
+/// knobs: `AFAN_CONV_BLOCK_COLUMNS`, `AFAN_CONV_BAND_BYTES`, ...; the on/off ones go through
+/// [`env_switch`]). A value that is not a number is reported on
 /// stderr, not ignored silently: these are read once, deep inside a kernel, where there is no
 /// error to return.
 pub(crate) fn env_or(name: &str, default: usize) -> usize {
@@ -52,6 +53,24 @@ pub(crate) fn env_or(name: &str, default: usize) -> usize {
         eprintln!("warning: {name}={v:?} is not a whole number; using {default}");
         default
     })
+}
+
+/// The on/off switch in the environment variable `name` (`0` or `1`), else `default` (the
+/// kernels' A/B switches: `AFAN_DEPTHWISE_ROWS`, `AFAN_CONV_WEIGHT_CACHE`,
+/// `AFAN_RESIZE_SEPARABLE`). Any other value is reported on stderr, naming the variable, and the
+/// default kept, as [`env_or`] does for a non-number.
+pub(crate) fn env_switch(name: &str, default: bool) -> bool {
+    match env_or(name, usize::from(default)) {
+        0 => false,
+        1 => true,
+        v => {
+            eprintln!(
+                "warning: {name}={v} is neither 0 nor 1; using {}",
+                u8::from(default)
+            );
+            default
+        }
+    }
 }
 
 #[cfg(feature = "flex")]

@@ -20,7 +20,7 @@
 
 use super::geom::{ConvGeom, valid_range};
 use super::scratch::{assume_init, uninit_vec};
-use crate::flex::env_or;
+use crate::flex::env_switch;
 use crate::simd::Isa;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -41,14 +41,7 @@ impl Route {
     /// [`Route::Planes`], or [`Route::Rows`] with `AFAN_DEPTHWISE_ROWS=1` (benchmarks' A/B).
     fn chosen() -> Self {
         static ROWS: OnceLock<bool> = OnceLock::new();
-        let rows = *ROWS.get_or_init(|| match env_or("AFAN_DEPTHWISE_ROWS", 0) {
-            0 => false,
-            1 => true,
-            v => {
-                eprintln!("warning: AFAN_DEPTHWISE_ROWS={v} is neither 0 nor 1; using 0");
-                false
-            }
-        });
+        let rows = *ROWS.get_or_init(|| env_switch("AFAN_DEPTHWISE_ROWS", false));
         if rows { Route::Rows } else { Route::Planes }
     }
 }

@@ -25,7 +25,7 @@
 //! `AFAN_CONV_WEIGHT_CACHE=0` turns the cache off (scopes then cache nothing), to time both with
 //! one binary.
 
-use crate::flex::env_or;
+use crate::flex::env_switch;
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -66,7 +66,7 @@ thread_local! {
 /// Whether scopes cache (`AFAN_CONV_WEIGHT_CACHE`, 1 by default; 0 turns it off).
 fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| env_or("AFAN_CONV_WEIGHT_CACHE", 1) != 0)
+    *ON.get_or_init(|| env_switch("AFAN_CONV_WEIGHT_CACHE", true))
 }
 
 /// A scope during which this thread's convolutions keep their flipped weights (see the module

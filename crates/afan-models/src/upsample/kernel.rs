@@ -100,7 +100,7 @@ impl Resize {
     /// height, unless `AFAN_RESIZE_SEPARABLE=0`.
     pub(super) fn separable(&self) -> bool {
         static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let on = *ON.get_or_init(|| crate::flex::env_or("AFAN_RESIZE_SEPARABLE", 1) != 0);
+        let on = *ON.get_or_init(|| crate::flex::env_switch("AFAN_RESIZE_SEPARABLE", true));
         on && self.input[0] <= self.output[0]
     }
 }
