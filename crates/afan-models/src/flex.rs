@@ -34,9 +34,14 @@ impl BurnOnFlex {
         self.0.store(on, Ordering::Relaxed);
     }
 
+    /// Whether the switch is on (Burn's op chosen on flex).
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
     /// Whether afan's `f32` kernel takes `x`: an `f32` tensor on flex, the switch off.
     pub(crate) fn kernel_takes<const D: usize>(&self, x: &Tensor<D>) -> bool {
-        is_flex(&x.device()) && x.dtype() == DType::F32 && !self.0.load(Ordering::Relaxed)
+        is_flex(&x.device()) && x.dtype() == DType::F32 && !self.is_set()
     }
 }
 

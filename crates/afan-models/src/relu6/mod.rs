@@ -36,6 +36,11 @@ pub fn use_burn_on_flex(on: bool) {
     BURN_ON_FLEX.set(on);
 }
 
+/// Whether [`use_burn_on_flex`] is on (then batch norm leaves ReLU6 to [`relu6`], unfused).
+pub(crate) fn burn_on_flex() -> bool {
+    BURN_ON_FLEX.is_set()
+}
+
 /// `min(max(x, 0), 6)` with PyTorch's gradient (see the module doc).
 pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if BURN_ON_FLEX.kernel_takes(&x) {
