@@ -28,6 +28,8 @@ pub mod kernel;
 #[cfg(test)]
 #[rustfmt::skip]
 mod reference;
+#[cfg(all(test, feature = "flex"))]
+mod relu6_tests;
 #[cfg(test)]
 mod tests;
 
