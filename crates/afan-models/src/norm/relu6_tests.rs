@@ -261,7 +261,9 @@ fn pattern(len: usize, seed: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The definitions, written out independently of the kernels.
+/// The definitions, written out independently of the kernels (so not with `f32::clamp`, which
+/// the kernel calls).
+#[allow(clippy::manual_clamp)]
 fn act_def(act: Activation, v: f32) -> f32 {
     match act {
         _ if v.is_nan() => v,
