@@ -81,19 +81,15 @@ impl InvertedResidual {
         }
     }
 
-    /// Runs the block on `[B, C, H, W]` (each ReLU6, and the residual add, inside the batch norm
-    /// before it: see [`crate::norm`]).
+    /// Runs the block on `[B, C, H, W]` (each ReLU6 inside the batch norm before it: see
+    /// [`crate::norm`]).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let h = match &self.expand {
             Some(e) => e.forward_relu6(x.clone()),
             None => x.clone(),
         };
-        let h = self.depthwise.forward_relu6(h);
-        if self.residual {
-            self.project.forward_add(h, x)
-        } else {
-            self.project.forward(h)
-        }
+        let out = self.project.forward(self.depthwise.forward_relu6(h));
+        if self.residual { out + x } else { out }
     }
 }
 

@@ -1,6 +1,6 @@
-//! The autodiff side of [`FusedNorm`]: the whole batch norm (+ residual add) (+ activation) is recorded
-//! as one operation, whose backward pass is the inner backend's [`FusedNormBackward`] (the kernels
-//! of [`super::backward`] on flex). The batch statistics it returns are untracked: only the
+//! The autodiff side of [`FusedNorm`]: the whole batch norm (+ residual add) (+ activation) is
+//! recorded as one operation, whose backward pass is the inner backend's [`FusedNormBackward`] (the
+//! kernels of [`super::backward`] on flex). The batch statistics it returns are untracked: only the
 //! running statistics read them.
 
 use super::ext::{FusedNorm, FusedNormBackward, NormSaved};

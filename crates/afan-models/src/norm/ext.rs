@@ -256,8 +256,8 @@ impl FusedNormBackward for Flex {
         let need_sums = need_gamma || need_beta || (need_x && saved.batch_stats);
         let sums = backward::grad_sums(&args, f32_data(&grad), [need_sums, need_residual]);
         let (shape, c) = (dims4(&x), args.planes.channels);
-        // Without an activation the residual's gradient is the output's, shared rather than copied (and
-        // then the input gradient cannot take over the output gradient's buffer).
+        // Without an activation the residual's gradient is the output's, shared rather than copied
+        // (and then the input gradient cannot take over the output gradient's buffer).
         let shared = (need_residual && sums.masked.is_none()).then(|| grad.clone());
         let dx = need_x
             .then(|| in_place_or_copy(grad, |g| backward::input_grad_in_place(&args, &sums, g)));

@@ -9,10 +9,10 @@
 //! On the `flex` CPU backend with `f32` data the normalisation, the residual add and the ReLU of a
 //! ResNet block run as one kernel with one backward pass ([`kernel`], [`backward`], wired in by
 //! `ext` and `autodiff`): composed from Burn's ops they and their memory traffic were a large
-//! share of a ResNet-20 training step. MobileNetV2's ReLU6 and its projection's residual add run
-//! in the same kernel ([`BatchNorm2d::forward_relu6`], [`BatchNorm2d::forward_add`]; benchmarks
-//! turn that off with `AFAN_NORM_RELU6=0` and `AFAN_NORM_ADD=0`, see [`fuse_relu6`]). Every other
-//! backend and dtype runs the same computation from Burn's ops (`fallback`).
+//! share of a ResNet-20 training step. MobileNetV2's ReLU6 runs in the same kernel
+//! ([`BatchNorm2d::forward_relu6`]; benchmarks turn that off with `AFAN_NORM_RELU6=0`, see
+//! `fuse_relu6`). Every other backend and dtype runs the same computation from Burn's ops
+//! (`fallback`).
 
 #[cfg(feature = "flex")]
 mod autodiff;
@@ -107,16 +107,6 @@ impl BatchNorm2d {
             self.run(x, None, Activation::Relu6)
         } else {
             crate::relu6::relu6(self.forward(x))
-        }
-    }
-
-    /// `self.forward(x) + residual` (the end of a MobileNetV2 inverted residual), as one
-    /// operation where the fused kernels run.
-    pub fn forward_add(&self, x: Tensor<4>, residual: Tensor<4>) -> Tensor<4> {
-        if fuse_add() {
-            self.run(x, Some(residual), Activation::None)
-        } else {
-            self.forward(x) + residual
         }
     }
 
@@ -254,13 +244,6 @@ fn fuse_relu6() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| crate::flex::env_switch("AFAN_NORM_RELU6", true))
         && !crate::relu6::burn_on_flex()
-}
-
-/// Whether [`BatchNorm2d::forward_add`] adds the residual inside the normalisation (default)
-/// rather than as Burn's add after it (`AFAN_NORM_ADD=0`, the path before).
-fn fuse_add() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| crate::flex::env_switch("AFAN_NORM_ADD", true))
 }
 
 /// Whether afan's kernels take a call: `flex`, and `f32` everywhere.
