@@ -101,7 +101,7 @@ impl BatchNorm2d {
 
     /// `relu6(self.forward(x))` (MobileNetV2's `Conv2dNormActivation`), as one operation where the
     /// fused kernels run; ReLU6's gradient is PyTorch's (zero at 0 and 6, see [`crate::relu6`])
-    /// on every device.
+    /// on every device (Burn's `clamp`, which other devices ran before, passes it at both).
     pub fn forward_relu6(&self, x: Tensor<4>) -> Tensor<4> {
         if fuse_relu6() {
             self.run(x, None, Activation::Relu6)
