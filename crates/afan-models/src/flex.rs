@@ -61,7 +61,7 @@ pub(crate) fn env_or(name: &str, default: usize) -> usize {
 }
 
 /// The on/off switch in the environment variable `name` (`0` or `1`), else `default` (the
-/// kernels' A/B switches: `AFAN_DEPTHWISE_ROWS`, `AFAN_CONV_WEIGHT_CACHE`,
+/// kernels' A/B switches: `AFAN_DEPTHWISE_ROWS`, `AFAN_CONV_WEIGHT_CACHE`, `AFAN_NORM_RELU6`,
 /// `AFAN_RESIZE_SEPARABLE`). Any other value is reported on stderr, naming the variable, and the
 /// default kept, as [`env_or`] does for a non-number.
 pub(crate) fn env_switch(name: &str, default: bool) -> bool {
