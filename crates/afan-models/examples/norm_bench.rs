@@ -10,7 +10,7 @@
 mod common;
 
 use afan_models::norm::backward::{NormGrad, normalize_backward};
-use afan_models::norm::kernel::{self, Planes};
+use afan_models::norm::kernel::{self, Activation, Planes};
 use burn::backend::Flex;
 use burn::backend::ops::{ActivationOps, FloatTensorOps, ModuleOps};
 use common::{data, iters_arg, tensor, time_cold as time};
@@ -85,14 +85,20 @@ fn main() {
             let (mean, var) = kernel::batch_stats(p, &xv);
             let inv_std = kernel::inv_std(&var, EPS);
             let [scale, shift] = kernel::affine(&gv, &bv, &mean, &inv_std);
-            let y = kernel::normalize(p, &xv, [&scale, &shift], add.then_some(&rv[..]), true);
+            let y = kernel::normalize(
+                p,
+                &xv,
+                [&scale, &shift],
+                add.then_some(&rv[..]),
+                Activation::Relu,
+            );
             (y, mean, inv_std)
         };
         let (y, mean, inv_std) = afan_forward();
         let args = NormGrad {
             planes: p,
             x: &xv,
-            relu_out: Some(&y),
+            activated: Some((Activation::Relu, &y)),
             gamma: &gv,
             mean: &mean,
             inv_std: &inv_std,

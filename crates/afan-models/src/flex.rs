@@ -34,9 +34,14 @@ impl BurnOnFlex {
         self.0.store(on, Ordering::Relaxed);
     }
 
+    /// Whether the switch is on (Burn's op chosen on flex).
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
     /// Whether afan's `f32` kernel takes `x`: an `f32` tensor on flex, the switch off.
     pub(crate) fn kernel_takes<const D: usize>(&self, x: &Tensor<D>) -> bool {
-        is_flex(&x.device()) && x.dtype() == DType::F32 && !self.0.load(Ordering::Relaxed)
+        is_flex(&x.device()) && x.dtype() == DType::F32 && !self.is_set()
     }
 }
 
@@ -56,7 +61,7 @@ pub(crate) fn env_or(name: &str, default: usize) -> usize {
 }
 
 /// The on/off switch in the environment variable `name` (`0` or `1`), else `default` (the
-/// kernels' A/B switches: `AFAN_DEPTHWISE_ROWS`, `AFAN_CONV_WEIGHT_CACHE`,
+/// kernels' A/B switches: `AFAN_DEPTHWISE_ROWS`, `AFAN_CONV_WEIGHT_CACHE`, `AFAN_NORM_RELU6`,
 /// `AFAN_RESIZE_SEPARABLE`). Any other value is reported on stderr, naming the variable, and the
 /// default kept, as [`env_or`] does for a non-number.
 pub(crate) fn env_switch(name: &str, default: bool) -> bool {

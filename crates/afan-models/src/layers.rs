@@ -48,8 +48,9 @@ pub fn conv(
         .init(device)
 }
 
-/// A bias-free conv and its BatchNorm (torchvision's `Conv2dNormActivation` minus the activation,
-/// which callers apply: ReLU in DeepLab, ReLU6 in MobileNetV2).
+/// A bias-free conv and its BatchNorm (torchvision's `Conv2dNormActivation`), with the activation
+/// chosen per call: ReLU in DeepLab, ReLU6 in MobileNetV2, none in MobileNetV2's projections
+/// (whose residual add callers apply).
 #[derive(burn::module::Module, Debug)]
 pub struct ConvBn {
     /// The convolution (torchvision `.0`), on afan's kernels where they run.
@@ -75,6 +76,11 @@ impl ConvBn {
     /// conv, BatchNorm, ReLU (the last two as one operation where afan's kernels run).
     pub fn forward_relu(&self, x: burn::tensor::Tensor<4>) -> burn::tensor::Tensor<4> {
         self.bn.forward_relu(self.conv.forward(x))
+    }
+
+    /// conv, BatchNorm, ReLU6 (the last two as one operation where afan's kernels run).
+    pub fn forward_relu6(&self, x: burn::tensor::Tensor<4>) -> burn::tensor::Tensor<4> {
+        self.bn.forward_relu6(self.conv.forward(x))
     }
 }
 

@@ -9,7 +9,6 @@
 //! [`MobileNetV2::classifier`]; the last two are absent in a segmentation backbone.
 
 use crate::layers::{ConvBn, ConvInit, conv_ext};
-use crate::relu6::relu6;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Distribution, Tensor};
@@ -82,13 +81,14 @@ impl InvertedResidual {
         }
     }
 
-    /// Runs the block on `[B, C, H, W]`.
+    /// Runs the block on `[B, C, H, W]` (each ReLU6 inside the batch norm before it: see
+    /// [`crate::norm`]).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let h = match &self.expand {
-            Some(e) => relu6(e.forward(x.clone())),
+            Some(e) => e.forward_relu6(x.clone()),
             None => x.clone(),
         };
-        let out = self.project.forward(relu6(self.depthwise.forward(h)));
+        let out = self.project.forward(self.depthwise.forward_relu6(h));
         if self.residual { out + x } else { out }
     }
 }
@@ -181,7 +181,7 @@ impl MobileNetV2 {
     /// Runs `features.from ..= features.to` (0 is the stem) on the output of `features.(from-1)`.
     pub fn features(&self, x: Tensor<4>, from: usize, to: usize) -> Tensor<4> {
         let x = if from == 0 {
-            relu6(self.stem.forward(x))
+            self.stem.forward_relu6(x)
         } else {
             x
         };
@@ -208,7 +208,7 @@ impl MobileNetV2 {
                 .as_ref()
                 .expect("built by MobileNetV2::classifier"),
         );
-        let f = relu6(last.forward(f));
+        let f = last.forward_relu6(f);
         let [b, c, _, _] = f.dims();
         fc.forward(f.mean_dim(2).mean_dim(3).reshape([b, c]))
     }

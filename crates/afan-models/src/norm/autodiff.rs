@@ -1,9 +1,10 @@
-//! The autodiff side of [`FusedNorm`]: the whole batch norm (+ residual add) (+ ReLU) is recorded
-//! as one operation, whose backward pass is the inner backend's [`FusedNormBackward`] (the kernels
-//! of [`super::backward`] on flex). The batch statistics it returns are untracked: only the
+//! The autodiff side of [`FusedNorm`]: the whole batch norm (+ residual add) (+ activation) is
+//! recorded as one operation, whose backward pass is the inner backend's [`FusedNormBackward`] (the
+//! kernels of [`super::backward`] on flex). The batch statistics it returns are untracked: only the
 //! running statistics read them.
 
 use super::ext::{FusedNorm, FusedNormBackward, NormSaved};
+use super::kernel::Activation;
 use burn::backend::Autodiff;
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -46,7 +47,7 @@ impl<B: FusedNormBackward, const N: usize> Backward<B, N> for FusedNormOp<N> {
 /// normalised with.
 fn record<B, C, const N: usize>(
     inputs: [&FloatTensor<Autodiff<B, C>>; N],
-    relu: bool,
+    activation: Activation,
     epsilon: f64,
     batch_stats: bool,
     forward: impl FnOnce() -> (
@@ -73,7 +74,7 @@ where
             let x_state = prep.checkpoint(inputs[0]);
             let (out, mean, var) = forward();
             let saved = NormSaved {
-                relu_out: relu.then(|| out.clone()),
+                activated: (activation != Activation::None).then(|| (activation, out.clone())),
                 gamma,
                 mean: mean.clone(),
                 var: var.clone(),
@@ -95,7 +96,7 @@ type AdTensor<B, C> = FloatTensor<Autodiff<B, C>>;
 fn record_any<B, C>(
     [x, gamma, beta]: [&AdTensor<B, C>; 3],
     residual: Option<&AdTensor<B, C>>,
-    [relu, batch_stats]: [bool; 2],
+    (activation, batch_stats): (Activation, bool),
     epsilon: f64,
     forward: impl FnOnce() -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>),
 ) -> (AdTensor<B, C>, FloatTensor<B>, FloatTensor<B>)
@@ -104,8 +105,14 @@ where
     C: CheckpointStrategy,
 {
     match residual {
-        Some(r) => record::<B, C, 4>([x, gamma, beta, r], relu, epsilon, batch_stats, forward),
-        None => record::<B, C, 3>([x, gamma, beta], relu, epsilon, batch_stats, forward),
+        Some(r) => record::<B, C, 4>(
+            [x, gamma, beta, r],
+            activation,
+            epsilon,
+            batch_stats,
+            forward,
+        ),
+        None => record::<B, C, 3>([x, gamma, beta], activation, epsilon, batch_stats, forward),
     }
 }
 
@@ -115,7 +122,7 @@ fn autodiff_train<B: FusedNormBackward, C: CheckpointStrategy>(
     [gamma, beta]: [AdTensor<B, C>; 2],
     residual: Option<AdTensor<B, C>>,
     epsilon: f64,
-    relu: bool,
+    activation: Activation,
 ) -> (AdTensor<B, C>, AdTensor<B, C>, AdTensor<B, C>) {
     let forward = || {
         let (x, g, b) = (
@@ -124,13 +131,18 @@ fn autodiff_train<B: FusedNormBackward, C: CheckpointStrategy>(
             beta.primitive().clone(),
         );
         match &residual {
-            Some(r) => B::afan_norm_train_add(x, g, b, r.primitive().clone(), epsilon, relu),
-            None => B::afan_norm_train(x, g, b, epsilon, relu),
+            Some(r) => B::afan_norm_train_add(x, g, b, r.primitive().clone(), epsilon, activation),
+            None => B::afan_norm_train(x, g, b, epsilon, activation),
         }
     };
     let inputs = [&x, &gamma, &beta];
-    let (out, mean, var) =
-        record_any::<B, C>(inputs, residual.as_ref(), [relu, true], epsilon, forward);
+    let (out, mean, var) = record_any::<B, C>(
+        inputs,
+        residual.as_ref(),
+        (activation, true),
+        epsilon,
+        forward,
+    );
     (out, AdTensor::<B, C>::new(mean), AdTensor::<B, C>::new(var))
 }
 
@@ -140,7 +152,7 @@ fn autodiff_eval<B: FusedNormBackward, C: CheckpointStrategy>(
     [gamma, beta, mean, var]: [AdTensor<B, C>; 4],
     residual: Option<AdTensor<B, C>>,
     epsilon: f64,
-    relu: bool,
+    activation: Activation,
 ) -> AdTensor<B, C> {
     let (mean, var) = (mean.into_primitive(), var.into_primitive());
     let forward = || {
@@ -151,13 +163,22 @@ fn autodiff_eval<B: FusedNormBackward, C: CheckpointStrategy>(
         );
         let (m, v) = (mean.clone(), var.clone());
         let out = match &residual {
-            Some(r) => B::afan_norm_eval_add(x, g, b, m, v, r.primitive().clone(), epsilon, relu),
-            None => B::afan_norm_eval(x, g, b, m, v, epsilon, relu),
+            Some(r) => {
+                B::afan_norm_eval_add(x, g, b, m, v, r.primitive().clone(), epsilon, activation)
+            }
+            None => B::afan_norm_eval(x, g, b, m, v, epsilon, activation),
         };
         (out, mean, var)
     };
     let inputs = [&x, &gamma, &beta];
-    record_any::<B, C>(inputs, residual.as_ref(), [relu, false], epsilon, forward).0
+    record_any::<B, C>(
+        inputs,
+        residual.as_ref(),
+        (activation, false),
+        epsilon,
+        forward,
+    )
+    .0
 }
 
 impl<B: FusedNormBackward, C: CheckpointStrategy> FusedNorm for Autodiff<B, C> {
@@ -166,9 +187,9 @@ impl<B: FusedNormBackward, C: CheckpointStrategy> FusedNorm for Autodiff<B, C> {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
-        relu: bool,
+        activation: Activation,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        autodiff_train::<B, C>(x, [gamma, beta], None, epsilon, relu)
+        autodiff_train::<B, C>(x, [gamma, beta], None, epsilon, activation)
     }
 
     fn afan_norm_train_add(
@@ -177,9 +198,9 @@ impl<B: FusedNormBackward, C: CheckpointStrategy> FusedNorm for Autodiff<B, C> {
         beta: FloatTensor<Self>,
         residual: FloatTensor<Self>,
         epsilon: f64,
-        relu: bool,
+        activation: Activation,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
-        autodiff_train::<B, C>(x, [gamma, beta], Some(residual), epsilon, relu)
+        autodiff_train::<B, C>(x, [gamma, beta], Some(residual), epsilon, activation)
     }
 
     fn afan_norm_eval(
@@ -189,9 +210,9 @@ impl<B: FusedNormBackward, C: CheckpointStrategy> FusedNorm for Autodiff<B, C> {
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         epsilon: f64,
-        relu: bool,
+        activation: Activation,
     ) -> FloatTensor<Self> {
-        autodiff_eval::<B, C>(x, [gamma, beta, mean, var], None, epsilon, relu)
+        autodiff_eval::<B, C>(x, [gamma, beta, mean, var], None, epsilon, activation)
     }
 
     fn afan_norm_eval_add(
@@ -202,8 +223,14 @@ impl<B: FusedNormBackward, C: CheckpointStrategy> FusedNorm for Autodiff<B, C> {
         var: FloatTensor<Self>,
         residual: FloatTensor<Self>,
         epsilon: f64,
-        relu: bool,
+        activation: Activation,
     ) -> FloatTensor<Self> {
-        autodiff_eval::<B, C>(x, [gamma, beta, mean, var], Some(residual), epsilon, relu)
+        autodiff_eval::<B, C>(
+            x,
+            [gamma, beta, mean, var],
+            Some(residual),
+            epsilon,
+            activation,
+        )
     }
 }

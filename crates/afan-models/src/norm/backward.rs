@@ -1,9 +1,11 @@
 //! The backward pass of [`super::kernel::normalize`] on contiguous NCHW `f32` slices.
 //!
-//! With `g` the output gradient masked by the ReLU and `xhat = (x - mean) * inv_std`:
-//! `dbeta = sum g`, `dgamma = sum g * xhat`, and with batch statistics
-//! `dx = gamma * inv_std * (g - dbeta / M - xhat * dgamma / M)` over the `M = N*H*W` elements of a
-//! channel (with running statistics, `dx = gamma * inv_std * g`); the residual's gradient is `g`.
+//! With `g` the output gradient masked by the activation (ReLU: where the output is positive;
+//! ReLU6: where it is strictly between 0 and 6; either: where it is NaN) and
+//! `xhat = (x - mean) * inv_std`: `dbeta = sum g`, `dgamma = sum g * xhat`, and with batch
+//! statistics `dx = gamma * inv_std * (g - dbeta / M - xhat * dgamma / M)` over the `M = N*H*W`
+//! elements of a channel (with running statistics, `dx = gamma * inv_std * g`); the residual's
+//! gradient is `g`.
 //!
 //! Two passes, both bound by memory traffic: [`grad_sums`] takes the per-plane sums (and writes `g`
 //! only where the residual needs it; elsewhere the mask is applied on the fly),
@@ -11,7 +13,7 @@
 //! Sums are per plane in a fixed lane order, then per channel in image order in `f64`: the result
 //! does not depend on the thread count, nor on the instruction set the plane loops run compiled for.
 
-use super::kernel::{Planes, lane_sum, lane_update, relu_grad};
+use super::kernel::{Activation, Planes, lane_sum, lane_update, relu_grad, relu6_grad};
 use crate::simd::Isa;
 use rayon::prelude::*;
 
@@ -22,8 +24,9 @@ pub struct NormGrad<'a> {
     pub planes: Planes,
     /// The normalised input.
     pub x: &'a [f32],
-    /// The output, when a ReLU followed (its sign masks the gradient).
-    pub relu_out: Option<&'a [f32]>,
+    /// The activation that followed and the output it gave (which masks the gradient); `None`
+    /// when none followed ([`Activation::None`] here reads no output either).
+    pub activated: Option<(Activation, &'a [f32])>,
     /// Per-channel scale.
     pub gamma: &'a [f32],
     /// The mean the forward subtracted (batch or running).
@@ -35,6 +38,34 @@ pub struct NormGrad<'a> {
     pub batch_stats: bool,
 }
 
+impl<'a> NormGrad<'a> {
+    /// The output that masks the gradient, and the mask's kind; `None` without an activation.
+    fn mask_out(&self) -> Option<(Activation, &'a [f32])> {
+        self.activated.filter(|(a, _)| *a != Activation::None)
+    }
+}
+
+/// Calls `$body` with `$mask` bound to the gradient mask `(out, dy) -> g` of `$act` (each
+/// activation its own monomorphised loop; `Activation::None` passes `dy`).
+macro_rules! with_mask {
+    ($act:expr, |$mask:ident| $body:expr) => {
+        match $act {
+            Activation::None => {
+                let $mask = |_: f32, d: f32| d;
+                $body
+            }
+            Activation::Relu => {
+                let $mask = relu_grad;
+                $body
+            }
+            Activation::Relu6 => {
+                let $mask = relu6_grad;
+                $body
+            }
+        }
+    };
+}
+
 /// The result of the first pass.
 #[derive(Debug, Default)]
 pub struct GradSums {
@@ -42,7 +73,7 @@ pub struct GradSums {
     pub sum_g: Vec<f64>,
     /// `sum g * (x - mean)` per channel (empty if not asked for).
     pub sum_gx: Vec<f64>,
-    /// `g`, the ReLU-masked output gradient, if it was kept (for the residual).
+    /// `g`, the masked output gradient, if it was kept (for the residual).
     pub masked: Option<Vec<f32>>,
 }
 
@@ -66,41 +97,51 @@ impl GradSums {
 /// Where a plane's masked output gradient is read from.
 #[derive(Clone, Copy)]
 enum Grad<'a> {
-    /// Stored: the output gradient without a ReLU, or the masked one kept for the residual.
+    /// Stored: the output gradient without an activation, or the masked one kept for the
+    /// residual.
     Stored(&'a [f32]),
     /// Masked on the fly from the output and its gradient.
     Masked { out: &'a [f32], dy: &'a [f32] },
 }
 
 impl Grad<'_> {
-    /// `(sum g, sum g * (x - mean))` over one plane. Inlined into the caller's [`Isa::run`].
+    /// `(sum g, sum g * (x - mean))` over one plane, `mask` the activation's (for
+    /// [`Grad::Masked`]). Inlined into the caller's [`Isa::run`].
     #[inline(always)]
-    fn sums(self, x: &[f32], mean: f32) -> (f32, f32) {
+    fn sums(self, x: &[f32], mean: f32, mask: impl Fn(f32, f32) -> f32) -> (f32, f32) {
         match self {
             Grad::Stored(g) => (
                 lane_sum([g], |[d]| d),
                 lane_sum([g, x], |[d, v]| d * (v - mean)),
             ),
             Grad::Masked { out, dy } => (
-                lane_sum([out, dy], |[o, d]| relu_grad(o, d)),
-                lane_sum([out, dy, x], |[o, d, v]| relu_grad(o, d) * (v - mean)),
+                lane_sum([out, dy], |[o, d]| mask(o, d)),
+                lane_sum([out, dy, x], |[o, d, v]| mask(o, d) * (v - mean)),
             ),
         }
     }
 }
 
 /// The first pass over the output gradient `dy`: the per-channel sums if `need_sums`, and the
-/// masked gradient if `keep_masked` and a ReLU followed.
+/// masked gradient if `keep_masked` and an activation followed.
 pub fn grad_sums(a: &NormGrad, dy: &[f32], need: [bool; 2]) -> GradSums {
     grad_sums_on(Isa::detect(), a, dy, need)
 }
 
 /// [`grad_sums`] with its plane loops compiled for `isa`.
-pub(crate) fn grad_sums_on(
+pub(crate) fn grad_sums_on(isa: Isa, a: &NormGrad, dy: &[f32], need: [bool; 2]) -> GradSums {
+    let act = a.mask_out().map_or(Activation::None, |(act, _)| act);
+    with_mask!(act, |mask| grad_sums_with(isa, a, dy, need, mask))
+}
+
+/// [`grad_sums_on`] with the activation's gradient `mask`.
+#[inline(always)]
+fn grad_sums_with(
     isa: Isa,
     a: &NormGrad,
     dy: &[f32],
     [need_sums, keep_masked]: [bool; 2],
+    mask: impl Fn(f32, f32) -> f32 + Copy + Sync,
 ) -> GradSums {
     let p = a.planes;
     assert!(a.x.len() == p.len() && dy.len() == p.len());
@@ -108,8 +149,8 @@ pub(crate) fn grad_sums_on(
     let plane = |i: usize| i * pixels..(i + 1) * pixels;
     let mean = |i: usize| a.mean[i % p.channels];
     let mut masked = None;
-    let plane_sums: Vec<(f32, f32)> = match a.relu_out {
-        Some(out) if keep_masked => {
+    let plane_sums: Vec<(f32, f32)> = match a.mask_out() {
+        Some((_, out)) if keep_masked => {
             let mut g = dy.to_vec();
             let tasks = g.par_chunks_mut(pixels * per).enumerate();
             let sums = tasks
@@ -120,9 +161,10 @@ pub(crate) fn grad_sums_on(
                             let mut sums = Vec::with_capacity(per);
                             for (j, g) in planes.chunks_mut(pixels).enumerate() {
                                 let i = task * per + j;
-                                lane_update(g, [&out[plane(i)]], |d, [o]| relu_grad(o, d));
+                                lane_update(g, [&out[plane(i)]], |d, [o]| mask(o, d));
                                 if need_sums {
-                                    sums.push(Grad::Stored(g).sums(&a.x[plane(i)], mean(i)));
+                                    let g = Grad::Stored(g);
+                                    sums.push(g.sums(&a.x[plane(i)], mean(i), mask));
                                 }
                             }
                             sums
@@ -143,14 +185,14 @@ pub(crate) fn grad_sums_on(
                         || {
                             let mut sums = Vec::with_capacity(per);
                             for i in task * per..((task + 1) * per).min(planes) {
-                                let g = match a.relu_out {
-                                    Some(out) => Grad::Masked {
+                                let g = match a.mask_out() {
+                                    Some((_, out)) => Grad::Masked {
                                         out: &out[plane(i)],
                                         dy: &dy[plane(i)],
                                     },
                                     None => Grad::Stored(&dy[plane(i)]),
                                 };
-                                sums.push(g.sums(&a.x[plane(i)], mean(i)));
+                                sums.push(g.sums(&a.x[plane(i)], mean(i), mask));
                             }
                             sums
                         },
@@ -188,6 +230,19 @@ pub fn input_grad_in_place(a: &NormGrad, sums: &GradSums, dy_dx: &mut [f32]) {
 
 /// [`input_grad_in_place`] with its plane loops compiled for `isa`.
 pub(crate) fn input_grad_in_place_on(isa: Isa, a: &NormGrad, sums: &GradSums, dy_dx: &mut [f32]) {
+    let act = a.mask_out().map_or(Activation::None, |(act, _)| act);
+    with_mask!(act, |mask| input_grad_with(isa, a, sums, dy_dx, mask))
+}
+
+/// [`input_grad_in_place_on`] with the activation's gradient `mask`.
+#[inline(always)]
+fn input_grad_with(
+    isa: Isa,
+    a: &NormGrad,
+    sums: &GradSums,
+    dy_dx: &mut [f32],
+    mask: impl Fn(f32, f32) -> f32 + Copy + Sync,
+) {
     let p = a.planes;
     assert_eq!(dy_dx.len(), p.len());
     let m = p.per_channel().max(1) as f64;
@@ -217,16 +272,17 @@ pub(crate) fn input_grad_in_place_on(isa: Isa, a: &NormGrad, sums: &GradSums, dy
                     let range = i * pixels..(i + 1) * pixels;
                     let x = &a.x[range.clone()];
                     let affine = |g: f32, v: f32| k * g + q * (v - mean) + r;
-                    match (&sums.masked, a.relu_out, a.batch_stats) {
+                    let out = a.mask_out().map(|(_, out)| out);
+                    match (&sums.masked, out, a.batch_stats) {
                         (Some(g), _, true) => {
                             lane_update(d, [&g[range], x], |_, [g, v]| affine(g, v))
                         }
                         (Some(g), _, false) => lane_update(d, [&g[range]], |_, [g]| k * g),
                         (None, Some(out), true) => {
-                            lane_update(d, [&out[range], x], |d, [o, v]| affine(relu_grad(o, d), v))
+                            lane_update(d, [&out[range], x], |d, [o, v]| affine(mask(o, d), v))
                         }
                         (None, Some(out), false) => {
-                            lane_update(d, [&out[range]], |d, [o]| k * relu_grad(o, d))
+                            lane_update(d, [&out[range]], |d, [o]| k * mask(o, d))
                         }
                         (None, None, true) => lane_update(d, [x], |d, [v]| affine(d, v)),
                         (None, None, false) => lane_update(d, [], |d, []| k * d),
@@ -246,8 +302,8 @@ pub struct NormGrads {
     pub gamma: Option<Vec<f32>>,
     /// Of `beta`.
     pub beta: Option<Vec<f32>>,
-    /// The output gradient after the ReLU mask (the residual's gradient); `None` without a ReLU,
-    /// where the residual's gradient is the output gradient itself.
+    /// The output gradient after the activation's mask (the residual's gradient); `None` without
+    /// an activation, where the residual's gradient is the output gradient itself.
     pub masked: Option<Vec<f32>>,
 }
 

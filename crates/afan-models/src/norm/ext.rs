@@ -4,16 +4,16 @@
 //! [`super::BatchNorm2d`] routes them to `super::fallback`.
 
 use super::backward::{self, NormGrad};
-use super::kernel::{self, Planes};
+use super::kernel::{self, Activation, Planes};
 use crate::flex::{contiguous, dims4, flex_tensor};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, backend_extension};
 use burn::tensor::DType;
 
-/// Batch norm over `[N, C, H, W]`, then optionally a ReLU; the `_add` forms add a residual before
-/// the ReLU. (Four methods rather than an `Option` residual, which the extension macro does not
-/// route.)
+/// Batch norm over `[N, C, H, W]`, then an [`Activation`] (none, ReLU or ReLU6); the `_add` forms
+/// add a residual before the activation. (Four methods rather than an `Option` residual, which the
+/// extension macro does not route.)
 #[backend_extension(Flex, Autodiff)]
 pub trait FusedNorm: Backend {
     /// With the batch's statistics: the output, the batch mean and the biased batch variance.
@@ -22,17 +22,17 @@ pub trait FusedNorm: Backend {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
-        relu: bool,
+        activation: Activation,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
-    /// [`FusedNorm::afan_norm_train`] with `residual` added before the ReLU.
+    /// [`FusedNorm::afan_norm_train`] with `residual` added before the activation.
     fn afan_norm_train_add(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         residual: FloatTensor<Self>,
         epsilon: f64,
-        relu: bool,
+        activation: Activation,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 
     /// With given (running) statistics `mean` and `var`.
@@ -43,10 +43,10 @@ pub trait FusedNorm: Backend {
         mean: FloatTensor<Self>,
         var: FloatTensor<Self>,
         epsilon: f64,
-        relu: bool,
+        activation: Activation,
     ) -> FloatTensor<Self>;
 
-    /// [`FusedNorm::afan_norm_eval`] with `residual` added before the ReLU.
+    /// [`FusedNorm::afan_norm_eval`] with `residual` added before the activation.
     #[allow(clippy::too_many_arguments)]
     fn afan_norm_eval_add(
         x: FloatTensor<Self>,
@@ -56,15 +56,16 @@ pub trait FusedNorm: Backend {
         var: FloatTensor<Self>,
         residual: FloatTensor<Self>,
         epsilon: f64,
-        relu: bool,
+        activation: Activation,
     ) -> FloatTensor<Self>;
 }
 
 /// What the backward pass of [`FusedNorm`] keeps from the forward, besides `x`.
 #[derive(Clone, Debug)]
 pub struct NormSaved<T> {
-    /// The output, when a ReLU followed (its sign is the ReLU's gradient mask).
-    pub relu_out: Option<T>,
+    /// The activation that followed and the output, when one did (the output masks its
+    /// gradient).
+    pub activated: Option<(Activation, T)>,
     /// Per-channel scale.
     pub gamma: T,
     /// The statistics the forward normalised with.
@@ -121,7 +122,7 @@ fn forward(
     [gamma, beta, mean, var]: [&FlexTensor; 4],
     residual: Option<FlexTensor>,
     epsilon: f64,
-    relu: bool,
+    activation: Activation,
 ) -> FlexTensor {
     let (x, residual) = (contiguous(x), residual.map(contiguous));
     let p = planes(&x);
@@ -129,7 +130,7 @@ fn forward(
     let [scale, shift] = kernel::affine(f32_data(gamma), f32_data(beta), f32_data(mean), &inv_std);
     let residual = residual.as_ref().map(f32_data);
     in_place_or_copy(x, |y| {
-        kernel::normalize_in_place(p, y, [&scale, &shift], residual, relu)
+        kernel::normalize_in_place(p, y, [&scale, &shift], residual, activation)
     })
 }
 
@@ -138,14 +139,20 @@ fn flex_train(
     [gamma, beta]: [FlexTensor; 2],
     residual: Option<FlexTensor>,
     epsilon: f64,
-    relu: bool,
+    activation: Activation,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let x = contiguous(x);
     let (mean, var) = kernel::batch_stats(planes(&x), f32_data(&x));
     let c = mean.len();
     let (mean, var) = (flex_tensor(mean, [c]), flex_tensor(var, [c]));
     let (gamma, beta) = (contiguous(gamma), contiguous(beta));
-    let y = forward(x, [&gamma, &beta, &mean, &var], residual, epsilon, relu);
+    let y = forward(
+        x,
+        [&gamma, &beta, &mean, &var],
+        residual,
+        epsilon,
+        activation,
+    );
     (y, mean, var)
 }
 
@@ -154,10 +161,16 @@ fn flex_eval(
     params: [FlexTensor; 4],
     residual: Option<FlexTensor>,
     epsilon: f64,
-    relu: bool,
+    activation: Activation,
 ) -> FlexTensor {
     let [gamma, beta, mean, var] = params.map(contiguous);
-    forward(x, [&gamma, &beta, &mean, &var], residual, epsilon, relu)
+    forward(
+        x,
+        [&gamma, &beta, &mean, &var],
+        residual,
+        epsilon,
+        activation,
+    )
 }
 
 impl FusedNorm for Flex {
@@ -166,9 +179,9 @@ impl FusedNorm for Flex {
         gamma: FlexTensor,
         beta: FlexTensor,
         epsilon: f64,
-        relu: bool,
+        activation: Activation,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        flex_train(x, [gamma, beta], None, epsilon, relu)
+        flex_train(x, [gamma, beta], None, epsilon, activation)
     }
 
     fn afan_norm_train_add(
@@ -177,9 +190,9 @@ impl FusedNorm for Flex {
         beta: FlexTensor,
         residual: FlexTensor,
         epsilon: f64,
-        relu: bool,
+        activation: Activation,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        flex_train(x, [gamma, beta], Some(residual), epsilon, relu)
+        flex_train(x, [gamma, beta], Some(residual), epsilon, activation)
     }
 
     fn afan_norm_eval(
@@ -189,9 +202,9 @@ impl FusedNorm for Flex {
         mean: FlexTensor,
         var: FlexTensor,
         epsilon: f64,
-        relu: bool,
+        activation: Activation,
     ) -> FlexTensor {
-        flex_eval(x, [gamma, beta, mean, var], None, epsilon, relu)
+        flex_eval(x, [gamma, beta, mean, var], None, epsilon, activation)
     }
 
     fn afan_norm_eval_add(
@@ -202,9 +215,15 @@ impl FusedNorm for Flex {
         var: FlexTensor,
         residual: FlexTensor,
         epsilon: f64,
-        relu: bool,
+        activation: Activation,
     ) -> FlexTensor {
-        flex_eval(x, [gamma, beta, mean, var], Some(residual), epsilon, relu)
+        flex_eval(
+            x,
+            [gamma, beta, mean, var],
+            Some(residual),
+            epsilon,
+            activation,
+        )
     }
 }
 
@@ -216,7 +235,7 @@ impl FusedNormBackward for Flex {
         need: [bool; 4],
     ) -> [Option<FlexTensor>; 4] {
         let (x, grad) = (contiguous(x), contiguous(grad));
-        let relu_out = saved.relu_out.map(contiguous);
+        let activated = saved.activated.map(|(a, out)| (a, contiguous(out)));
         let [gamma, mean, var] = [saved.gamma, saved.mean, saved.var].map(contiguous);
         assert_eq!(
             grad.dtype(),
@@ -227,7 +246,7 @@ impl FusedNormBackward for Flex {
         let args = NormGrad {
             planes: planes(&x),
             x: f32_data(&x),
-            relu_out: relu_out.as_ref().map(f32_data),
+            activated: activated.as_ref().map(|(a, out)| (*a, f32_data(out))),
             gamma: f32_data(&gamma),
             mean: f32_data(&mean),
             inv_std: &inv_std,
@@ -237,8 +256,8 @@ impl FusedNormBackward for Flex {
         let need_sums = need_gamma || need_beta || (need_x && saved.batch_stats);
         let sums = backward::grad_sums(&args, f32_data(&grad), [need_sums, need_residual]);
         let (shape, c) = (dims4(&x), args.planes.channels);
-        // Without a ReLU the residual's gradient is the output's, shared rather than copied (and
-        // then the input gradient cannot take over the output gradient's buffer).
+        // Without an activation the residual's gradient is the output's, shared rather than copied
+        // (and then the input gradient cannot take over the output gradient's buffer).
         let shared = (need_residual && sums.masked.is_none()).then(|| grad.clone());
         let dx = need_x
             .then(|| in_place_or_copy(grad, |g| backward::input_grad_in_place(&args, &sums, g)));

@@ -3,7 +3,7 @@
 //! counts.
 
 use super::backward::{NormGrad, normalize_backward};
-use super::kernel::{self, Planes};
+use super::kernel::{self, Activation, Planes};
 use super::{fallback, fused};
 use burn::tensor::{Device, Distribution, Tensor, TensorData, Tolerance};
 
@@ -17,7 +17,7 @@ fn outputs(
     train: bool,
     [x, r, dy]: [&Tensor<4>; 3],
     params: [&Tensor<1>; 4],
-    (add, relu): (bool, bool),
+    (add, act): (bool, Activation),
 ) -> Vec<TensorData> {
     let [gamma, beta, mean, var] = params.map(|t| t.clone());
     let (x, r) = (x.clone().require_grad(), r.clone().require_grad());
@@ -26,29 +26,17 @@ fn outputs(
     let eps = 1e-5;
     let (out, stats) = if train {
         let (out, m, v) = if path_fused {
-            fused::train(
-                x.clone(),
-                [gamma.clone(), beta.clone()],
-                residual,
-                eps,
-                relu,
-            )
+            fused::train(x.clone(), [gamma.clone(), beta.clone()], residual, eps, act)
         } else {
-            fallback::train(
-                x.clone(),
-                [gamma.clone(), beta.clone()],
-                residual,
-                eps,
-                relu,
-            )
+            fallback::train(x.clone(), [gamma.clone(), beta.clone()], residual, eps, act)
         };
         (out, vec![m.into_data(), v.into_data()])
     } else {
         let p = [gamma.clone(), beta.clone(), mean, var];
         let out = if path_fused {
-            fused::eval(x.clone(), p, residual, eps, relu)
+            fused::eval(x.clone(), p, residual, eps, act)
         } else {
-            fallback::eval(x.clone(), p, residual, eps, relu)
+            fallback::eval(x.clone(), p, residual, eps, act)
         };
         (out, vec![])
     };
@@ -63,6 +51,16 @@ fn outputs(
     }
     all
 }
+
+/// Every (residual add, activation) pair.
+const FORMS: [(bool, Activation); 6] = [
+    (false, Activation::None),
+    (false, Activation::Relu),
+    (false, Activation::Relu6),
+    (true, Activation::None),
+    (true, Activation::Relu),
+    (true, Activation::Relu6),
+];
 
 #[test]
 fn fused_matches_burn_ops_in_every_form() {
@@ -84,8 +82,8 @@ fn fused_matches_burn_ops_in_every_form() {
         let var = random([c], &dev).abs().add_scalar(0.5);
         let params = [&gamma, &beta, &mean, &var];
         for train in [true, false] {
-            for form in [(false, false), (false, true), (true, false), (true, true)] {
-                let case = format!("{shape:?} train {train} (add, relu) {form:?}");
+            for form in FORMS {
+                let case = format!("{shape:?} train {train} (add, activation) {form:?}");
                 let a = outputs(true, train, [&x, &r, &dy], params, form);
                 let b = outputs(false, train, [&x, &r, &dy], params, form);
                 assert_eq!(a.len(), b.len());
@@ -110,9 +108,12 @@ fn non_contiguous_inputs_match_burn_ops() {
     let (mean, var) = (random([3], &dev), random([3], &dev).abs());
     for train in [true, false] {
         let params = [&gamma, &beta, &mean, &var];
-        let [a, b] = [true, false].map(|f| outputs(f, train, [&x, &r, &dy], params, (true, true)));
-        for (a, b) in a.iter().zip(&b) {
-            a.assert_approx_eq::<f32>(b, Tolerance::rel_abs(1e-4, 1e-4));
+        for act in [Activation::Relu, Activation::Relu6] {
+            let [a, b] =
+                [true, false].map(|f| outputs(f, train, [&x, &r, &dy], params, (true, act)));
+            for (a, b) in a.iter().zip(&b) {
+                a.assert_approx_eq::<f32>(b, Tolerance::rel_abs(1e-4, 1e-4));
+            }
         }
     }
 }
@@ -125,19 +126,19 @@ fn pattern(len: usize, seed: usize) -> Vec<f32> {
 }
 
 /// Everything the kernels compute for one batch, as bits.
-fn kernel_bits(p: Planes, x: &[f32], r: &[f32], dy: &[f32]) -> Vec<Vec<u32>> {
+fn kernel_bits(p: Planes, x: &[f32], r: &[f32], dy: &[f32], act: Activation) -> Vec<Vec<u32>> {
     let c = p.channels;
     let gamma: Vec<f32> = (0..c).map(|i| 0.5 + i as f32 * 0.1).collect();
     let beta: Vec<f32> = (0..c).map(|i| i as f32 * 0.05 - 0.3).collect();
     let (mean, var) = kernel::batch_stats(p, x);
     let inv_std = kernel::inv_std(&var, 1e-5);
     let [scale, shift] = kernel::affine(&gamma, &beta, &mean, &inv_std);
-    let y = kernel::normalize(p, x, [&scale, &shift], Some(r), true);
+    let y = kernel::normalize(p, x, [&scale, &shift], Some(r), act);
     let g = normalize_backward(
         &NormGrad {
             planes: p,
             x,
-            relu_out: Some(&y),
+            activated: Some((act, &y)),
             gamma: &gamma,
             mean: &mean,
             inv_std: &inv_std,
@@ -147,7 +148,8 @@ fn kernel_bits(p: Planes, x: &[f32], r: &[f32], dy: &[f32]) -> Vec<Vec<u32>> {
         [true; 4],
     );
     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect();
-    let grads = [g.x, g.gamma, g.beta, g.masked].map(Option::unwrap);
+    let masked = g.masked.unwrap_or_else(|| dy.to_vec());
+    let grads = [g.x.unwrap(), g.gamma.unwrap(), g.beta.unwrap(), masked];
     [&mean, &var, &y]
         .into_iter()
         .chain(&grads)
@@ -170,15 +172,17 @@ fn results_do_not_depend_on_the_thread_count() {
         pattern(p.len(), 2),
         pattern(p.len(), 3),
     );
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| kernel_bits(p, &x, &r, &dy))
-    };
-    let one = run(1);
-    assert_eq!(one, run(2));
-    assert_eq!(one, run(3));
-    assert_eq!(one, run(3));
+    for act in [Activation::None, Activation::Relu, Activation::Relu6] {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| kernel_bits(p, &x, &r, &dy, act))
+        };
+        let one = run(1);
+        assert_eq!(one, run(2), "{act:?}");
+        assert_eq!(one, run(3), "{act:?}");
+        assert_eq!(one, run(3), "{act:?}");
+    }
 }

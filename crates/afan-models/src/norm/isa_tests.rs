@@ -3,10 +3,11 @@
 //! is not a multiple of the vector width or of [`LANES`], and [`lane_sum`] in its documented order.
 
 use super::backward::{GradSums, NormGrad, grad_sums_on, input_grad_in_place_on};
-use super::kernel::{LANES, Planes, batch_stats_on, lane_sum, normalize_in_place_on};
+use super::kernel::{Activation, LANES, Planes, batch_stats_on, lane_sum, normalize_in_place_on};
 use crate::simd::Isa;
 
-/// Deterministic values in about [-2, 2), with some exact zeros (ReLU boundaries).
+/// Deterministic values in about [-2, 2), with some exact zeros (ReLU boundaries); scaled by 4
+/// where ReLU6's upper bound should be crossed.
 fn values(len: usize, seed: u64) -> Vec<f32> {
     let mut state = seed
         .wrapping_mul(6364136223846793005)
@@ -66,25 +67,27 @@ fn all_outputs(isa: Isa, p: Planes) -> Vec<Vec<u64>> {
         .into_iter()
         .map(widen)
         .collect::<Vec<_>>();
-    let mut relu_out = Vec::new();
+    // Scale and shift spread outputs over -8..8: below 0, inside (0, 6) and above 6.
+    let scale: Vec<f32> = scale.iter().map(|s| s * 4.0).collect();
+    let mut act_out = Vec::new();
     for residual in [None, Some(&r[..])] {
-        for relu in [false, true] {
+        for act in ACTIVATIONS {
             let mut y = x.clone();
-            normalize_in_place_on(isa, p, &mut y, [&scale, &shift], residual, relu);
+            normalize_in_place_on(isa, p, &mut y, [&scale, &shift], residual, act);
             out.push(widen(bits(&y)));
-            if relu {
-                relu_out = y;
+            if residual.is_none() {
+                act_out.push((act, y));
             }
         }
     }
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + 1e-5).sqrt()).collect();
-    for with_relu in [false, true] {
+    for (act, act_out) in &act_out {
         for batch_stats in [false, true] {
             for keep_masked in [false, true] {
                 let a = NormGrad {
                     planes: p,
                     x: &x,
-                    relu_out: with_relu.then_some(&relu_out[..]),
+                    activated: Some((*act, &act_out[..])),
                     gamma: &scale,
                     mean: &mean,
                     inv_std: &inv_std,
@@ -102,6 +105,8 @@ fn all_outputs(isa: Isa, p: Planes) -> Vec<Vec<u64>> {
     }
     out
 }
+
+const ACTIVATIONS: [Activation; 3] = [Activation::None, Activation::Relu, Activation::Relu6];
 
 fn widen(v: Vec<u32>) -> Vec<u64> {
     v.into_iter().map(u64::from).collect()

@@ -1,11 +1,15 @@
 //! Batch-norm kernels on contiguous NCHW `f32` slices: the per-channel batch statistics and the
-//! normalisation with its affine map, optional residual add and optional ReLU in one pass (the
-//! backward pass is in [`super::backward`]), and the lane helpers both share.
+//! normalisation with its affine map, optional residual add and optional [`Activation`] (ReLU or
+//! ReLU6) in one pass (the backward pass is in [`super::backward`]), and the lane helpers both
+//! share.
 //!
-//! Why: Burn's composed `batch_norm_train`, the residual add and the ReLU each read and write the
-//! whole activation (flex's reductions over dims 0, 2, 3 also transpose it through
+//! Why: Burn's composed `batch_norm_train`, the residual add and the activation each read and
+//! write the whole activation (flex's reductions over dims 0, 2, 3 also transpose it through
 //! `copy_2d_tiled`). Here the forward reads the input twice (statistics, then normalisation) and
-//! writes once; the backward reads its inputs twice and writes the input gradient once.
+//! writes once; the backward reads its inputs twice and writes the input gradient once. ReLU6
+//! (MobileNetV2's) is fused for the same reason ReLU is: as its own pass (`crate::relu6`) it read
+//! and wrote every expanded activation once more forward and once more backward (3-4% of the
+//! DeepLabV3+ MobileNetV2 step, issue 19).
 //!
 //! Determinism: every sum is taken per (image, channel) plane in a fixed lane order, and the planes
 //! of a channel are combined in image order in `f64`, so results are bit-identical run to run and
@@ -104,6 +108,20 @@ pub(super) fn lane_update<const K: usize>(
     }
 }
 
+/// What follows the normalisation (and the residual add) in the same pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing: the normalised value (plus the residual).
+    #[default]
+    None,
+    /// `max(v, 0)`, NaN kept; gradient where the output is positive or NaN.
+    Relu,
+    /// `min(max(v, 0), 6)`, NaN kept; gradient on the open interval `0 < y < 6` and where the
+    /// output is NaN: the convention of `crate::relu6` (PyTorch's `hardtanh_backward`), whose
+    /// element functions it calls.
+    Relu6,
+}
+
 /// ReLU that lets NaN through, as flex's and PyTorch's do.
 #[inline(always)]
 pub(super) fn relu(v: f32) -> f32 {
@@ -114,6 +132,12 @@ pub(super) fn relu(v: f32) -> f32 {
 #[inline(always)]
 pub(super) fn relu_grad(out: f32, dy: f32) -> f32 {
     if out > 0.0 || out.is_nan() { dy } else { 0.0 }
+}
+
+/// The ReLU6 gradient mask from the output (see [`Activation::Relu6`]).
+#[inline(always)]
+pub(super) fn relu6_grad(out: f32, dy: f32) -> f32 {
+    crate::relu6::kernel::relu6_grad(dy, out)
 }
 
 /// Per-channel batch mean and biased variance of `x [N, C, H, W]`.
@@ -169,17 +193,18 @@ pub fn inv_std(var: &[f32], epsilon: f64) -> Vec<f32> {
         .collect()
 }
 
-/// `relu?(x * scale[c] + shift[c] + residual?)` over `x [N, C, H, W]`: the affine map of batch norm
-/// with `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale` (see [`affine`]).
+/// `activation(x * scale[c] + shift[c] + residual?)` over `x [N, C, H, W]`: the affine map of
+/// batch norm with `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale` (see
+/// [`affine`]).
 pub fn normalize(
     p: Planes,
     x: &[f32],
     scale_shift: [&[f32]; 2],
     residual: Option<&[f32]>,
-    with_relu: bool,
+    activation: Activation,
 ) -> Vec<f32> {
     let mut y = x.to_vec();
-    normalize_in_place(p, &mut y, scale_shift, residual, with_relu);
+    normalize_in_place(p, &mut y, scale_shift, residual, activation);
     y
 }
 
@@ -189,9 +214,9 @@ pub fn normalize_in_place(
     x: &mut [f32],
     scale_shift: [&[f32]; 2],
     residual: Option<&[f32]>,
-    with_relu: bool,
+    activation: Activation,
 ) {
-    normalize_in_place_on(Isa::detect(), p, x, scale_shift, residual, with_relu);
+    normalize_in_place_on(Isa::detect(), p, x, scale_shift, residual, activation);
 }
 
 /// [`normalize_in_place`] with its plane loops compiled for `isa`.
@@ -199,9 +224,25 @@ pub(crate) fn normalize_in_place_on(
     isa: Isa,
     p: Planes,
     x: &mut [f32],
-    [scale, shift]: [&[f32]; 2],
+    scale_shift: [&[f32]; 2],
     residual: Option<&[f32]>,
-    with_relu: bool,
+    activation: Activation,
+) {
+    // One loop per activation, chosen here rather than per element.
+    let args = (isa, p, scale_shift, residual);
+    match activation {
+        Activation::None => normalize_with(args, x, |v| v),
+        Activation::Relu => normalize_with(args, x, relu),
+        Activation::Relu6 => normalize_with(args, x, crate::relu6::kernel::relu6),
+    }
+}
+
+/// [`normalize_in_place_on`] with the activation `act`.
+#[inline(always)]
+fn normalize_with(
+    (isa, p, [scale, shift], residual): (Isa, Planes, [&[f32]; 2], Option<&[f32]>),
+    x: &mut [f32],
+    act: impl Fn(f32) -> f32 + Copy + Sync,
 ) {
     assert_eq!(x.len(), p.len());
     let (pixels, per) = (p.pixels.max(1), p.planes_per_task());
@@ -213,16 +254,11 @@ pub(crate) fn normalize_in_place_on(
                 for (j, y) in planes.chunks_mut(pixels).enumerate() {
                     let i = task * per + j;
                     let (s, t) = (scale[i % p.channels], shift[i % p.channels]);
-                    match (residual, with_relu) {
-                        (None, false) => lane_update(y, [], |v, []| v * s + t),
-                        (None, true) => lane_update(y, [], |v, []| relu(v * s + t)),
-                        (Some(r), relu_too) => {
+                    match residual {
+                        None => lane_update(y, [], |v, []| act(v * s + t)),
+                        Some(r) => {
                             let r = &r[i * pixels..(i + 1) * pixels];
-                            if relu_too {
-                                lane_update(y, [r], |v, [r]| relu(v * s + t + r));
-                            } else {
-                                lane_update(y, [r], |v, [r]| v * s + t + r);
-                            }
+                            lane_update(y, [r], |v, [r]| act(v * s + t + r));
                         }
                     }
                 }

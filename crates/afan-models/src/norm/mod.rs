@@ -1,5 +1,5 @@
 //! Batch normalization with PyTorch's running-statistics rule, optionally followed by a residual
-//! add and a ReLU in the same operation.
+//! add and a ReLU or ReLU6 in the same operation.
 //!
 //! Burn's `BatchNorm` folds the *biased* batch variance into its running variance; PyTorch — and so
 //! every checkpoint and published number this project compares with — folds the *unbiased* one.
@@ -9,8 +9,10 @@
 //! On the `flex` CPU backend with `f32` data the normalisation, the residual add and the ReLU of a
 //! ResNet block run as one kernel with one backward pass ([`kernel`], [`backward`], wired in by
 //! `ext` and `autodiff`): composed from Burn's ops they and their memory traffic were a large
-//! share of a ResNet-20 training step. Every other backend and dtype runs the same computation
-//! from Burn's ops (`fallback`).
+//! share of a ResNet-20 training step. MobileNetV2's ReLU6 runs in the same kernel
+//! ([`BatchNorm2d::forward_relu6`]; benchmarks turn that off with `AFAN_NORM_RELU6=0`, see
+//! `fuse_relu6`). Every other backend and dtype runs the same computation from Burn's ops
+//! (`fallback`).
 
 #[cfg(feature = "flex")]
 mod autodiff;
@@ -26,8 +28,12 @@ pub mod kernel;
 #[cfg(test)]
 #[rustfmt::skip]
 mod reference;
+#[cfg(all(test, feature = "flex"))]
+mod relu6_tests;
 #[cfg(test)]
 mod tests;
+
+pub use kernel::Activation;
 
 use burn::config::Config;
 use burn::module::{Flag, Module, Param, RunningState};
@@ -85,32 +91,43 @@ impl BatchNorm2dConfig {
 impl BatchNorm2d {
     /// Normalizes `[B, C, H, W]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.run(x, None, false)
+        self.run(x, None, Activation::None)
     }
 
     /// `relu(self.forward(x))`, as one operation where the fused kernels run.
     pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
-        self.run(x, None, true)
+        self.run(x, None, Activation::Relu)
+    }
+
+    /// `relu6(self.forward(x))` (MobileNetV2's `Conv2dNormActivation`), as one operation where the
+    /// fused kernels run; ReLU6's gradient is PyTorch's (zero at 0 and 6, see [`crate::relu6`])
+    /// on every device (Burn's `clamp`, which other devices ran before, passes it at both).
+    pub fn forward_relu6(&self, x: Tensor<4>) -> Tensor<4> {
+        if fuse_relu6() {
+            self.run(x, None, Activation::Relu6)
+        } else {
+            crate::relu6::relu6(self.forward(x))
+        }
     }
 
     /// `relu(self.forward(x) + residual)` (the end of a ResNet block), as one operation where the
     /// fused kernels run.
     pub fn forward_add_relu(&self, x: Tensor<4>, residual: Tensor<4>) -> Tensor<4> {
-        self.run(x, Some(residual), true)
+        self.run(x, Some(residual), Activation::Relu)
     }
 
     /// In train mode on an autodiff device: batch statistics, running statistics updated (as
     /// before the kernels existed, a non-autodiff device always normalizes with the running ones).
-    fn run(&self, x: Tensor<4>, residual: Option<Tensor<4>>, relu: bool) -> Tensor<4> {
+    fn run(&self, x: Tensor<4>, residual: Option<Tensor<4>>, activation: Activation) -> Tensor<4> {
         let device = x.device();
         let (gamma, beta) = (self.weight.val(), self.bias.val());
         let fused = fusable(&x, residual.as_ref(), [&gamma, &beta]);
         if device.is_autodiff() && self.training.is_enabled() {
             let [b, _, h, w] = x.dims();
             let (out, mean, var) = if fused {
-                fused::train(x, [gamma, beta], residual, self.epsilon, relu)
+                fused::train(x, [gamma, beta], residual, self.epsilon, activation)
             } else {
-                fallback::train(x, [gamma, beta], residual, self.epsilon, relu)
+                fallback::train(x, [gamma, beta], residual, self.epsilon, activation)
             };
             self.update_running(mean, var, b * h * w);
             out
@@ -119,9 +136,9 @@ impl BatchNorm2d {
             let var = self.running_var.value().to_device(&device);
             let params = [gamma, beta, mean, var];
             if fused {
-                fused::eval(x, params, residual, self.epsilon, relu)
+                fused::eval(x, params, residual, self.epsilon, activation)
             } else {
-                fallback::eval(x, params, residual, self.epsilon, relu)
+                fallback::eval(x, params, residual, self.epsilon, activation)
             }
         }
     }
@@ -219,6 +236,16 @@ pub fn record_running_updates<R>(f: impl FnOnce() -> R) -> (R, RunningUpdates) {
     (out, RunningUpdates(log.unwrap_or_default()))
 }
 
+/// Whether [`BatchNorm2d::forward_relu6`] runs ReLU6 inside the normalisation (default) rather
+/// than as its own pass after it (`AFAN_NORM_RELU6=0`, the path before: benchmarks time both in
+/// one binary). Also off while the ReLU6 benchmark switch sends ReLU6 to Burn's `clamp`
+/// (`AFAN_BENCH_RELU6=burn`), which then still times Burn's ReLU6.
+fn fuse_relu6() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| crate::flex::env_switch("AFAN_NORM_RELU6", true))
+        && !crate::relu6::burn_on_flex()
+}
+
 /// Whether afan's kernels take a call: `flex`, and `f32` everywhere.
 fn fusable(x: &Tensor<4>, residual: Option<&Tensor<4>>, params: [&Tensor<1>; 2]) -> bool {
     crate::flex::is_flex(&x.device())
@@ -230,6 +257,7 @@ fn fusable(x: &Tensor<4>, residual: Option<&Tensor<4>>, params: [&Tensor<1>; 2])
 /// The fused kernels through the backend extension (only reached on `flex`).
 #[cfg(feature = "flex")]
 mod fused {
+    use super::Activation;
     use super::ext::FusedNorm;
     use burn::backend::Dispatch;
     use burn::tensor::Tensor;
@@ -239,7 +267,7 @@ mod fused {
         [gamma, beta]: [Tensor<1>; 2],
         residual: Option<Tensor<4>>,
         epsilon: f64,
-        relu: bool,
+        activation: Activation,
     ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
         let (x, gamma, beta) = (
             x.into_dispatch(),
@@ -247,10 +275,15 @@ mod fused {
             beta.into_dispatch(),
         );
         let (out, mean, var) = match residual {
-            Some(r) => {
-                Dispatch::afan_norm_train_add(x, gamma, beta, r.into_dispatch(), epsilon, relu)
-            }
-            None => Dispatch::afan_norm_train(x, gamma, beta, epsilon, relu),
+            Some(r) => Dispatch::afan_norm_train_add(
+                x,
+                gamma,
+                beta,
+                r.into_dispatch(),
+                epsilon,
+                activation,
+            ),
+            None => Dispatch::afan_norm_train(x, gamma, beta, epsilon, activation),
         };
         (
             Tensor::from_dispatch(out),
@@ -264,16 +297,16 @@ mod fused {
         [gamma, beta, mean, var]: [Tensor<1>; 4],
         residual: Option<Tensor<4>>,
         epsilon: f64,
-        relu: bool,
+        activation: Activation,
     ) -> Tensor<4> {
         let x = x.into_dispatch();
         let [gamma, beta, mean, var] = [gamma, beta, mean, var].map(Tensor::into_dispatch);
         Tensor::from_dispatch(match residual {
             Some(r) => {
                 let r = r.into_dispatch();
-                Dispatch::afan_norm_eval_add(x, gamma, beta, mean, var, r, epsilon, relu)
+                Dispatch::afan_norm_eval_add(x, gamma, beta, mean, var, r, epsilon, activation)
             }
-            None => Dispatch::afan_norm_eval(x, gamma, beta, mean, var, epsilon, relu),
+            None => Dispatch::afan_norm_eval(x, gamma, beta, mean, var, epsilon, activation),
         })
     }
 }

@@ -9,16 +9,17 @@ use std::mem::MaybeUninit;
 const CHUNK: usize = 1 << 14;
 
 /// `min(max(x, 0), 6)`; NaN stays NaN (PyTorch's `clamp`; `f32::clamp` keeps NaN, unlike
-/// `f32::max`).
-#[inline]
-fn forward(x: f32) -> f32 {
+/// `f32::max`). Also batch norm's fused ReLU6 (`crate::norm::kernel::Activation::Relu6`).
+#[inline(always)]
+pub(crate) fn relu6(x: f32) -> f32 {
     x.clamp(0.0, 6.0)
 }
 
 /// `dy` where `0 < y < 6`, else 0: PyTorch's `hardtanh_backward`
-/// (`(y <= 0 || y >= 6) ? 0 : dy`), on the input or the output alike.
-#[inline]
-fn backward(dy: f32, y: f32) -> f32 {
+/// (`(y <= 0 || y >= 6) ? 0 : dy`), on the input or the output alike. Also batch norm's fused
+/// ReLU6's gradient mask.
+#[inline(always)]
+pub(crate) fn relu6_grad(dy: f32, y: f32) -> f32 {
     if y <= 0.0 || y >= 6.0 { 0.0 } else { dy }
 }
 
@@ -36,7 +37,7 @@ pub(super) fn relu6_forward_into(x: &[f32], y: &mut [MaybeUninit<f32>]) {
         .zip(x.par_chunks(CHUNK))
         .for_each(|(y, x)| {
             for (y, &x) in y.iter_mut().zip(x) {
-                y.write(forward(x));
+                y.write(relu6(x));
             }
         });
 }
@@ -60,7 +61,7 @@ pub(super) fn relu6_backward_into(dy: &[f32], y: &[f32], dx: &mut [MaybeUninit<f
         .zip(dy.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
         .for_each(|(dx, (dy, y))| {
             for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
-                dx.write(backward(dy, y));
+                dx.write(relu6_grad(dy, y));
             }
         });
 }

@@ -14,6 +14,10 @@
 //! PyTorch's in-place `ReLU6(inplace=True)` does (`hardtanh_backward(grad, result, ..)`): the
 //! mask is the same (`y` is `x` inside the interval and a bound outside it) and the output is
 //! kept alive by the next layer anyway.
+//!
+//! MobileNetV2's ReLU6s follow a batch norm and run inside it (`crate::norm`'s
+//! `Activation::Relu6`, with these element functions); this pass is what `AFAN_NORM_RELU6=0`
+//! (the benchmarks' switch) and ReLU6s elsewhere run.
 
 #[cfg(feature = "flex")]
 mod ext;
@@ -34,6 +38,11 @@ static BURN_ON_FLEX: BurnOnFlex = BurnOnFlex::new();
 #[doc(hidden)]
 pub fn use_burn_on_flex(on: bool) {
     BURN_ON_FLEX.set(on);
+}
+
+/// Whether [`use_burn_on_flex`] is on (then batch norm leaves ReLU6 to [`relu6`], unfused).
+pub(crate) fn burn_on_flex() -> bool {
+    BURN_ON_FLEX.is_set()
 }
 
 /// `min(max(x, 0), 6)` with PyTorch's gradient (see the module doc).
