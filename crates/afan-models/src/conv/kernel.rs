@@ -355,12 +355,76 @@ fn forward_image(
     for ((y_g, x_g), w_g) in chunks.take(g.groups) {
         let lhs = Mat::rows(w_g, patch);
         for (r0, r1) in bands(oh, rows) {
-            with_patches(&one, x_g, (r0, r1), |rhs, cols| {
-                let dims = [g.group_out(), cols, patch];
-                matmul_band(&mut y_g[r0 * ow..], pixels, dims, lhs, rhs, par)
+            let cols = (r1 - r0) * ow;
+            let ld = band_columns(&one, cols, par);
+            if ld == cols {
+                with_patches(&one, x_g, (r0, r1), |rhs, cols| {
+                    let dims = [g.group_out(), cols, patch];
+                    matmul_band(&mut y_g[r0 * ow..], pixels, dims, lhs, rhs, par)
+                });
+                continue;
+            }
+            let dims = [g.group_out(), ld, patch];
+            with_padded_patches(&one, x_g, (r0, r1), ld, |rhs| {
+                if r0 * ow + ld <= pixels {
+                    // The padding columns' products land on the next band's first pixels of
+                    // each row, which that band (later in this loop) overwrites.
+                    matmul_band(&mut y_g[r0 * ow..], pixels, dims, lhs, rhs, par)
+                } else {
+                    // The last band: its padding would reach the next row's first band.
+                    with_scratch(Scratch::Out, g.group_out() * ld, |out| {
+                        matmul(out, dims, lhs, rhs, false, par);
+                        for (k, dst) in y_g.chunks_mut(pixels.max(1)).enumerate() {
+                            dst[r0 * ow..r1 * ow].copy_from_slice(&out[k * ld..][..cols]);
+                        }
+                    })
+                }
             });
         }
     }
+}
+
+/// The row length of a band's patch matrix in [`forward_image`]: `cols` rounded up as
+/// [`padded_columns`] rounds a block's when the product gets gemm's threads (not for a pointwise
+/// convolution, whose patch matrix is the image itself), else `cols`.
+///
+/// Why: one large image (a detector's batch-1 backbone, and the input-gradient convolutions of
+/// its backward pass) is one piece of work, so its bands' products get gemm's threads; with a
+/// band's column count not a multiple of gemm's SIMD width (600 for the 3x3 convolutions of
+/// `layer1` and `layer2` at 600x800), gemm packed each band's whole patch matrix on the calling
+/// thread while the pool waited ([`padded_columns`]): the main thread's packing was ~3% of the
+/// detection baseline's samples at 2 threads, with both workers idle. The zero columns' products
+/// are never read: they go to the next band's pixels (written after) or, for the last band, to
+/// scratch, whose band columns are then copied out. Sums are unchanged (gemm's blocking of the
+/// inner dimension depends on it alone: kernel_tests compares 1 and 3 threads bit for bit).
+/// `AFAN_CONV_PAD_BANDS=0` turns it off (for timing both with one binary).
+fn band_columns(g: &ConvGeom, cols: usize, par: Parallelism) -> usize {
+    static ON: OnceLock<bool> = OnceLock::new();
+    let on = *ON.get_or_init(|| crate::flex::env_switch("AFAN_CONV_PAD_BANDS", true));
+    if on && !g.is_pointwise() {
+        padded_columns(cols, par)
+    } else {
+        cols
+    }
+}
+
+/// [`with_patches`] for a convolution with a patch matrix (not pointwise), its rows `ld >=
+/// (r1-r0)*OW` apart and the columns past the band's zero.
+fn with_padded_patches<R>(
+    g: &ConvGeom,
+    x_n: &[f32],
+    (r0, r1): (usize, usize),
+    ld: usize,
+    f: impl FnOnce(Mat) -> R,
+) -> R {
+    let cols = (r1 - r0) * g.out_hw()[1];
+    with_scratch(Scratch::Col, g.patch() * ld, |col| {
+        im2col_rows(g, x_n, col, ld, (r0, r1));
+        for row in col.chunks_mut(ld.max(1)) {
+            row[cols..].fill(MaybeUninit::new(0.0));
+        }
+        f(Mat::written(col, ld))
+    })
 }
 
 /// The patch matrices of one group's channels of several images side by side: image `n`'s in

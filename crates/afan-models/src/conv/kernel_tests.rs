@@ -287,6 +287,11 @@ fn results_do_not_depend_on_thread_count() {
         (20, 6, 4, [9, 9], [3, 3], 2, [1, 1], 1, 2),
         (20, 7, 7, [40, 40], [3, 3], 1, [2, 2], 2, 7),
         (20, 7, 7, [9, 9], [3, 3], 2, [1, 1], 1, 7),
+        // One image in bands of 18, 18 and 4 rows (540, 540, 120 columns): padded to 544 and
+        // 128 with 3 threads (the first two spill onto the next band, the last goes through
+        // scratch), not with 1 thread. Both input-gradient routes run banded too.
+        (1, 64, 64, [40, 30], [3, 3], 1, [1, 1], 1, 1),
+        (1, 64, 96, [40, 30], [3, 3], 1, [1, 1], 1, 1),
     ] {
         let g = geom(case);
         let d = data(&g);
