@@ -908,10 +908,49 @@ pub(super) fn backward_into(
     };
     let mut partial = partial.into_iter();
     let mut dwt = partial.next().unwrap_or_else(|| vec![0.0; w_len]);
-    for p in partial {
-        for (a, b) in dwt.iter_mut().zip(&p) {
-            *a += b;
-        }
-    }
+    let rest: Vec<Vec<f32>> = partial.collect();
+    sum_partials(&mut dwt, &rest);
     dwt
+}
+
+/// Elements of the weight gradient per task of [`sum_partials`]: 64 KB, which stays in L2 while
+/// every partial sum is added onto it.
+pub(super) const SUM_CHUNK: usize = 1 << 14;
+
+/// `acc += rest[0] + rest[1] + ...`, each element's additions in `rest`'s order (as a serial
+/// loop over `rest` adds them), in chunks of [`SUM_CHUNK`] elements over rayon's pool: the
+/// result does not depend on the split.
+///
+/// Why: a RoI head's `layer4` on 128 regions (7x7 maps, ten regions a block) has 13 groups of
+/// blocks, so its weight gradients came back as 13 partial sums of up to 2.4M weights each; the
+/// main thread added them one after the other, streaming the whole gradient through memory once
+/// per partial, while the pool waited (`backward_into`, the main thread alone, in the detection
+/// baseline's per-thread profile at 2 threads). Chunk by chunk, a chunk stays in cache across
+/// the partials, and the chunks go to the pool. `AFAN_CONV_SUM_CHUNKS=0` adds the partials one
+/// after the other on the calling thread, as before (for timing both with one binary).
+pub(super) fn sum_partials(acc: &mut [f32], rest: &[Vec<f32>]) {
+    static ON: OnceLock<bool> = OnceLock::new();
+    if !*ON.get_or_init(|| crate::flex::env_switch("AFAN_CONV_SUM_CHUNKS", true)) {
+        for p in rest {
+            for (a, b) in acc.iter_mut().zip(p) {
+                *a += b;
+            }
+        }
+        return;
+    }
+    let chunk = |(i, acc): (usize, &mut [f32])| {
+        for p in rest {
+            for (a, b) in acc.iter_mut().zip(&p[i * SUM_CHUNK..]) {
+                *a += b;
+            }
+        }
+    };
+    if rest.is_empty() {
+        return;
+    }
+    if acc.len() > SUM_CHUNK {
+        acc.par_chunks_mut(SUM_CHUNK).enumerate().for_each(chunk);
+    } else {
+        chunk((0, acc));
+    }
 }
