@@ -1,0 +1,137 @@
+//! im2col for small output planes (a RoI head's 4x4 and 7x7 maps): each channel is copied once
+//! into a zero-bordered plane, and every patch row is then read from it with no bounds, edge
+//! or padding logic.
+//!
+//! Why: [`super::patches`] works out, per patch row, which output rows and columns fall in the
+//! padding, zeroes those, copies the rest as one piece (a `memcpy` call) and patches up the edge
+//! columns. That is the right trade for a backbone's long rows, but Faster R-CNN C4's `layer4`
+//! runs on 128 regions of 7x7 (4x4 out): 16-element patch rows, 4,608 of them per region and
+//! convolution, where the per-row set-up, the `memcpy` calls and the scalar zero loops were
+//! most of the cost. im2col was 7-8% of the detection baseline's samples at 1 thread, ~95% of
+//! it in the RoI head's blocks (a caller-resolved profile, issue 19). Here the padding is
+//! written once per call (the border of the scratch plane, never overwritten) and a patch row is
+//! `OH` runs of `OW` reads at the stride.
+//!
+//! Every element is a copy of an input element or a zero: bit-equal to [`super::patches`]
+//! (tested against it).
+
+use super::geom::ConvGeom;
+use std::mem::MaybeUninit;
+
+/// Output pixels up to which [`im2col`](super::patches::im2col) takes this path (16x16).
+pub(super) const SMALL_PIXELS: usize = 256;
+
+/// Whether `g`'s patch matrix is built by [`im2col_small`]: a small output plane.
+/// `AFAN_CONV_SMALL_PATCHES=0` turns it off (for timing both with one binary).
+pub(super) fn is_small(g: &ConvGeom) -> bool {
+    use std::sync::OnceLock;
+    static ON: OnceLock<bool> = OnceLock::new();
+    let on = *ON.get_or_init(|| crate::flex::env_switch("AFAN_CONV_SMALL_PATCHES", true));
+    on && g.out_pixels() <= SMALL_PIXELS
+}
+
+/// The patch matrix of one image `x [C, H, W]` into `col` (`C*kh*kw` rows `ld` apart, the
+/// first `OH*OW` elements of each written), as [`super::patches::im2col`] writes it.
+pub(super) fn im2col_small(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>], ld: usize) {
+    let [h, w] = g.in_hw;
+    let [ph, pw] = g.padding;
+    let [oh, ow] = g.out_hw();
+    let [kh, kw] = g.kernel;
+    let [sh, sw] = g.stride;
+    let [dh, dw] = g.dilation;
+    let (hp, wp) = (h + 2 * ph, w + 2 * pw);
+    let (plane, pixels, taps) = (h * w, oh * ow, kh * kw);
+    // Zero once: each channel overwrites the interior only.
+    let mut padded = vec![0.0f32; hp * wp];
+    for c in 0..g.in_ch {
+        let src = &x[c * plane..(c + 1) * plane];
+        for (y, row) in src.chunks_exact(w.max(1)).take(h).enumerate() {
+            padded[(y + ph) * wp + pw..][..w].copy_from_slice(row);
+        }
+        for ki in 0..kh {
+            for kj in 0..kw {
+                let r = c * taps + ki * kw + kj;
+                let dst = &mut col[r * ld..r * ld + pixels];
+                for (oy, out) in dst.chunks_exact_mut(ow.max(1)).take(oh).enumerate() {
+                    let from = &padded[(oy * sh + ki * dh) * wp + kj * dw..];
+                    copy_strided(out, from, sw);
+                }
+            }
+        }
+    }
+}
+
+/// `dst[i] = src[i * stride]`, with the two common strides' loops fixed for the compiler.
+fn copy_strided(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize) {
+    match stride {
+        1 => {
+            dst.write_copy_of_slice(&src[..dst.len()]);
+        }
+        2 => {
+            for (i, d) in dst.iter_mut().enumerate() {
+                d.write(src[2 * i]);
+            }
+        }
+        _ => {
+            for (i, d) in dst.iter_mut().enumerate() {
+                d.write(src[i * stride]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::patches::im2col_rows;
+    use super::*;
+
+    /// Bit-equal to the general im2col (which has its own tests against Burn's convolution) over
+    /// strides 1/2/3, padding 0-3, dilation, non-square kernels, the torchvision stem, an image
+    /// smaller than the kernel and a RoI head's 7x7 -> 4x4; rows `ld` apart with the elements
+    /// past each row's pixels left alone; NaN-poisoned, so an element left unwritten fails.
+    #[test]
+    fn matches_the_general_im2col() {
+        let cases = [
+            // (C, [H, W], [kh, kw], stride, padding, dilation)
+            (5, [7, 7], [3, 3], 1, 1, 1),
+            (4, [7, 7], [3, 3], 2, 1, 1),
+            (3, [7, 7], [1, 1], 2, 0, 1),
+            (3, [4, 4], [3, 3], 1, 1, 1),
+            (2, [9, 8], [3, 3], 1, 2, 2),
+            (2, [9, 7], [3, 3], 1, 6, 6),
+            (2, [10, 10], [3, 3], 3, 1, 1),
+            (3, [9, 9], [7, 7], 2, 3, 1),
+            (2, [6, 5], [3, 3], 1, 0, 1),
+            (2, [5, 9], [1, 3], 1, 0, 1),
+            (2, [2, 1], [3, 3], 1, 1, 1),
+            (1, [1, 1], [3, 3], 1, 1, 1),
+            (2, [16, 16], [5, 5], 1, 2, 1),
+        ];
+        for (c, hw, kernel, s, p, d) in cases {
+            let g = ConvGeom {
+                dilation: [d, d],
+                ..ConvGeom::dense([1, c, 1], hw, kernel, [s, s], [p, p])
+            };
+            assert!(g.out_pixels() <= SMALL_PIXELS, "{g:?}");
+            let x: Vec<f32> = (0..c * hw[0] * hw[1])
+                .map(|i| (i as f32 + 1.0) * 0.5)
+                .collect();
+            let ld = g.out_pixels() + 3;
+            let run = |f: &dyn Fn(&mut [MaybeUninit<f32>])| {
+                let mut col = vec![MaybeUninit::new(f32::NAN); g.patch() * ld];
+                f(&mut col);
+                // SAFETY: initialised with NaN above.
+                col.iter()
+                    .map(|v| unsafe { v.assume_init() }.to_bits())
+                    .collect::<Vec<u32>>()
+            };
+            let want = run(&|col| im2col_rows(&g, &x, col, ld, (0, g.out_hw()[0])));
+            let got = run(&|col| im2col_small(&g, &x, col, ld));
+            assert_eq!(got, want, "{g:?}");
+            let nan = f32::NAN.to_bits();
+            for row in got.chunks(ld) {
+                assert!(row[..g.out_pixels()].iter().all(|&v| v != nan), "{g:?}");
+            }
+        }
+    }
+}
