@@ -10,7 +10,7 @@
 //! most of the cost. im2col was 7-8% of the detection baseline's samples at 1 thread, ~95% of
 //! it in the RoI head's blocks (a caller-resolved profile, issue 19). Here the padding is
 //! written once per call (the border of the scratch plane, never overwritten) and a patch row is
-//! `OH` runs of `OW` reads at the stride.
+//! a gather through one table of offsets (no `memcpy` call per output row).
 //!
 //! Every element is a copy of an input element or a zero: bit-equal to [`super::patches`]
 //! (tested against it).
@@ -43,6 +43,11 @@ pub(super) fn im2col_small(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]
     let (plane, pixels, taps) = (h * w, oh * ow, kh * kw);
     // Zero once: each channel overwrites the interior only.
     let mut padded = vec![0.0f32; hp * wp];
+    // Where output pixel `p` reads in the padded plane, from the tap's corner: one table for
+    // all rows (a `memcpy` per output row of four to seven elements cost more than the copy).
+    let at: Vec<usize> = (0..pixels)
+        .map(|p| (p / ow) * sh * wp + (p % ow) * sw)
+        .collect();
     for c in 0..g.in_ch {
         let src = &x[c * plane..(c + 1) * plane];
         for (y, row) in src.chunks_exact(w.max(1)).take(h).enumerate() {
@@ -51,31 +56,34 @@ pub(super) fn im2col_small(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]
         for ki in 0..kh {
             for kj in 0..kw {
                 let r = c * taps + ki * kw + kj;
+                let from = &padded[ki * dh * wp + kj * dw..];
                 let dst = &mut col[r * ld..r * ld + pixels];
-                for (oy, out) in dst.chunks_exact_mut(ow.max(1)).take(oh).enumerate() {
-                    let from = &padded[(oy * sh + ki * dh) * wp + kj * dw..];
-                    copy_strided(out, from, sw);
+                let step = sh * wp;
+                match (ow, sw) {
+                    (4, 1) => rows::<4, 1>(dst, from, step),
+                    (4, 2) => rows::<4, 2>(dst, from, step),
+                    (7, 1) => rows::<7, 1>(dst, from, step),
+                    (7, 2) => rows::<7, 2>(dst, from, step),
+                    (9, 1) => rows::<9, 1>(dst, from, step),
+                    _ => {
+                        for (d, &i) in dst.iter_mut().zip(&at) {
+                            d.write(from[i]);
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-/// `dst[i] = src[i * stride]`, with the two common strides' loops fixed for the compiler.
-fn copy_strided(dst: &mut [MaybeUninit<f32>], src: &[f32], stride: usize) {
-    match stride {
-        1 => {
-            dst.write_copy_of_slice(&src[..dst.len()]);
-        }
-        2 => {
-            for (i, d) in dst.iter_mut().enumerate() {
-                d.write(src[2 * i]);
-            }
-        }
-        _ => {
-            for (i, d) in dst.iter_mut().enumerate() {
-                d.write(src[i * stride]);
-            }
+/// One patch row of output rows `OW` wide at column stride `SW`, output row `oy` read from
+/// `from[oy * step..]`: fixed sizes, so each output row is a few vector moves. The widths of
+/// a RoI head (4x4 out of 7x7, stride 1 and 2), 7x7 maps and DeepLabV3+'s 9x9 at 129x129.
+fn rows<const OW: usize, const SW: usize>(dst: &mut [MaybeUninit<f32>], from: &[f32], step: usize) {
+    for (oy, d) in dst.chunks_exact_mut(OW).enumerate() {
+        let s = &from[oy * step..][..(OW - 1) * SW + 1];
+        for (x, d) in d.iter_mut().enumerate() {
+            d.write(s[x * SW]);
         }
     }
 }
@@ -106,6 +114,12 @@ mod tests {
             (2, [2, 1], [3, 3], 1, 1, 1),
             (1, [1, 1], [3, 3], 1, 1, 1),
             (2, [16, 16], [5, 5], 1, 2, 1),
+            // The fixed widths: 4 (stride 1 and 2), 7 (stride 1 and 2), 9 (dilated).
+            (3, [8, 8], [3, 3], 2, 1, 1),
+            (3, [7, 7], [3, 3], 1, 1, 1),
+            (3, [13, 14], [3, 3], 2, 1, 1),
+            (2, [9, 9], [3, 3], 1, 2, 2),
+            (2, [9, 9], [3, 3], 1, 6, 6),
         ];
         for (c, hw, kernel, s, p, d) in cases {
             let g = ConvGeom {
