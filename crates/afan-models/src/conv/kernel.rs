@@ -393,7 +393,8 @@ fn forward_image(
 /// band's column count not a multiple of gemm's SIMD width (600 for the 3x3 convolutions of
 /// `layer1` and `layer2` at 600x800), gemm packed each band's whole patch matrix on the calling
 /// thread while the pool waited ([`padded_columns`]): the main thread's packing was ~3% of the
-/// detection baseline's samples at 2 threads, with both workers idle. The zero columns' products
+/// detection baseline's samples at 2 threads (0.5% with the padding), gemm's threads waiting for
+/// it before each band's product. The zero columns' products
 /// are never read: they go to the next band's pixels (written after) or, for the last band, to
 /// scratch, whose band columns are then copied out. Sums are unchanged (gemm's blocking of the
 /// inner dimension depends on it alone: kernel_tests compares 1 and 3 threads bit for bit).
