@@ -22,12 +22,16 @@ use std::mem::MaybeUninit;
 pub(super) const SMALL_PIXELS: usize = 256;
 
 /// Whether `g`'s patch matrix is built by [`im2col_small`]: a small output plane.
-/// `AFAN_CONV_SMALL_PATCHES=0` turns it off (for timing both with one binary).
 pub(super) fn is_small(g: &ConvGeom) -> bool {
+    small_planes_on() && g.out_pixels() <= SMALL_PIXELS
+}
+
+/// The small-plane paths (this im2col, and the fixed-size plane copies of the block products in
+/// `kernel`): on unless `AFAN_CONV_SMALL_PATCHES=0` (for timing both with one binary).
+pub(super) fn small_planes_on() -> bool {
     use std::sync::OnceLock;
     static ON: OnceLock<bool> = OnceLock::new();
-    let on = *ON.get_or_init(|| crate::flex::env_switch("AFAN_CONV_SMALL_PATCHES", true));
-    on && g.out_pixels() <= SMALL_PIXELS
+    *ON.get_or_init(|| crate::flex::env_switch("AFAN_CONV_SMALL_PATCHES", true))
 }
 
 /// The patch matrix of one image `x [C, H, W]` into `col` (`C*kh*kw` rows `ld` apart, the
