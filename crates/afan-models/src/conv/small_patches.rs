@@ -16,6 +16,8 @@
 //! (tested against it).
 
 use super::geom::ConvGeom;
+use super::patches::PARALLEL_ELEMENTS;
+use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
 /// Output pixels up to which [`im2col`](super::patches::im2col) takes this path (16x16).
@@ -45,23 +47,23 @@ pub(super) fn im2col_small(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]
     let [dh, dw] = g.dilation;
     let (hp, wp) = (h + 2 * ph, w + 2 * pw);
     let (plane, pixels, taps) = (h * w, oh * ow, kh * kw);
-    // Zero once: each channel overwrites the interior only.
-    let mut padded = vec![0.0f32; hp * wp];
     // Where output pixel `p` reads in the padded plane, from the tap's corner: one table for
     // all rows (a `memcpy` per output row of four to seven elements cost more than the copy).
     let at: Vec<usize> = (0..pixels)
         .map(|p| (p / ow) * sh * wp + (p % ow) * sw)
         .collect();
-    for c in 0..g.in_ch {
+    // One channel's `taps` rows into `col_c`, through `padded` (zero border, `hp x wp`): each
+    // channel overwrites the interior only, so the border is zeroed once per buffer.
+    let channel = |padded: &mut Vec<f32>, (c, col_c): (usize, &mut [MaybeUninit<f32>])| {
         let src = &x[c * plane..(c + 1) * plane];
         for (y, row) in src.chunks_exact(w.max(1)).take(h).enumerate() {
             padded[(y + ph) * wp + pw..][..w].copy_from_slice(row);
         }
         for ki in 0..kh {
             for kj in 0..kw {
-                let r = c * taps + ki * kw + kj;
+                let t = ki * kw + kj;
                 let from = &padded[ki * dh * wp + kj * dw..];
-                let dst = &mut col[r * ld..r * ld + pixels];
+                let dst = &mut col_c[t * ld..t * ld + pixels];
                 let step = sh * wp;
                 match (ow, sw) {
                     (4, 1) => rows::<4, 1>(dst, from, step),
@@ -76,6 +78,26 @@ pub(super) fn im2col_small(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]
                     }
                 }
             }
+        }
+    };
+    let zeroed = || vec![0.0f32; hp * wp];
+    // Channels over the pool under the general im2col's condition (called from outside the
+    // pool, a large matrix: DeepLabV3+'s 9x9 maps, two images in one block that gets gemm's
+    // threads); inside the pool (a RoI head's blocks, one per thread) on this thread.
+    let rows_of = (taps * ld).max(1);
+    let parallel = rayon::current_thread_index().is_none()
+        && rayon::current_num_threads() > 1
+        && g.in_ch > 1
+        && g.in_ch * taps * pixels >= PARALLEL_ELEMENTS;
+    if parallel {
+        col.par_chunks_mut(rows_of)
+            .take(g.in_ch)
+            .enumerate()
+            .for_each_init(zeroed, channel);
+    } else {
+        let mut padded = zeroed();
+        for item in col.chunks_mut(rows_of).take(g.in_ch).enumerate() {
+            channel(&mut padded, item);
         }
     }
 }
@@ -100,7 +122,8 @@ mod tests {
     /// Bit-equal to the general im2col (which has its own tests against Burn's convolution) over
     /// strides 1/2/3, padding 0-3, dilation, non-square kernels, the torchvision stem, an image
     /// smaller than the kernel and a RoI head's 7x7 -> 4x4; rows `ld` apart with the elements
-    /// past each row's pixels left alone; NaN-poisoned, so an element left unwritten fails.
+    /// past each row's pixels left alone; NaN-poisoned, so an element left unwritten fails; from
+    /// outside any pool (the large cases split their channels over it) and in 1- and 3-thread pools.
     #[test]
     fn matches_the_general_im2col() {
         let cases = [
@@ -124,6 +147,9 @@ mod tests {
             (3, [13, 14], [3, 3], 2, 1, 1),
             (2, [9, 9], [3, 3], 1, 2, 2),
             (2, [9, 9], [3, 3], 1, 6, 6),
+            // Large enough that channels split over the pool when called from outside it.
+            (160, [9, 9], [3, 3], 1, 1, 1),
+            (512, [7, 7], [3, 3], 2, 1, 1),
         ];
         for (c, hw, kernel, s, p, d) in cases {
             let g = ConvGeom {
@@ -145,7 +171,15 @@ mod tests {
             };
             let want = run(&|col| im2col_rows(&g, &x, col, ld, (0, g.out_hw()[0])));
             let got = run(&|col| im2col_small(&g, &x, col, ld));
-            assert_eq!(got, want, "{g:?}");
+            assert_eq!(got, want, "{g:?}, from outside the pool");
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .expect("a thread pool");
+                let inside = pool.install(|| run(&|col| im2col_small(&g, &x, col, ld)));
+                assert_eq!(inside, want, "{g:?}, {threads} threads");
+            }
             let nan = f32::NAN.to_bits();
             for row in got.chunks(ld) {
                 assert!(row[..g.out_pixels()].iter().all(|&v| v != nan), "{g:?}");
