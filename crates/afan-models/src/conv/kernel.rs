@@ -355,12 +355,77 @@ fn forward_image(
     for ((y_g, x_g), w_g) in chunks.take(g.groups) {
         let lhs = Mat::rows(w_g, patch);
         for (r0, r1) in bands(oh, rows) {
-            with_patches(&one, x_g, (r0, r1), |rhs, cols| {
-                let dims = [g.group_out(), cols, patch];
-                matmul_band(&mut y_g[r0 * ow..], pixels, dims, lhs, rhs, par)
+            let cols = (r1 - r0) * ow;
+            let ld = band_columns(&one, cols, par);
+            if ld == cols {
+                with_patches(&one, x_g, (r0, r1), |rhs, cols| {
+                    let dims = [g.group_out(), cols, patch];
+                    matmul_band(&mut y_g[r0 * ow..], pixels, dims, lhs, rhs, par)
+                });
+                continue;
+            }
+            let dims = [g.group_out(), ld, patch];
+            with_padded_patches(&one, x_g, (r0, r1), ld, |rhs| {
+                if r0 * ow + ld <= pixels {
+                    // The padding columns' products land on the next band's first pixels of
+                    // each row, which that band (later in this loop) overwrites.
+                    matmul_band(&mut y_g[r0 * ow..], pixels, dims, lhs, rhs, par)
+                } else {
+                    // The last band: its padding would reach the next row's first band.
+                    with_scratch(Scratch::Out, g.group_out() * ld, |out| {
+                        matmul(out, dims, lhs, rhs, false, par);
+                        for (k, dst) in y_g.chunks_mut(pixels.max(1)).enumerate() {
+                            dst[r0 * ow..r1 * ow].copy_from_slice(&out[k * ld..][..cols]);
+                        }
+                    })
+                }
             });
         }
     }
+}
+
+/// The row length of a band's patch matrix in [`forward_image`]: `cols` rounded up as
+/// [`padded_columns`] rounds a block's when the product gets gemm's threads (not for a pointwise
+/// convolution, whose patch matrix is the image itself), else `cols`.
+///
+/// Why: one large image (a detector's batch-1 backbone, and the input-gradient convolutions of
+/// its backward pass) is one piece of work, so its bands' products get gemm's threads; with a
+/// band's column count not a multiple of gemm's SIMD width (600 for the 3x3 convolutions of
+/// `layer1` and `layer2` at 600x800), gemm packed each band's whole patch matrix on the calling
+/// thread while the pool waited ([`padded_columns`]): the main thread's packing was ~3% of the
+/// detection baseline's samples at 2 threads (0.5% with the padding), gemm's threads waiting for
+/// it before each band's product. The zero columns' products
+/// are never read: they go to the next band's pixels (written after) or, for the last band, to
+/// scratch, whose band columns are then copied out. Sums are unchanged (gemm's blocking of the
+/// inner dimension depends on it alone: kernel_tests compares 1 and 3 threads bit for bit).
+/// `AFAN_CONV_PAD_BANDS=0` turns it off (for timing both with one binary).
+fn band_columns(g: &ConvGeom, cols: usize, par: Parallelism) -> usize {
+    static ON: OnceLock<bool> = OnceLock::new();
+    let on = *ON.get_or_init(|| crate::flex::env_switch("AFAN_CONV_PAD_BANDS", true));
+    if on && !g.is_pointwise() {
+        padded_columns(cols, par)
+    } else {
+        cols
+    }
+}
+
+/// [`with_patches`] for a convolution with a patch matrix (not pointwise), its rows `ld >=
+/// (r1-r0)*OW` apart and the columns past the band's zero.
+fn with_padded_patches<R>(
+    g: &ConvGeom,
+    x_n: &[f32],
+    (r0, r1): (usize, usize),
+    ld: usize,
+    f: impl FnOnce(Mat) -> R,
+) -> R {
+    let cols = (r1 - r0) * g.out_hw()[1];
+    with_scratch(Scratch::Col, g.patch() * ld, |col| {
+        im2col_rows(g, x_n, col, ld, (r0, r1));
+        for row in col.chunks_mut(ld.max(1)) {
+            row[cols..].fill(MaybeUninit::new(0.0));
+        }
+        f(Mat::written(col, ld))
+    })
 }
 
 /// The patch matrices of one group's channels of several images side by side: image `n`'s in
@@ -416,6 +481,32 @@ fn padded_columns(cols: usize, par: Parallelism) -> usize {
     }
 }
 
+/// `dst = src` for one image's plane of a block: fixed sizes for the small planes blocks are
+/// made of (a RoI head's 4x4 and 7x7, DeepLabV3+'s 9x9 at 129x129), which the compiler copies
+/// with a few vector moves; a `memcpy` call per 16-element plane was 1.4% of the detection
+/// baseline's samples at 1 thread (a caller-resolved profile). Other sizes, and
+/// `AFAN_CONV_SMALL_PATCHES=0`, call `copy_from_slice`.
+fn copy_plane(dst: &mut [MaybeUninit<f32>], src: &[MaybeUninit<f32>]) {
+    fn fixed<const N: usize>(dst: &mut [MaybeUninit<f32>], src: &[MaybeUninit<f32>]) {
+        match (
+            <&mut [MaybeUninit<f32>; N]>::try_from(&mut *dst),
+            <&[MaybeUninit<f32>; N]>::try_from(src),
+        ) {
+            (Ok(d), Ok(s)) => *d = *s,
+            _ => dst.copy_from_slice(src),
+        }
+    }
+    if !super::small_patches::small_planes_on() {
+        return dst.copy_from_slice(src);
+    }
+    match (dst.len(), src.len()) {
+        (16, 16) => fixed::<16>(dst, src),
+        (49, 49) => fixed::<49>(dst, src),
+        (81, 81) => fixed::<81>(dst, src),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
 /// One group's output gradient of several images side by side (`[K/G, images*OH*OW]`), the
 /// right-hand side of the block products of the backward pass.
 fn block_rows<'a>(
@@ -468,7 +559,7 @@ fn forward_block(
                 for n in 0..images {
                     let y_n = &mut y_b[n * out_len + grp * parts.output..][..parts.output];
                     for (k, dst) in y_n.chunks_mut(pixels.max(1)).enumerate() {
-                        dst.copy_from_slice(&out[k * ld + n * pixels..][..pixels]);
+                        copy_plane(dst, &out[k * ld + n * pixels..][..pixels]);
                     }
                 }
             })
@@ -844,10 +935,49 @@ pub(super) fn backward_into(
     };
     let mut partial = partial.into_iter();
     let mut dwt = partial.next().unwrap_or_else(|| vec![0.0; w_len]);
-    for p in partial {
-        for (a, b) in dwt.iter_mut().zip(&p) {
-            *a += b;
-        }
-    }
+    let rest: Vec<Vec<f32>> = partial.collect();
+    sum_partials(&mut dwt, &rest);
     dwt
+}
+
+/// Elements of the weight gradient per task of [`sum_partials`]: 64 KB, which stays in L2 while
+/// every partial sum is added onto it.
+pub(super) const SUM_CHUNK: usize = 1 << 14;
+
+/// `acc += rest[0] + rest[1] + ...`, each element's additions in `rest`'s order (as a serial
+/// loop over `rest` adds them), in chunks of [`SUM_CHUNK`] elements over rayon's pool: the
+/// result does not depend on the split.
+///
+/// Why: a RoI head's `layer4` on 128 regions (7x7 maps, ten regions a block) has 13 groups of
+/// blocks, so its weight gradients came back as 13 partial sums of up to 2.4M weights each; the
+/// main thread added them one after the other, streaming the whole gradient through memory once
+/// per partial, while the pool waited (`backward_into`, the main thread alone, in the detection
+/// baseline's per-thread profile at 2 threads). Chunk by chunk, a chunk stays in cache across
+/// the partials, and the chunks go to the pool. `AFAN_CONV_SUM_CHUNKS=0` adds the partials one
+/// after the other on the calling thread, as before (for timing both with one binary).
+pub(super) fn sum_partials(acc: &mut [f32], rest: &[Vec<f32>]) {
+    static ON: OnceLock<bool> = OnceLock::new();
+    if !*ON.get_or_init(|| crate::flex::env_switch("AFAN_CONV_SUM_CHUNKS", true)) {
+        for p in rest {
+            for (a, b) in acc.iter_mut().zip(p) {
+                *a += b;
+            }
+        }
+        return;
+    }
+    let chunk = |(i, acc): (usize, &mut [f32])| {
+        for p in rest {
+            for (a, b) in acc.iter_mut().zip(&p[i * SUM_CHUNK..]) {
+                *a += b;
+            }
+        }
+    };
+    if rest.is_empty() {
+        return;
+    }
+    if acc.len() > SUM_CHUNK {
+        acc.par_chunks_mut(SUM_CHUNK).enumerate().for_each(chunk);
+    } else {
+        chunk((0, acc));
+    }
 }

@@ -287,6 +287,14 @@ fn results_do_not_depend_on_thread_count() {
         (20, 6, 4, [9, 9], [3, 3], 2, [1, 1], 1, 2),
         (20, 7, 7, [40, 40], [3, 3], 1, [2, 2], 2, 7),
         (20, 7, 7, [9, 9], [3, 3], 2, [1, 1], 1, 7),
+        // One image in bands of 18, 18 and 4 rows (540, 540, 120 columns): padded to 544 and
+        // 128 with 3 threads (the first two spill onto the next band, the last goes through
+        // scratch), not with 1 thread. Both input-gradient routes run banded too.
+        (1, 64, 64, [40, 30], [3, 3], 1, [1, 1], 1, 1),
+        (1, 64, 96, [40, 30], [3, 3], 1, [1, 1], 1, 1),
+        // Seven groups of blocks whose 36,864-weight partial sums are added chunk by chunk
+        // over the pool.
+        (40, 64, 64, [9, 9], [3, 3], 1, [1, 1], 1, 1),
     ] {
         let g = geom(case);
         let d = data(&g);
@@ -460,4 +468,33 @@ fn band_rows_follow_the_budget() {
     assert_eq!(band_rows(&g, band(1, 1 << 20)), 150);
     let pointwise = geom((1, 64, 64, [150, 200], [1, 1], 1, [0, 0], 1, 1));
     assert_eq!(band_rows(&pointwise, band(1, 0)), 150);
+}
+
+/// The weight gradient's partial sums added chunk by chunk: equal bit for bit to the serial
+/// loop (each element's additions in the partials' order) for lengths around the chunk size,
+/// in a 1- and 3-thread pool and from outside any pool; no partial, one partial.
+#[test]
+fn partial_sums_match_the_serial_loop() {
+    for len in [0, 1, 100, SUM_CHUNK, SUM_CHUNK + 1, 3 * SUM_CHUNK + 5] {
+        for parts in [0, 1, 5] {
+            let acc = values(len, 1);
+            let rest: Vec<Vec<f32>> = (0..parts).map(|p| values(len, 2 + p)).collect();
+            let mut want = acc.clone();
+            for p in &rest {
+                for (a, b) in want.iter_mut().zip(p) {
+                    *a += b;
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<u32>>();
+            let run = || {
+                let mut got = acc.clone();
+                sum_partials(&mut got, &rest);
+                bits(&got)
+            };
+            let what = format!("{len} elements, {parts} partials");
+            assert_eq!(pool(1).install(run), bits(&want), "{what}, 1 thread");
+            assert_eq!(pool(3).install(run), bits(&want), "{what}, 3 threads");
+            assert_eq!(run(), bits(&want), "{what}, outside the pool");
+        }
+    }
 }

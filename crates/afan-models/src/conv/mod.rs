@@ -19,6 +19,7 @@ mod kernel_tests;
 mod layout;
 mod patches;
 pub(crate) mod scratch;
+mod small_patches;
 #[cfg(all(test, feature = "flex"))]
 mod tests;
 

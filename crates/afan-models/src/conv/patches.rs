@@ -85,7 +85,11 @@ fn row_start(g: &ConvGeom, tap: &Tap, oy: usize) -> usize {
 /// Writes the patch matrix of one image `x [C, H, W]` into `col` (every element of its
 /// `C*kh*kw` rows of `OH*OW`, row `r` starting at `r * ld`: several images' patch matrices can
 /// sit side by side in one wider matrix).
+/// Small output planes go through [`super::small_patches`].
 pub(super) fn im2col(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>], ld: usize) {
+    if super::small_patches::is_small(g) {
+        return super::small_patches::im2col_small(g, x, col, ld);
+    }
     im2col_rows(g, x, col, ld, (0, g.out_hw()[0]));
 }
 
