@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 const CHUNK: usize = 1 << 14;
 
 /// `min(max(x, 0), 6)`; NaN stays NaN (PyTorch's `clamp`; `f32::clamp` keeps NaN, unlike
-/// `f32::max`). Also batch norm's fused ReLU6 (`crate::norm::kernel::Activation::Relu6`).
+/// `f32::max`). Also batch norm's fused ReLU6 (its `Activation::Relu6`).
 #[inline(always)]
 pub(crate) fn relu6(x: f32) -> f32 {
     x.clamp(0.0, 6.0)

@@ -15,7 +15,7 @@
 //! mask is the same (`y` is `x` inside the interval and a bound outside it) and the output is
 //! kept alive by the next layer anyway.
 //!
-//! MobileNetV2's ReLU6s follow a batch norm and run inside it (`crate::norm`'s
+//! MobileNetV2's ReLU6s follow a batch norm and run inside it (batch norm's
 //! `Activation::Relu6`, with these element functions); this pass is what `AFAN_NORM_RELU6=0`
 //! (the benchmarks' switch) and ReLU6s elsewhere run.
 
