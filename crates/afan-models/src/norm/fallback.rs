@@ -43,16 +43,6 @@ fn finish(y: Tensor<4>, residual: Option<Tensor<4>>, activation: Activation) -> 
     match activation {
         Activation::None => y,
         Activation::Relu => relu(y),
-        Activation::Relu6 => relu6(y),
+        Activation::Relu6 => crate::relu6::relu6_composed(y),
     }
-}
-
-/// ReLU6 with the fused kernel's (PyTorch's) gradient: Burn's `clamp(0, 6)` is two `mask_fill`s
-/// on `y < 0` and `y > 6`, which pass the gradient at exactly 0 and 6; filling on `y <= 0` and
-/// `y >= 6` gives the same values (up to the sign of a zero) and zero gradient at both bounds.
-/// NaN fails both comparisons: kept, with its gradient, as in the kernel.
-fn relu6(y: Tensor<4>) -> Tensor<4> {
-    let low = y.clone().lower_equal_elem(0.0);
-    let high = y.clone().greater_equal_elem(6.0);
-    y.mask_fill(low, 0.0).mask_fill(high, 6.0)
 }

@@ -1,6 +1,6 @@
 //! ReLU6 (`min(max(x, 0), 6)`, torchvision MobileNetV2's `nn.ReLU6`) as one parallel pass on the
-//! `flex` backend, forward and backward; Burn's `relu6` (`clamp(0, 6)`) on every other device and
-//! dtype.
+//! `flex` backend, forward and backward; composed from Burn's ops ([`relu6_composed`]) on every
+//! other device and dtype, with the same boundary gradient.
 //!
 //! Why: on flex, Burn's `clamp` is a comparison plus a `mask_fill` per bound (each a copy, element
 //! by element) and its backward masks again; a profile of the DeepLabV3+ MobileNetV2 step put
@@ -45,12 +45,27 @@ pub(crate) fn burn_on_flex() -> bool {
     BURN_ON_FLEX.is_set()
 }
 
-/// `min(max(x, 0), 6)` with PyTorch's gradient (see the module doc).
+/// `min(max(x, 0), 6)` with PyTorch's gradient (see the module doc), on every device.
 pub fn relu6<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if BURN_ON_FLEX.kernel_takes(&x) {
         return fast_relu6(x);
     }
-    burn::tensor::activation::relu6(x)
+    if BURN_ON_FLEX.is_set() {
+        // Benchmarks only: Burn's own op, the path before afan's kernel.
+        return burn::tensor::activation::relu6(x);
+    }
+    relu6_composed(x)
+}
+
+/// ReLU6 from Burn's ops with the kernel's (PyTorch's) gradient, for devices and dtypes the
+/// kernel does not take (and batch norm's fallback): Burn's `clamp(0, 6)` is two `mask_fill`s on
+/// `y < 0` and `y > 6`, which pass the gradient at exactly 0 and 6; filling on `y <= 0` and
+/// `y >= 6` gives the same values (up to the sign of a zero) and zero gradient at both bounds.
+/// NaN fails both comparisons: kept, with its gradient, as in the kernel.
+pub(crate) fn relu6_composed<const D: usize>(y: Tensor<D>) -> Tensor<D> {
+    let low = y.clone().lower_equal_elem(0.0);
+    let high = y.clone().greater_equal_elem(6.0);
+    y.mask_fill(low, 0.0).mask_fill(high, 6.0)
 }
 
 #[cfg(feature = "flex")]

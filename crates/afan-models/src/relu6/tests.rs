@@ -54,6 +54,32 @@ fn hand_values_at_the_bounds() {
     assert_eq!(nan.1.to_bits(), 2f32.to_bits());
 }
 
+/// The path of the devices and dtypes the kernel does not take (`relu6_composed`, also batch
+/// norm's fallback) has the same values and boundary gradient as the kernel, NaN included; Burn's
+/// `clamp` would pass the gradient at 0 and 6.
+#[test]
+fn the_composed_path_has_the_kernels_boundary_gradient() {
+    let dev = Device::flex().autodiff();
+    let x = [
+        f32::NEG_INFINITY,
+        -1.0,
+        0.0,
+        0.5,
+        6.0,
+        7.0,
+        f32::INFINITY,
+        f32::NAN,
+    ];
+    let x = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [1, 8]), &dev).require_grad();
+    let y = super::relu6_composed(x.clone());
+    let grads = (y.clone() * 2.0).sum().backward();
+    let y = y.inner().into_data().to_vec::<f32>().unwrap();
+    assert_eq!(&y[..7], &[0f32, 0.0, 0.0, 0.5, 6.0, 6.0, 6.0]);
+    assert!(y[7].is_nan());
+    let dx = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+    assert_eq!(dx, [0f32, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 2.0]);
+}
+
 fn relu6_forward_and_grad(x: f32, dy: f32) -> (f32, f32) {
     let y = kernel::relu6_forward(&[x])[0];
     (y, kernel::relu6_backward(&[dy], &[y])[0])
