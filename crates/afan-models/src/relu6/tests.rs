@@ -73,10 +73,15 @@ fn the_composed_path_has_the_kernels_boundary_gradient() {
     let x = Tensor::<2>::from_data(TensorData::new(x.to_vec(), [1, 8]), &dev).require_grad();
     let y = super::relu6_composed(x.clone());
     let grads = (y.clone() * 2.0).sum().backward();
-    let y = y.inner().into_data().to_vec::<f32>().unwrap();
+    let y = y.inner().into_data().try_to_vec::<f32>().unwrap();
     assert_eq!(&y[..7], &[0f32, 0.0, 0.0, 0.5, 6.0, 6.0, 6.0]);
     assert!(y[7].is_nan());
-    let dx = x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap();
+    let dx = x
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     assert_eq!(dx, [0f32, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 2.0]);
 }
 
