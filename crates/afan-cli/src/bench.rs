@@ -100,11 +100,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         (0..args.warmup + args.iters)
             .map(|_| {
                 let t = Instant::now();
-                // The passes in the engine's flipped-weight scope, left before the update.
-                let (loss, grads) = afan_models::conv::with_flipped_weights(|| {
-                    let (loss, _, _) = training_loss(model, x.clone(), y.clone(), objective);
-                    let grads = GradientsParams::from_grads(loss.backward(), &*model);
-                    (loss, grads)
+                // The passes on a pool worker in the engine's flipped-weight scope, left before
+                // the update (as `Execution::step`).
+                let (loss, grads) = afan_models::on_pool(|| {
+                    afan_models::conv::with_flipped_weights(|| {
+                        let (loss, _, _) = training_loss(model, x.clone(), y.clone(), objective);
+                        let grads = GradientsParams::from_grads(loss.backward(), &*model);
+                        (loss, grads)
+                    })
                 });
                 *model = optim.step(0.01, model.clone(), grads);
                 // Reading the loss waits for the backend, so the time covers the whole step.

@@ -10,6 +10,7 @@ use crate::bench_args::BenchArgs;
 use crate::bench_child::{StepClock, peak_rss_mib, run_row};
 use afan_models::conv::with_flipped_weights;
 use afan_models::detection::step::{DetectionInput, DetectionTarget};
+use afan_models::on_pool;
 use afan_train::detection::config::{DetectionConfig, release};
 use afan_train::detection::objective::detection_loss;
 use afan_train::{Method, RunConfig};
@@ -126,10 +127,13 @@ fn child(args: &BenchArgs, method: &str, [h, w]: [usize; 2]) -> Result<()> {
     let mut clock = StepClock::default();
     for i in 0..args.warmup + args.iters {
         let start = StepClock::start();
-        // In the engine's flipped-weight scope, left before the optimizer step.
-        let grads = with_flipped_weights(|| -> Result<_> {
-            let step = detection_loss(&model, input.clone(), afan, i as u64)?;
-            Ok(GradientsParams::from_grads(step.loss.backward(), &model))
+        // On a pool worker in the engine's flipped-weight scope, left before the optimizer step
+        // (as `Execution::step`).
+        let grads = on_pool(|| {
+            with_flipped_weights(|| -> Result<_> {
+                let step = detection_loss(&model, input.clone(), afan, i as u64)?;
+                Ok(GradientsParams::from_grads(step.loss.backward(), &model))
+            })
         })?;
         model = optim.step(config.common.optim.lr, model, grads);
         // Reading a parameter back waits for the backend: the time is the whole step.

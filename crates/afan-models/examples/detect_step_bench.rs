@@ -33,7 +33,13 @@ fn arg(i: usize, default: usize) -> usize {
     })
 }
 
+/// Everything on one worker of rayon's pool, as the engine runs its steps
+/// (`afan_models::on_pool`): the floor is measured where the step runs.
 fn main() {
+    afan_models::on_pool(run);
+}
+
+fn run() {
     let (iters, h, w) = (arg(1, 3), arg(2, 600), arg(3, 800));
     let device = Device::default().autodiff();
     device.seed(0);

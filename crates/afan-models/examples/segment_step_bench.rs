@@ -42,7 +42,13 @@ fn arg(i: usize, default: usize) -> usize {
     })
 }
 
+/// Everything on one worker of rayon's pool, as the engine runs its steps
+/// (`afan_models::on_pool`): the floor is measured where the step runs.
 fn main() {
+    afan_models::on_pool(run);
+}
+
+fn run() {
     let (iters, size, batch) = (arg(1, 5), arg(2, 129), arg(3, 2));
     let device = Device::default().autodiff();
     println!(

@@ -35,6 +35,7 @@ pub use detection::step::{
 };
 pub use efficientnet::{EfficientNet, EfficientNetVariant};
 pub use export::{ExportError, ExportFormat, ExportOptions, ExportSummary, PytorchExport};
+pub use flex::on_pool;
 pub use import::{
     ImportError, ImportReport, PytorchBuffer, PytorchImport, load_state_dict,
     load_state_dict_partial, param_paths,

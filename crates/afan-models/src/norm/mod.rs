@@ -187,9 +187,23 @@ impl RunningUpdate {
         let old_var = self.running_var.value_sync().to_device(&device);
         let mean = old_mean.mul_scalar(1.0 - m) + self.mean.clone().mul_scalar(m);
         let var = old_var.mul_scalar(1.0 - m) + self.var.clone().mul_scalar(m * unbiased);
-        self.running_mean.update(mean.detach());
-        self.running_var.update(var.detach());
+        store(&self.running_mean, mean.detach());
+        store(&self.running_var, var.detach());
     }
+}
+
+/// Makes `value` the running state's value now, whichever thread reads it next.
+///
+/// Why: Burn's `RunningState::update` keeps a value pending under the calling thread's id, and
+/// `value_sync` folds pending values in only when the *reading* thread has one. A step that runs
+/// on another thread than the previous one (a rayon worker: `crate::on_pool`) then read the
+/// value from before the previous step, and the two steps' values were later averaged: the
+/// running statistics, and through them evaluation, depended on which worker ran each step.
+/// Folding in at once (this thread's value is the only one pending on one device) keeps every
+/// read equal to the last update.
+fn store(state: &RunningState<Tensor<1>>, value: Tensor<1>) {
+    state.update(value);
+    let _ = state.value_sync();
 }
 
 std::thread_local! {

@@ -73,6 +73,40 @@ fn a_replayed_update_moves_the_statistics_as_another_pass_would() {
     assert!(none.is_empty());
 }
 
+/// Two passes on two threads (a step on one rayon worker, the next on another) move the running
+/// statistics as two passes on one thread do, and a third thread reads the result with `value()`.
+/// Burn's `RunningState` alone kept the first pass's value pending under its thread: the second
+/// thread started from the initial value and the two were averaged (mean 0.3 -> 0.3, not 0.57).
+#[test]
+fn passes_on_different_threads_chain_their_running_statistics() {
+    let dev = Device::flex().autodiff();
+    let one = BatchNorm2dConfig::new(2).init(&dev);
+    one.forward(input(&dev));
+    one.forward(input(&dev));
+    let two = BatchNorm2dConfig::new(2).init(&dev);
+    for _ in 0..2 {
+        std::thread::scope(|s| {
+            s.spawn(|| two.forward(input(&dev)));
+        });
+    }
+    let read = |bn: &BatchNorm2d| {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mean = bn.running_mean.value().into_data();
+                let var = bn.running_var.value().into_data();
+                (mean, var)
+            })
+            .join()
+            .unwrap()
+        })
+    };
+    // Hand-derived as above: channel 0's mean 0 -> 0.3 -> 0.57, channel 1's 0 -> 0.5 -> 0.95.
+    read(&two)
+        .0
+        .assert_approx_eq::<f32>(&TensorData::from([0.57f32, 0.95]), Tolerance::default());
+    assert_eq!(read(&two), read(&one), "bit for bit");
+}
+
 #[test]
 fn frozen_layer_uses_and_keeps_running_statistics() {
     let dev = Device::flex().autodiff();

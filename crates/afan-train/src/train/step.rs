@@ -11,6 +11,7 @@ use crate::precision::{LossScaler, Precision, cast_module, check_support, unscal
 use crate::task::{Measure, StepContext, Task};
 use afan_core::{LearnableConfig, PointWeights};
 use afan_models::conv::FlippedWeights;
+use afan_models::on_pool;
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, FloatDType};
@@ -96,11 +97,13 @@ impl Execution {
         let host_weights = weights.as_ref().map(|(w, _)| &**w);
         // The passes' flipped convolution weights, kept from one backward pass to the next and
         // dropped (their buffers released) when the passes end, before the optimizer writes the
-        // weights in place: afan_models::conv::FlippedWeights. Replicas open their own.
-        let flipped = FlippedWeights::enter();
+        // weights in place: afan_models::conv::FlippedWeights, entered on the thread that runs
+        // the passes. Replicas open their own. One device's passes run on a worker of rayon's
+        // pool (afan_models::on_pool: its parallel operations then start without a hand-over).
         let (model, grads, loss, measures, apply, weight_grad) =
             match (&self.replicas, self.precision.half()) {
-                (None, None) => {
+                (None, None) => on_pool(|| {
+                    let _flipped = FlippedWeights::enter();
                     let leaf = host_weights.map(|w| w.leaf(&self.device));
                     let ctx = StepContext {
                         device: &self.device,
@@ -117,29 +120,34 @@ impl Execution {
                         .zip(host_weights)
                         .map(|(l, w)| w.gradient(l, &grads));
                     let grads = GradientsParams::from_grads(grads, &model);
-                    (model, grads, loss, out.measures, true, weight_grad)
+                    Ok::<_, TrainError>((model, grads, loss, out.measures, true, weight_grad))
+                })?,
+                (None, Some(dtype)) => on_pool(|| {
+                    let _flipped = FlippedWeights::enter();
+                    self.half(
+                        task,
+                        model,
+                        batch,
+                        (iteration, seed),
+                        dtype,
+                        scaler,
+                        host_weights,
+                    )
+                })?,
+                (Some(r), dtype) => {
+                    let _flipped = FlippedWeights::enter();
+                    self.parallel(
+                        task,
+                        r,
+                        model,
+                        batch,
+                        (iteration, seed),
+                        dtype,
+                        scaler,
+                        host_weights,
+                    )?
                 }
-                (None, Some(dtype)) => self.half(
-                    task,
-                    model,
-                    batch,
-                    (iteration, seed),
-                    dtype,
-                    scaler,
-                    host_weights,
-                )?,
-                (Some(r), dtype) => self.parallel(
-                    task,
-                    r,
-                    model,
-                    batch,
-                    (iteration, seed),
-                    dtype,
-                    scaler,
-                    host_weights,
-                )?,
             };
-        drop(flipped);
         let model = if apply && loss.is_finite() {
             if let (Some((w, config)), Some(g)) = (weights, weight_grad)
                 && g.iter().all(|v| v.is_finite())

@@ -217,20 +217,24 @@ fn an_afan_step_reuses_flipped_weights_and_updates_in_place() {
     let mut scaler = LossScaler::new(Precision::F32);
     for i in 0..2 {
         let addresses = conv_weight_addresses(&model);
-        let before = FlippedWeights::counts();
-        let out = exec
-            .step(
-                &task,
-                model,
-                &mut optim,
-                batch.clone(),
-                (i, 0),
-                0.05,
-                &mut scaler,
-                None,
-            )
-            .unwrap();
-        let after = FlippedWeights::counts();
+        // The cache is per thread and the step runs on a pool worker: count on that worker
+        // (on_pool runs the step in place when called from one).
+        let (out, before, after) = afan_models::on_pool(|| {
+            let before = FlippedWeights::counts();
+            let out = exec
+                .step(
+                    &task,
+                    model,
+                    &mut optim,
+                    batch.clone(),
+                    (i, 0),
+                    0.05,
+                    &mut scaler,
+                    None,
+                )
+                .unwrap();
+            (out, before, FlippedWeights::counts())
+        });
         assert!(
             after.hits > before.hits,
             "step {i}: no flipped weight reused"
