@@ -17,13 +17,17 @@
 //! scalars: each replica takes them as its own leaf, and their gradients are averaged on the
 //! host, whatever the backend (with all-reduce they are not marked distributed).
 //!
-//! Batch norm normalises with each shard's own statistics, as PyTorch DDP without SyncBN.
-//! Replicas share the running statistics' storage (`RunningState` clones share it), and Burn
-//! averages the per-thread updates, so the running statistics are the mean over replicas.
+//! Batch norm normalises with each shard's own statistics, as PyTorch DDP without SyncBN. Each
+//! replica moves the running statistics as one device would over its shard, privately
+//! (`afan_models::norm::defer_running_updates`), and the run keeps their mean, added in replica
+//! order when the replicas are joined (PyTorch's DDP keeps rank 0's). Burn's own per-thread
+//! averaging of `RunningState` updates, which this relied on before, mixed the replicas'
+//! values as timing fell and lost every update made by a thread of an earlier step.
 
 use crate::error::{Result, TrainError};
 use afan_core::PointWeights;
 use afan_core::device::DeviceName;
+use afan_models::norm::{DeferredRunningStats, defer_running_updates};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::distributed::{DistributedConfig, DistributedContext, ReduceOperation};
@@ -158,7 +162,9 @@ impl Replicas {
                         // when the thread's work ends, before the optimizer step.
                         let _flipped = afan_models::conv::FlippedWeights::enter();
                         let leaf = weights.map(|w| w.leaf(device));
-                        let (loss, out) = step(&replica, shard, device, leaf.as_ref())?;
+                        let (result, running) =
+                            defer_running_updates(|| step(&replica, shard, device, leaf.as_ref()));
+                        let (loss, out) = result?;
                         let value = loss.clone().into_scalar::<f64>();
                         let grads = loss.backward();
                         let leaf_grad = leaf
@@ -166,7 +172,7 @@ impl Replicas {
                             .zip(weights)
                             .map(|(l, w)| w.gradient(l, &grads));
                         let grads = GradientsParams::from_grads(grads, &replica);
-                        Ok((replica, grads, value, out, leaf_grad))
+                        Ok((replica, grads, value, out, leaf_grad, running))
                     })
                 })
                 .collect();
@@ -184,8 +190,10 @@ impl Replicas {
         let mut grads = Vec::with_capacity(results.len());
         let mut outputs = Vec::with_capacity(results.len());
         let mut leaf_grads: Option<Vec<f64>> = None;
+        let mut running = Vec::with_capacity(results.len());
         let n = results.len() as f64;
-        for (replica, g, value, out, leaf_grad) in results {
+        for (replica, g, value, out, leaf_grad, r) in results {
+            running.push(r);
             grads.push(g);
             outputs.push((value, out));
             replicas.push(replica);
@@ -194,6 +202,7 @@ impl Replicas {
                 sum.iter_mut().zip(lg).for_each(|(s, g)| *s += g / n);
             }
         }
+        DeferredRunningStats::store_mean(running);
         let first = replicas.swap_remove(0);
         let mean = match self.sync {
             // Every replica already holds the mean after the all-reduce.

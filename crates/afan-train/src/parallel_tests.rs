@@ -169,3 +169,45 @@ fn a_gpu_named_twice_is_refused_whatever_the_spelling() {
     let e = parse_devices("wgpu:1,wgpu:1").unwrap_err().to_string();
     assert!(e.contains("twice"), "{e}");
 }
+
+/// Two replicas, two batch-norm passes each per step, two steps: the running statistics are the
+/// mean over the replicas of what each would hold on one device (hand-derived), the same bit for
+/// bit in every run. Burn's per-thread averaging, relied on before, mixed the replicas' values
+/// as timing fell and dropped the first step's (its threads were gone at the second).
+#[test]
+fn replicas_keep_the_mean_of_their_running_statistics() {
+    use afan_models::norm::{BatchNorm2d, BatchNorm2dConfig};
+    let replicas = Replicas::new(vec![flex(), flex()], GradSync::FirstDevice).unwrap();
+    let device = replicas.first().clone();
+    let passes = |bn: &BatchNorm2d, x: Vec<f32>, d: &Device| -> Result<(Tensor<1>, ())> {
+        let x = Tensor::<4>::from_data(TensorData::new(x, [2, 1, 1, 2]), d);
+        let y = bn.forward(x.clone()) + bn.forward(x);
+        Ok((y.sum().reshape([1]), ()))
+    };
+    let run = || {
+        let bn = BatchNorm2dConfig::new(1).init(&device);
+        (0..2)
+            .map(|_| {
+                // Batch means 3 and 5, unbiased variances 14/3 and 2/3.
+                let shards = vec![vec![1.0, 2.0, 3.0, 6.0], vec![4.0, 5.0, 6.0, 5.0]];
+                replicas.run(&bn, shards, passes).unwrap();
+                let host = |t: Tensor<1>| crate::tensors::to_host(t)[0];
+                (host(bn.running_mean.value()), host(bn.running_var.value()))
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = run();
+    // Two passes at momentum 0.1 move r to 0.81 r + 0.19 b on each replica; the mean over the
+    // replicas' batches b is 4 (means) and 8/3 (variances).
+    let (m1, v1) = (0.19 * 4.0, 0.81 + 0.19 * 8.0 / 3.0);
+    let want = [
+        (m1, v1),
+        (0.81 * m1 + 0.19 * 4.0, 0.81 * v1 + 0.19 * 8.0 / 3.0),
+    ];
+    for ((m, v), (wm, wv)) in first.iter().zip(want) {
+        assert_close(&[*m, *v], &[wm as f32, wv as f32]);
+    }
+    for _ in 0..4 {
+        assert_eq!(run(), first, "another run");
+    }
+}

@@ -30,10 +30,16 @@ pub mod kernel;
 mod reference;
 #[cfg(all(test, feature = "flex"))]
 mod relu6_tests;
+mod running;
 #[cfg(test)]
 mod tests;
 
 pub use kernel::Activation;
+pub use running::{
+    DeferredRunningStats, RunningUpdates, defer_running_updates, record_running_updates,
+};
+
+use running::RunningUpdate;
 
 use burn::config::Config;
 use burn::module::{Flag, Module, Param, RunningState};
@@ -143,7 +149,7 @@ impl BatchNorm2d {
         }
     }
 
-    /// PyTorch's rule (see [`RunningUpdate::apply`]); recorded if a
+    /// PyTorch's rule (see `RunningUpdate::apply`); recorded if a
     /// [`record_running_updates`] is active on this thread.
     fn update_running(&self, mean: Tensor<1>, var: Tensor<1>, n: usize) {
         let update = RunningUpdate {
@@ -155,99 +161,8 @@ impl BatchNorm2d {
             n,
         };
         update.apply();
-        RECORDER.with_borrow_mut(|r| {
-            if let Some(log) = r {
-                log.push(update);
-            }
-        });
+        running::record(update);
     }
-}
-
-/// One batch's move of one layer's running statistics: the layer's (shared) running state and
-/// the batch statistics it was normalized with.
-#[derive(Clone)]
-struct RunningUpdate {
-    running_mean: RunningState<Tensor<1>>,
-    running_var: RunningState<Tensor<1>>,
-    momentum: f64,
-    mean: Tensor<1>,
-    var: Tensor<1>,
-    n: usize,
-}
-
-impl RunningUpdate {
-    /// PyTorch's rule: `running = (1 - m) running + m batch`, with the unbiased variance
-    /// (`n / (n - 1)` times the biased one the batch was normalized with) over `n` elements.
-    fn apply(&self) {
-        let device = self.mean.device();
-        let n = self.n as f64;
-        let unbiased = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
-        let m = self.momentum;
-        let old_mean = self.running_mean.value_sync().to_device(&device);
-        let old_var = self.running_var.value_sync().to_device(&device);
-        let mean = old_mean.mul_scalar(1.0 - m) + self.mean.clone().mul_scalar(m);
-        let var = old_var.mul_scalar(1.0 - m) + self.var.clone().mul_scalar(m * unbiased);
-        store(&self.running_mean, mean.detach());
-        store(&self.running_var, var.detach());
-    }
-}
-
-/// Makes `value` the running state's value now, whichever thread reads it next.
-///
-/// Why: Burn's `RunningState::update` keeps a value pending under the calling thread's id, and
-/// `value_sync` folds pending values in only when the *reading* thread has one. A step that runs
-/// on another thread than the previous one (a rayon worker: `crate::on_pool`) then read the
-/// value from before the previous step, and the two steps' values were later averaged: the
-/// running statistics, and through them evaluation, depended on which worker ran each step.
-/// Folding in at once (this thread's value is the only one pending on one device) keeps every
-/// read equal to the last update.
-fn store(state: &RunningState<Tensor<1>>, value: Tensor<1>) {
-    state.update(value);
-    let _ = state.value_sync();
-}
-
-std::thread_local! {
-    static RECORDER: std::cell::RefCell<Option<Vec<RunningUpdate>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// The running-statistics updates that a forward made, to be made again later.
-///
-/// Why: A-FAN's segmentation step shares one head pass among what the release computes in
-/// three (two head passes and the clean pass, identical values in training-mode batch norm); the
-/// release moves the running statistics once per pass, so the shared pass replays its updates
-/// where the skipped passes would have made theirs: the running statistics come out as the
-/// release's, without the convolutions.
-#[derive(Clone, Default)]
-pub struct RunningUpdates(Vec<RunningUpdate>);
-
-impl RunningUpdates {
-    /// Moves every recorded layer's running statistics again by its recorded batch, in the
-    /// recorded order.
-    pub fn replay(&self) {
-        for u in &self.0 {
-            u.apply();
-        }
-    }
-
-    /// How many layer updates were recorded.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether none was.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-/// Runs `f`, recording every running-statistics update that batch norms in training mode make on
-/// this thread meanwhile (nested recordings see only their own).
-pub fn record_running_updates<R>(f: impl FnOnce() -> R) -> (R, RunningUpdates) {
-    let outer = RECORDER.with_borrow_mut(|r| r.replace(Vec::new()));
-    let out = f();
-    let log = RECORDER.with_borrow_mut(|r| std::mem::replace(r, outer));
-    (out, RunningUpdates(log.unwrap_or_default()))
 }
 
 /// Whether [`BatchNorm2d::forward_relu6`] runs ReLU6 inside the normalisation (default) rather
