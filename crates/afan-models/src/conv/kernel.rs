@@ -161,6 +161,13 @@ fn inner_parallelism(pieces: usize) -> Parallelism {
     }
 }
 
+/// Whether a piece run with `par` is alone on the pool (its product gets the pool's threads),
+/// so that its im2col / col2im may split channels over the pool too
+/// (`patches::split_channels`).
+fn alone(par: Parallelism) -> bool {
+    matches!(par, Parallelism::Rayon(_))
+}
+
 /// How the input gradient of a convolution is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InputRoute {
@@ -302,6 +309,7 @@ fn with_patches<R>(
     g: &ConvGeom,
     x_n: &[f32],
     (r0, r1): (usize, usize),
+    alone: bool,
     f: impl FnOnce(Mat, usize) -> R,
 ) -> R {
     let ow = g.out_hw()[1];
@@ -310,7 +318,7 @@ fn with_patches<R>(
         return f(Mat::rows(&x_n[r0 * ow..], g.out_pixels()), cols);
     }
     with_scratch(Scratch::Col, g.patch() * cols, |col| {
-        im2col_rows(g, x_n, col, cols, (r0, r1));
+        im2col_rows(g, x_n, col, cols, (r0, r1), alone);
         f(Mat::written(col, cols), cols)
     })
 }
@@ -358,14 +366,14 @@ fn forward_image(
             let cols = (r1 - r0) * ow;
             let ld = band_columns(&one, cols, par);
             if ld == cols {
-                with_patches(&one, x_g, (r0, r1), |rhs, cols| {
+                with_patches(&one, x_g, (r0, r1), alone(par), |rhs, cols| {
                     let dims = [g.group_out(), cols, patch];
                     matmul_band(&mut y_g[r0 * ow..], pixels, dims, lhs, rhs, par)
                 });
                 continue;
             }
             let dims = [g.group_out(), ld, patch];
-            with_padded_patches(&one, x_g, (r0, r1), ld, |rhs| {
+            with_padded_patches(&one, x_g, (r0, r1), (ld, alone(par)), |rhs| {
                 if r0 * ow + ld <= pixels {
                     // The padding columns' products land on the next band's first pixels of
                     // each row, which that band (later in this loop) overwrites.
@@ -415,12 +423,12 @@ fn with_padded_patches<R>(
     g: &ConvGeom,
     x_n: &[f32],
     (r0, r1): (usize, usize),
-    ld: usize,
+    (ld, alone): (usize, bool),
     f: impl FnOnce(Mat) -> R,
 ) -> R {
     let cols = (r1 - r0) * g.out_hw()[1];
     with_scratch(Scratch::Col, g.patch() * ld, |col| {
-        im2col_rows(g, x_n, col, ld, (r0, r1));
+        im2col_rows(g, x_n, col, ld, (r0, r1), alone);
         for row in col.chunks_mut(ld.max(1)) {
             row[cols..].fill(MaybeUninit::new(0.0));
         }
@@ -430,13 +438,14 @@ fn with_padded_patches<R>(
 
 /// The patch matrices of one group's channels of several images side by side: image `n`'s in
 /// columns `n*OH*OW..`, rows `ld` apart; columns past the images' (`ld` may be wider,
-/// [`padded_columns`]) are zero. `g` is ungrouped; `x_g(n)` is image `n`'s channels.
+/// [`padded_columns`]) are zero. `g` is ungrouped; `x_g(n)` is image `n`'s channels; `alone`:
+/// the block is alone on the pool ([`alone`]).
 fn block_patches<'a>(
     g: &ConvGeom,
     images: usize,
     x_g: impl Fn(usize) -> &'a [f32],
     col: &mut [MaybeUninit<f32>],
-    ld: usize,
+    (ld, alone): (usize, bool),
 ) {
     let pixels = g.out_pixels();
     let cols = images * pixels;
@@ -447,7 +456,7 @@ fn block_patches<'a>(
                 dst[c * ld..c * ld + pixels].write_copy_of_slice(src);
             }
         } else {
-            im2col(g, x_g(n), dst, ld);
+            im2col(g, x_g(n), dst, ld, alone);
         }
     }
     if ld > cols {
@@ -545,7 +554,7 @@ fn forward_block(
         let x_g = |n: usize| &x_b[n * in_len + grp * parts.input..][..parts.input];
         let ld = padded_columns(cols, par);
         with_scratch(Scratch::Col, patch * ld, |col| {
-            block_patches(&one, images, x_g, col, ld);
+            block_patches(&one, images, x_g, col, (ld, alone(par)));
             with_scratch(Scratch::Out, g.group_out() * ld, |out| {
                 let rhs = Mat::written(col, ld);
                 matmul(
@@ -655,7 +664,7 @@ fn input_grad_image(
                         matmul(dcol, dims, lhs, rhs, false, par);
                         // SAFETY: the product above wrote all `patch * cols` elements.
                         let dcol = unsafe { dcol.assume_init_mut() };
-                        col2im_rows(&one, dcol, cols, dx_g, (r0, r1));
+                        col2im_rows(&one, dcol, cols, dx_g, (r0, r1), alone(par));
                     });
                 }
             }
@@ -690,7 +699,7 @@ fn weight_grad_image(
         for (r0, r1) in bands(oh, rows) {
             // The band's columns of `dy_g`, transposed: element (p, k) at `p + k * pixels`.
             let rhs = Mat::transposed(&dy_g[r0 * ow..], pixels);
-            with_patches(&one, x_g, (r0, r1), |lhs, cols| {
+            with_patches(&one, x_g, (r0, r1), alone(par), |lhs, cols| {
                 let dims = [patch, g.group_out(), cols];
                 matmul_to(dwt_g, col_major, dims, lhs, rhs, add || r0 > 0, par)
             });
@@ -739,7 +748,7 @@ fn input_grad_block(
                             dst.copy_from_slice(&dcol[c * cols + n * pixels..][..pixels]);
                         }
                     } else {
-                        col2im(&one, &mut dcol[n * pixels..], cols, dx_n);
+                        col2im(&one, &mut dcol[n * pixels..], cols, dx_n, alone(par));
                     }
                 }
             })
@@ -773,7 +782,7 @@ fn weight_grad_block(
         let x_g = |n: usize| &x_b[n * in_len + grp * parts.input..][..parts.input];
         let dy_g = |n: usize| &dy_b[n * out_len + grp * parts.output..][..parts.output];
         with_scratch(Scratch::Col, patch * cols, |col| {
-            block_patches(&one, images, x_g, col, cols);
+            block_patches(&one, images, x_g, col, (cols, alone(par)));
             with_scratch(Scratch::Out, g.group_out() * cols, |rows| {
                 block_rows(g.group_out(), pixels, images, dy_g, rows);
                 // SAFETY: `block_rows` wrote all `K/G * cols` elements.

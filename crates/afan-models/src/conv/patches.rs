@@ -85,31 +85,38 @@ fn row_start(g: &ConvGeom, tap: &Tap, oy: usize) -> usize {
 /// Writes the patch matrix of one image `x [C, H, W]` into `col` (every element of its
 /// `C*kh*kw` rows of `OH*OW`, row `r` starting at `r * ld`: several images' patch matrices can
 /// sit side by side in one wider matrix).
-/// Small output planes go through [`super::small_patches`].
-pub(super) fn im2col(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>], ld: usize) {
+/// Small output planes go through [`super::small_patches`]. `alone`: see [`split_channels`].
+pub(super) fn im2col(
+    g: &ConvGeom,
+    x: &[f32],
+    col: &mut [MaybeUninit<f32>],
+    ld: usize,
+    alone: bool,
+) {
     if super::small_patches::is_small(g) {
-        return super::small_patches::im2col_small(g, x, col, ld);
+        return super::small_patches::im2col_small(g, x, col, ld, alone);
     }
-    im2col_rows(g, x, col, ld, (0, g.out_hw()[0]));
+    im2col_rows(g, x, col, ld, (0, g.out_hw()[0]), alone);
 }
 
 /// [`im2col`] of output rows `r0..r1` only: the band of columns `r0*OW..r1*OW` of the patch
 /// matrix, written from column 0 of `col` (rows `ld` apart, each `(r1 - r0) * OW` long).
 ///
-/// Channels go to rayon's pool when the caller is outside it and the matrix is large
-/// ([`PARALLEL_ELEMENTS`]). Why: a convolution with fewer blocks of images than threads (one
+/// Channels go to rayon's pool when the caller's block is `alone` on it and the matrix is large
+/// ([`split_channels`]). Why: a convolution with fewer blocks of images than threads (one
 /// 600x800 image, or DeepLabV3+'s two small maps in one block) runs its only block on the calling
-/// thread and gives the pool to gemm, so im2col ran alone on the main thread while the pool
-/// waited: ~10% of the DeepLabV3+ ResNet-50 A-FAN step's samples at 2 threads were the main
-/// thread's im2col and its copies (docs/benchmarks.md, issue 19). Inside the pool (one block
-/// per thread) the other threads are busy with other blocks, so it stays on the caller. Every
-/// element is a copy: the result does not depend on the split.
+/// thread and gives the pool to gemm, so im2col ran alone on one thread while the pool waited:
+/// ~10% of the DeepLabV3+ ResNet-50 A-FAN step's samples at 2 threads were the main thread's
+/// im2col and its copies (docs/benchmarks.md, issue 19). With several blocks (one per thread)
+/// the other threads are busy with other blocks, so it stays on the caller. Every element is a
+/// copy: the result does not depend on the split.
 pub(super) fn im2col_rows(
     g: &ConvGeom,
     x: &[f32],
     col: &mut [MaybeUninit<f32>],
     ld: usize,
     (r0, r1): (usize, usize),
+    alone: bool,
 ) {
     let taps = taps(g);
     let plane = g.in_hw[0] * g.in_hw[1];
@@ -122,11 +129,7 @@ pub(super) fn im2col_rows(
             im2col_row(g, tap, src, &mut col_c[t * ld..t * ld + len], (r0, r1));
         }
     };
-    let parallel = rayon::current_thread_index().is_none()
-        && rayon::current_num_threads() > 1
-        && g.in_ch > 1
-        && g.in_ch * taps.len() * len >= PARALLEL_ELEMENTS;
-    if parallel {
+    if split_channels(alone, g, taps.len() * len) {
         col.par_chunks_mut(rows_of)
             .take(g.in_ch)
             .enumerate()
@@ -142,6 +145,21 @@ pub(super) fn im2col_rows(
 /// Patch-matrix elements from which [`im2col_rows`] and [`col2im_rows`] split their channels
 /// over the pool (a few hundred KB: below it a task costs more than it saves).
 pub(super) const PARALLEL_ELEMENTS: usize = 1 << 16;
+
+/// Whether im2col and col2im split the channels of a patch matrix whose channels have
+/// `per_channel` elements each over rayon's pool: the caller's block of images is `alone` on the
+/// pool (its product gets the pool's threads: `kernel`'s `inner_parallelism`), the pool has more
+/// than one thread, and the matrix is large ([`PARALLEL_ELEMENTS`]).
+///
+/// Why the caller says so: this was "called from outside the pool", true of a lone block on the
+/// main thread; since the engine runs its steps on a pool worker (`crate::on_pool`), every call
+/// is inside the pool, and the split had stopped.
+pub(super) fn split_channels(alone: bool, g: &ConvGeom, per_channel: usize) -> bool {
+    alone
+        && rayon::current_num_threads() > 1
+        && g.in_ch > 1
+        && g.in_ch * per_channel >= PARALLEL_ELEMENTS
+}
 
 /// One patch row of the band `r0..r1`: plane `src` read at `tap`, into `dst`.
 fn im2col_row(
@@ -189,14 +207,15 @@ fn clip(
 /// Adds the patch-matrix gradient `dcol` (rows `ld` apart, as [`im2col`] writes them) back onto
 /// the image gradient `dx` (`[C, H, W]`). `dcol` is scratch: the entries that fall in the
 /// padding may be zeroed on the way.
-pub(super) fn col2im(g: &ConvGeom, dcol: &mut [f32], ld: usize, dx: &mut [f32]) {
-    col2im_rows(g, dcol, ld, dx, (0, g.out_hw()[0]));
+/// `alone`: see [`split_channels`].
+pub(super) fn col2im(g: &ConvGeom, dcol: &mut [f32], ld: usize, dx: &mut [f32], alone: bool) {
+    col2im_rows(g, dcol, ld, dx, (0, g.out_hw()[0]), alone);
 }
 
 /// [`col2im`] of the band of output rows `r0..r1` only (`dcol` as [`im2col_rows`] writes it).
 ///
 /// Channel by channel, like [`im2col_rows`], and over rayon's pool under the same condition
-/// (called from outside the pool, a large matrix): a channel's patch rows add onto that
+/// ([`split_channels`]): a channel's patch rows add onto that
 /// channel's plane of `dx` only, so each task owns one plane and its rows, and every plane gets
 /// its additions in the same order (tap by tap) however the channels are split: the result is
 /// bit-equal to the serial walk. Why: the input gradient of a convolution with fewer blocks of
@@ -208,6 +227,7 @@ pub(super) fn col2im_rows(
     ld: usize,
     dx: &mut [f32],
     (r0, r1): (usize, usize),
+    alone: bool,
 ) {
     let taps = taps(g);
     let plane = g.in_hw[0] * g.in_hw[1];
@@ -218,12 +238,8 @@ pub(super) fn col2im_rows(
             col2im_row(g, tap, &mut dcol_c[t * ld..t * ld + len], dx_c, (r0, r1));
         }
     };
-    let parallel = rayon::current_thread_index().is_none()
-        && rayon::current_num_threads() > 1
-        && g.in_ch > 1
-        && g.in_ch * taps.len() * len >= PARALLEL_ELEMENTS;
     let dx = &mut dx[..g.in_ch * plane];
-    if parallel {
+    if split_channels(alone, g, taps.len() * len) {
         dcol.par_chunks_mut(rows_of)
             .take(g.in_ch)
             .zip(dx.par_chunks_mut(plane.max(1)))
@@ -385,8 +401,8 @@ mod tests {
     /// col2im over whole images and bands, shifted planes (stride 1, "same"), stride-2 pairs,
     /// the generic stride, dilation, odd sizes and a kernel larger than the image: equal bit for
     /// bit to the definition (which adds in the same order), in a 1- and 3-thread pool and from
-    /// outside any pool, where a large patch matrix splits its channels over the global pool
-    /// (one plane per task). `ld` wider than the band, as blocks of images lay it out. A channel
+    /// outside any pool, a large patch matrix splitting its channels over the pool (one plane per
+    /// task; the caller's block `alone`) and not. `ld` wider than the band, as blocks of images lay it out. A channel
     /// skipped or written twice by the split fails here.
     #[test]
     fn col2im_matches_the_definition_inside_and_outside_the_pool() {
@@ -420,7 +436,7 @@ mod tests {
                 col2im_definition(&g, &dcol, ld, &mut want, band);
                 let run = || {
                     let (mut dcol, mut dx) = (dcol.clone(), dx0.clone());
-                    col2im_rows(&g, &mut dcol, ld, &mut dx, band);
+                    col2im_rows(&g, &mut dcol, ld, &mut dx, band, true);
                     dx.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
                 };
                 let want: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
@@ -428,6 +444,12 @@ mod tests {
                 assert_eq!(pool(1).install(run), want, "{what}, 1 thread");
                 assert_eq!(pool(3).install(run), want, "{what}, 3 threads");
                 assert_eq!(run(), want, "{what}, from outside the pool");
+                let lone = || {
+                    let (mut dcol, mut dx) = (dcol.clone(), dx0.clone());
+                    col2im_rows(&g, &mut dcol, ld, &mut dx, band, false);
+                    dx.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+                };
+                assert_eq!(pool(3).install(lone), want, "{what}, not split");
             }
         }
     }

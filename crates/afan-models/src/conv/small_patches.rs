@@ -16,7 +16,7 @@
 //! (tested against it).
 
 use super::geom::ConvGeom;
-use super::patches::PARALLEL_ELEMENTS;
+use super::patches::split_channels;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
@@ -37,8 +37,15 @@ pub(super) fn small_planes_on() -> bool {
 }
 
 /// The patch matrix of one image `x [C, H, W]` into `col` (`C*kh*kw` rows `ld` apart, the
-/// first `OH*OW` elements of each written), as [`super::patches::im2col`] writes it.
-pub(super) fn im2col_small(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>], ld: usize) {
+/// first `OH*OW` elements of each written), as [`super::patches::im2col`] writes it; `alone`:
+/// see [`split_channels`].
+pub(super) fn im2col_small(
+    g: &ConvGeom,
+    x: &[f32],
+    col: &mut [MaybeUninit<f32>],
+    ld: usize,
+    alone: bool,
+) {
     let [h, w] = g.in_hw;
     let [ph, pw] = g.padding;
     let [oh, ow] = g.out_hw();
@@ -81,15 +88,11 @@ pub(super) fn im2col_small(g: &ConvGeom, x: &[f32], col: &mut [MaybeUninit<f32>]
         }
     };
     let zeroed = || vec![0.0f32; hp * wp];
-    // Channels over the pool under the general im2col's condition (called from outside the
+    // Channels over the pool under the general im2col's condition (the block alone on the
     // pool, a large matrix: DeepLabV3+'s 9x9 maps, two images in one block that gets gemm's
-    // threads); inside the pool (a RoI head's blocks, one per thread) on this thread.
+    // threads); with several blocks (a RoI head's, one per thread) on this thread.
     let rows_of = (taps * ld).max(1);
-    let parallel = rayon::current_thread_index().is_none()
-        && rayon::current_num_threads() > 1
-        && g.in_ch > 1
-        && g.in_ch * taps * pixels >= PARALLEL_ELEMENTS;
-    if parallel {
+    if split_channels(alone, g, taps * pixels) {
         col.par_chunks_mut(rows_of)
             .take(g.in_ch)
             .enumerate()
@@ -123,7 +126,8 @@ mod tests {
     /// strides 1/2/3, padding 0-3, dilation, non-square kernels, the torchvision stem, an image
     /// smaller than the kernel and a RoI head's 7x7 -> 4x4; rows `ld` apart with the elements
     /// past each row's pixels left alone; NaN-poisoned, so an element left unwritten fails; from
-    /// outside any pool (the large cases split their channels over it) and in 1- and 3-thread pools.
+    /// outside any pool and in 1- and 3-thread pools, the large cases' channels split over the pool
+    /// (`alone`) and not.
     #[test]
     fn matches_the_general_im2col() {
         let cases = [
@@ -169,16 +173,18 @@ mod tests {
                     .map(|v| unsafe { v.assume_init() }.to_bits())
                     .collect::<Vec<u32>>()
             };
-            let want = run(&|col| im2col_rows(&g, &x, col, ld, (0, g.out_hw()[0])));
-            let got = run(&|col| im2col_small(&g, &x, col, ld));
+            let want = run(&|col| im2col_rows(&g, &x, col, ld, (0, g.out_hw()[0]), false));
+            let got = run(&|col| im2col_small(&g, &x, col, ld, true));
             assert_eq!(got, want, "{g:?}, from outside the pool");
             for threads in [1, 3] {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(threads)
                     .build()
                     .expect("a thread pool");
-                let inside = pool.install(|| run(&|col| im2col_small(&g, &x, col, ld)));
-                assert_eq!(inside, want, "{g:?}, {threads} threads");
+                for alone in [false, true] {
+                    let inside = pool.install(|| run(&|col| im2col_small(&g, &x, col, ld, alone)));
+                    assert_eq!(inside, want, "{g:?}, {threads} threads, alone {alone}");
+                }
             }
             let nan = f32::NAN.to_bits();
             for row in got.chunks(ld) {
