@@ -55,50 +55,53 @@ pub fn accuracy(
     quiet: bool,
     corruption: Option<&Corruption>,
 ) -> Result<Accuracy> {
-    let config = LoaderConfig {
-        batch_size,
-        shuffle: false,
-        augment: false,
-        drop_last: false,
-        seed: 0,
-    };
-    let k = dataset.num_classes();
-    let (mut top1, mut top5, mut loss_sum, mut n) = (0usize, 0usize, 0f64, 0usize);
-    let bar = crate::progress::bar(
-        afan_data::num_batches(dataset.len(), &config),
-        "eval",
-        quiet,
-    );
-    for batch in dataset.batches(&config, 0, 0) {
-        let mut batch = batch?;
-        if let Some(c) = corruption {
-            let shape = (batch.channels, batch.height, batch.width);
-            c.apply_to_batch(&mut batch.images, shape, &batch.indices);
+    // On a worker of rayon's pool, as the training step (afan_models::on_pool).
+    afan_models::on_pool(|| {
+        let config = LoaderConfig {
+            batch_size,
+            shuffle: false,
+            augment: false,
+            drop_last: false,
+            seed: 0,
+        };
+        let k = dataset.num_classes();
+        let (mut top1, mut top5, mut loss_sum, mut n) = (0usize, 0usize, 0f64, 0usize);
+        let bar = crate::progress::bar(
+            afan_data::num_batches(dataset.len(), &config),
+            "eval",
+            quiet,
+        );
+        for batch in dataset.batches(&config, 0, 0) {
+            let mut batch = batch?;
+            if let Some(c) = corruption {
+                let shape = (batch.channels, batch.height, batch.width);
+                c.apply_to_batch(&mut batch.images, shape, &batch.indices);
+            }
+            bar.inc(1);
+            let labels = batch.labels.clone();
+            let b = labels.len();
+            let (x, y) = to_tensors(batch, device);
+            let logits = model.forward(x);
+            let loss = cross_entropy(logits.clone(), y).into_scalar::<f64>();
+            let logits = crate::tensors::to_host(logits);
+            top1 += topk_correct(&logits, k, &labels, 1);
+            top5 += topk_correct(&logits, k, &labels, 5.min(k));
+            loss_sum += loss * b as f64;
+            n += b;
         }
-        bar.inc(1);
-        let labels = batch.labels.clone();
-        let b = labels.len();
-        let (x, y) = to_tensors(batch, device);
-        let logits = model.forward(x);
-        let loss = cross_entropy(logits.clone(), y).into_scalar::<f64>();
-        let logits = crate::tensors::to_host(logits);
-        top1 += topk_correct(&logits, k, &labels, 1);
-        top5 += topk_correct(&logits, k, &labels, 5.min(k));
-        loss_sum += loss * b as f64;
-        n += b;
-    }
-    bar.finish_and_clear();
-    let pct = |c: usize| {
-        if n == 0 {
-            0.0
-        } else {
-            100.0 * c as f64 / n as f64
-        }
-    };
-    Ok(Accuracy {
-        top1: pct(top1),
-        top5: pct(top5),
-        loss: if n == 0 { 0.0 } else { loss_sum / n as f64 },
-        samples: n,
+        bar.finish_and_clear();
+        let pct = |c: usize| {
+            if n == 0 {
+                0.0
+            } else {
+                100.0 * c as f64 / n as f64
+            }
+        };
+        Ok(Accuracy {
+            top1: pct(top1),
+            top5: pct(top5),
+            loss: if n == 0 { 0.0 } else { loss_sum / n as f64 },
+            samples: n,
+        })
     })
 }

@@ -42,38 +42,41 @@ pub fn predict(
     k: usize,
     device: &Device,
 ) -> Result<Vec<ImagePredictions>> {
-    let c = transform.crop as usize;
-    let num_classes = labels.len();
-    let mut results = Vec::new();
-    for chunk in images.chunks(16) {
-        let mut pixels = Vec::with_capacity(chunk.len() * 3 * c * c);
-        for path in chunk {
-            pixels.extend(transform.load(path)?);
-        }
-        let x = Tensor::<4>::from_data(TensorData::new(pixels, [chunk.len(), 3, c, c]), device);
-        let logits = crate::tensors::to_host(model.forward(x));
-        for (path, row) in chunk.iter().zip(logits.chunks_exact(num_classes)) {
-            if row.iter().any(|v| !v.is_finite()) {
-                return Err(TrainError::NonFinite(format!(
-                    "the model gave non-finite logits for {}",
-                    path.display()
-                )));
+    // On a worker of rayon's pool, as the training step (afan_models::on_pool).
+    afan_models::on_pool(|| {
+        let c = transform.crop as usize;
+        let num_classes = labels.len();
+        let mut results = Vec::new();
+        for chunk in images.chunks(16) {
+            let mut pixels = Vec::with_capacity(chunk.len() * 3 * c * c);
+            for path in chunk {
+                pixels.extend(transform.load(path)?);
             }
-            let top = top_k(row, k.min(num_classes))
-                .into_iter()
-                .map(|(class, probability)| Prediction {
-                    class,
-                    label: labels[class].clone(),
-                    probability,
-                })
-                .collect();
-            results.push(ImagePredictions {
-                image: path.clone(),
-                top,
-            });
+            let x = Tensor::<4>::from_data(TensorData::new(pixels, [chunk.len(), 3, c, c]), device);
+            let logits = crate::tensors::to_host(model.forward(x));
+            for (path, row) in chunk.iter().zip(logits.chunks_exact(num_classes)) {
+                if row.iter().any(|v| !v.is_finite()) {
+                    return Err(TrainError::NonFinite(format!(
+                        "the model gave non-finite logits for {}",
+                        path.display()
+                    )));
+                }
+                let top = top_k(row, k.min(num_classes))
+                    .into_iter()
+                    .map(|(class, probability)| Prediction {
+                        class,
+                        label: labels[class].clone(),
+                        probability,
+                    })
+                    .collect();
+                results.push(ImagePredictions {
+                    image: path.clone(),
+                    top,
+                });
+            }
         }
-    }
-    Ok(results)
+        Ok(results)
+    })
 }
 
 /// Replaces the input normalization of a model that normalizes outside its network (the

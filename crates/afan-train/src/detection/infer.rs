@@ -63,32 +63,35 @@ pub fn detect(
     min_score: f32,
     device: &Device,
 ) -> Vec<DetectedBox> {
-    let sample = match resize_to {
-        Some(r) => resize(image.clone(), r),
-        None => image.clone(),
-    };
-    let scale = sample.scale as f32;
-    let batch = collate(vec![sample], 16);
-    let (x, sizes) = images(&batch, device);
-    let det = model.detect(x, &sizes).remove(0);
-    det.boxes
-        .iter()
-        .zip(&det.scores)
-        .zip(&det.labels)
-        .filter(|((_, s), _)| **s >= min_score)
-        .map(|((b, &score), &l)| DetectedBox {
-            class: l - 1,
-            label: class_names
-                .get(l - 1)
-                .cloned()
-                .unwrap_or_else(|| format!("class{}", l - 1)),
-            score,
-            x1: b[0] / scale,
-            y1: b[1] / scale,
-            x2: b[2] / scale,
-            y2: b[3] / scale,
-        })
-        .collect()
+    // On a worker of rayon's pool, as the training step (afan_models::on_pool).
+    afan_models::on_pool(|| {
+        let sample = match resize_to {
+            Some(r) => resize(image.clone(), r),
+            None => image.clone(),
+        };
+        let scale = sample.scale as f32;
+        let batch = collate(vec![sample], 16);
+        let (x, sizes) = images(&batch, device);
+        let det = model.detect(x, &sizes).remove(0);
+        det.boxes
+            .iter()
+            .zip(&det.scores)
+            .zip(&det.labels)
+            .filter(|((_, s), _)| **s >= min_score)
+            .map(|((b, &score), &l)| DetectedBox {
+                class: l - 1,
+                label: class_names
+                    .get(l - 1)
+                    .cloned()
+                    .unwrap_or_else(|| format!("class{}", l - 1)),
+                score,
+                x1: b[0] / scale,
+                y1: b[1] / scale,
+                x2: b[2] / scale,
+                y2: b[3] / scale,
+            })
+            .collect()
+    })
 }
 
 const COLOURS: [RGBColor; 6] = [RED, GREEN, BLUE, CYAN, MAGENTA, YELLOW];

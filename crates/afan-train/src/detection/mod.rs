@@ -81,15 +81,18 @@ impl DetectionTask {
         Vec<afan_data::detection::eval::Detection>,
         evaluate::DetEval,
     )> {
-        let Some(test) = &self.test else {
-            return Err(crate::TrainError::Config(
-                "no evaluation data was opened".into(),
-            ));
-        };
-        let loader = evaluate::eval_loader(&self.config.task, batch_size);
-        let dets = evaluate::detect_all(model, test, &loader, device, quiet, corruption)?;
-        let eval = evaluate::score(test, &dets)?;
-        Ok((dets, eval))
+        // On a worker of rayon's pool, as the training step (afan_models::on_pool).
+        afan_models::on_pool(|| {
+            let Some(test) = &self.test else {
+                return Err(crate::TrainError::Config(
+                    "no evaluation data was opened".into(),
+                ));
+            };
+            let loader = evaluate::eval_loader(&self.config.task, batch_size);
+            let dets = evaluate::detect_all(model, test, &loader, device, quiet, corruption)?;
+            let eval = evaluate::score(test, &dets)?;
+            Ok((dets, eval))
+        })
     }
 
     /// The training batches of epoch `epoch`: aspect-ratio grouped, full batches only (as

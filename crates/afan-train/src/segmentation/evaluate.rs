@@ -22,29 +22,32 @@ pub fn scores(
     quiet: bool,
     corruption: Option<&Corruption>,
 ) -> Result<SegScores> {
-    let batch = if val_crop.is_some() {
-        batch_size.max(1)
-    } else {
-        1
-    };
-    let mut matrix = ConfusionMatrix::new(dataset.num_classes);
-    let indices: Vec<usize> = (0..dataset.len()).collect();
-    let bar = crate::progress::bar(indices.len().div_ceil(batch), "eval", quiet);
-    for chunk in indices.chunks(batch) {
-        let b = match corruption {
-            None => context(
-                load_batch(dataset, chunk, None, val_crop, (0, 0), norm),
-                "evaluation",
-            )?,
-            Some(c) => corrupted(dataset, chunk, val_crop, norm, c)?,
+    // On a worker of rayon's pool, as the training step (afan_models::on_pool).
+    afan_models::on_pool(|| {
+        let batch = if val_crop.is_some() {
+            batch_size.max(1)
+        } else {
+            1
         };
-        let labels = b.labels.clone();
-        let (x, _) = to_tensors(b, device);
-        matrix.update(&predict_labels(model, x)?, &labels);
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    Ok(matrix.scores())
+        let mut matrix = ConfusionMatrix::new(dataset.num_classes);
+        let indices: Vec<usize> = (0..dataset.len()).collect();
+        let bar = crate::progress::bar(indices.len().div_ceil(batch), "eval", quiet);
+        for chunk in indices.chunks(batch) {
+            let b = match corruption {
+                None => context(
+                    load_batch(dataset, chunk, None, val_crop, (0, 0), norm),
+                    "evaluation",
+                )?,
+                Some(c) => corrupted(dataset, chunk, val_crop, norm, c)?,
+            };
+            let labels = b.labels.clone();
+            let (x, _) = to_tensors(b, device);
+            matrix.update(&predict_labels(model, x)?, &labels);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(matrix.scores())
+    })
 }
 
 /// A batch of `indices` corrupted in [0, 1], then normalized by `norm`: the same arithmetic as

@@ -21,19 +21,22 @@ pub fn segment_image(
     overlay: Option<&Path>,
     device: &Device,
 ) -> Result<()> {
-    let (rgb, width, height) = read_rgb(image)?;
-    let sample = SegSample {
-        width,
-        height,
-        mask: vec![0; width * height],
-        rgb: rgb.clone(),
-    };
-    let (x, _) = to_tensors(to_batch(&[sample], norm.0, norm.1)?, device);
-    let labels = predict_labels(model, x)?;
-    write_palette_png(mask, &labels, width, height)
-        .map_err(|e| TrainError::Config(format!("cannot write {}: {e}", mask.display())))?;
-    if let Some(path) = overlay {
-        write_overlay_png(path, &rgb, &labels, width, height, 0.5)?;
-    }
-    Ok(())
+    // On a worker of rayon's pool, as the training step (afan_models::on_pool).
+    afan_models::on_pool(|| {
+        let (rgb, width, height) = read_rgb(image)?;
+        let sample = SegSample {
+            width,
+            height,
+            mask: vec![0; width * height],
+            rgb: rgb.clone(),
+        };
+        let (x, _) = to_tensors(to_batch(&[sample], norm.0, norm.1)?, device);
+        let labels = predict_labels(model, x)?;
+        write_palette_png(mask, &labels, width, height)
+            .map_err(|e| TrainError::Config(format!("cannot write {}: {e}", mask.display())))?;
+        if let Some(path) = overlay {
+            write_overlay_png(path, &rgb, &labels, width, height, 0.5)?;
+        }
+        Ok(())
+    })
 }
