@@ -111,10 +111,14 @@ mod tensors {
 /// Runs `f` on a thread of rayon's current pool (on this thread when it is one already) and
 /// returns its result.
 ///
-/// Why: a training step is hundreds of small parallel operations. Called from a thread outside
-/// the pool, each one is handed to the pool and the caller sleeps until it is done: at 2 threads
-/// MobileNetV2's A-FAN step spent 11% of its samples in the kernel's scheduler (waking workers,
-/// futex waits). From a worker, the caller takes part in each operation instead.
+/// Why: a training step, or an evaluation, is hundreds of small parallel operations. Called from
+/// a thread outside the pool, each one is handed to the pool and the caller sleeps until it is
+/// done: at 2 threads MobileNetV2's A-FAN step spent 11% of its samples in the kernel's scheduler
+/// (waking workers, futex waits). From a worker, the caller takes part in each operation instead
+/// (the engine's step -8%, `afan eval` of DeepLabV3+ -13 to -18%: docs/benchmarks.md, stop 29).
+/// What a kernel decided by "called from outside the pool" it now decides otherwise
+/// (`conv::patches::split_channels`), and what Burn keeps per thread was made not to matter
+/// (`norm`'s running statistics).
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return f();
