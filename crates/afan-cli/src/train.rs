@@ -26,7 +26,7 @@ pub struct TrainArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub run: RunFlags,
-    /// Run directory (default: runs/<task>-<method>-<time>).
+    /// Run directory (default: `runs/<task>-<method>-<time>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in --out with its own configuration (--epochs / --iterations extend it).
@@ -39,7 +39,7 @@ pub struct TrainArgs {
     /// time-boxed job); continue with --resume.
     #[arg(long)]
     pub stop_after: Option<usize>,
-    /// Backend device: cpu (= flex), wgpu, cuda[:N]; a comma-separated list (`cuda:0,cuda:1`)
+    /// Backend device: cpu (= flex), wgpu, `cuda[:N]`; a comma-separated list (`cuda:0,cuda:1`)
     /// trains data-parallel, the batch split evenly over the devices.
     #[arg(long, env = "BURN_DEVICE", default_value = "cpu")]
     pub device: String,

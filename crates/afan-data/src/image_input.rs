@@ -4,7 +4,7 @@
 //! model (see afan-models' `InputNorm`), so it is not applied here.
 //!
 //! Both steps give Pillow's pixels, as torchvision's PIL path does: JPEG through libjpeg-turbo's
-//! decoder ([`crate::jpeg`], the default `libjpeg` feature) and the resize through Pillow's
+//! decoder (`crate::jpeg`, the default `libjpeg` feature) and the resize through Pillow's
 //! antialiased bilinear convolution ([`crate::resize`]).
 
 use crate::error::DataError;

@@ -173,7 +173,7 @@ impl Augmentation {
 }
 
 /// A dataset held by reference or shared ownership (the latter lets batches
-/// be produced on a background thread, see [`Prefetch`]).
+/// be produced on a background thread, see [`Prefetch`](crate::Prefetch)).
 enum Source<'a> {
     Borrowed(&'a ImageDataset),
     Shared(Arc<ImageDataset>),
@@ -205,7 +205,7 @@ pub fn batches<'a>(dataset: &'a ImageDataset, config: &LoaderConfig, epoch: usiz
 }
 
 /// Like [`batches`], for a shared dataset; the iterator is `'static` and
-/// `Send`, so it can feed a [`Prefetch`].
+/// `Send`, so it can feed a [`Prefetch`](crate::Prefetch).
 pub fn shared_batches(
     dataset: Arc<ImageDataset>,
     config: &LoaderConfig,

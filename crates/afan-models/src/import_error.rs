@@ -40,7 +40,7 @@ pub enum ImportError {
         dtypes: Vec<(String, &'static str)>,
     },
     /// The state dict fits the model, but constant buffers hold other values than the ones
-    /// afan's model computes with (see [`PytorchBuffer::fixed`]): another preprocessing.
+    /// afan's model computes with (see [`PytorchBuffer::fixed`](crate::PytorchBuffer::fixed)): another preprocessing.
     /// (A variant of its own, reported once the keys and shapes fit, keeps
     /// [`ImportError::Mismatch`], and so every `Result` of an import, small.)
     #[error(

@@ -10,12 +10,12 @@
 //! `y` swapped (a scatter along the row), and the weight gradient is, per channel and tap, a dot
 //! product of output-gradient rows with the input rows the tap read.
 //!
-//! That was the only route before stop 27; [`planes`] now runs every depthwise convolution on
+//! That was the only route before stop 27; `planes` now runs every depthwise convolution on
 //! whole zero-padded planes instead (see its doc for why), and these row kernels stay as its
 //! reference in the tests and as the benchmarks' A/B (`AFAN_DEPTHWISE_ROWS=1`).
 //!
 //! Determinism: every sum runs in a fixed order (rows, then taps, then images for the weight
-//! gradient, which also keeps [`LANES`] partial sums combined in a fixed order), independent of
+//! gradient, which also keeps `LANES` partial sums combined in a fixed order), independent of
 //! the thread count and of the instruction set the loops are compiled for ([`crate::simd`]).
 
 use super::geom::{ConvGeom, valid_range};

@@ -58,7 +58,7 @@ pub fn images_per_block(g: &ConvGeom) -> usize {
 /// of its step transposing, and `layer4`'s 3x3 backward took 25-32 ms instead of 39-53 ms
 /// written in place (docs/benchmarks.md, issue 19's fourth fix). With many columns (batch-128
 /// classification, a detector's 600x800 backbone) the transpose is amortised and gemm's packing
-/// favours the transposed order (see [`weight_grad_image`]), so those keep it.
+/// favours the transposed order (see `weight_grad_image`), so those keep it.
 pub const DW_FINAL_COLUMNS: usize = 1024;
 
 /// Where the weight gradient's products leave it.

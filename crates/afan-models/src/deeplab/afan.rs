@@ -13,7 +13,7 @@
 //! reuses it (L255-284, `out['low_level'] = input_dict['low_level_feat']`), live, so the
 //! augmented points' losses train the stem and `layer1` through it ([`SkipFeature::Passthrough`]).
 //! afan before issue 17 packed it with the deep feature into the one tensor its split-model
-//! contract passes ([`super::pack`]), so the attack and the moment exchange acted on it too
+//! contract passes ([`super::pack::pack`]), so the attack and the moment exchange acted on it too
 //! ([`SkipFeature::Packed`]).
 
 use super::DeepLabV3Plus;

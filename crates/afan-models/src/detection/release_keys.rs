@@ -25,7 +25,7 @@ const RELEASE_EXTRA: [&str; 4] = [
 impl FasterRcnn {
     /// Loads a release checkpoint's `state_dict` (`Detection/model.py` `Model.save`) strictly:
     /// every parameter must be there and fit; only the copies and leftovers of
-    /// [`RELEASE_EXTRA`] may be left over, and only the stand-in `fc` may be missing.
+    /// `RELEASE_EXTRA` may be left over, and only the stand-in `fc` may be missing.
     pub fn load_release(self, dict: &StateDict) -> Result<Self, ImportError> {
         let (model, mut report) =
             load_state_dict_partial(self, "faster_rcnn_c4", dict, release_key);

@@ -95,7 +95,7 @@ fn pool_plane<const INDICES: bool>(
 }
 
 /// The pool of `x` (`dims` = `[N, C, H, W]`) and, when `indices`, each output's pick (see
-/// [`pool_plane`]).
+/// `pool_plane`).
 pub fn max_pool2d_forward(
     x: &[f32],
     dims: [usize; 4],

@@ -1,5 +1,5 @@
 //! ReLU6 (`min(max(x, 0), 6)`, torchvision MobileNetV2's `nn.ReLU6`) as one parallel pass on the
-//! `flex` backend, forward and backward; composed from Burn's ops ([`relu6_composed`]) on every
+//! `flex` backend, forward and backward; composed from Burn's ops (`relu6_composed`) on every
 //! other device and dtype, with the same boundary gradient.
 //!
 //! Why: on flex, Burn's `clamp` is a comparison plus a `mask_fill` per bound (each a copy, element

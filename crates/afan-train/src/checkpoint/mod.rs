@@ -8,7 +8,7 @@
 //!   optimizer.
 //!
 //! Files of the first format (each task had its own layout; `tests/fixtures/v1`) are read by
-//! [`legacy`] into the same [`Checkpoint`], so they evaluate, infer, export and serve as
+//! `legacy` into the same [`Checkpoint`], so they evaluate, infer, export and serve as
 //! `--weights`; they cannot be resumed.
 
 mod archive;
