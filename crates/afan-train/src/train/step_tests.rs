@@ -252,3 +252,67 @@ fn an_afan_step_reuses_flipped_weights_and_updates_in_place() {
         );
     }
 }
+
+/// Every float of the model (weights and running statistics), bit for bit, in module order.
+fn model_bits(model: &Classifier) -> Vec<u32> {
+    struct Bits(Vec<u32>);
+    impl ModuleVisitor for Bits {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let flat = p.val().reshape([-1]);
+            self.0
+                .extend(crate::tensors::to_host(flat).iter().map(|v| v.to_bits()));
+        }
+    }
+    let mut b = Bits(Vec::new());
+    model.visit(&mut b);
+    b.0
+}
+
+/// Three A-FAN steps, each on another thread (a new one-thread pool per step, as the engine's
+/// step runs on whichever worker of the pool takes it), end with the same weights and running
+/// statistics, bit for bit, as three steps on one thread. With Burn's per-thread running
+/// statistics a step on another thread read them from before the previous step (stop 29); any
+/// other state kept per thread would show here too.
+#[test]
+fn a_step_gives_the_same_model_whichever_thread_runs_it() {
+    let _rng = crate::test_lock::device_rng();
+    let mut c = config::quickstart();
+    c.common.method = Method::Afan;
+    c.common.batch_size = 8;
+    let (train, test) = afan_data::shapes10(8, 8, 1);
+    let task = ClassificationTask::with_data(c, train, test).unwrap();
+    let batch = task.epoch_batches(0, 0).next().unwrap().unwrap();
+    let device = afan_core::device::test_device();
+    let exec = Execution::new(&[device], GradSync::FirstDevice, Precision::F32, 8).unwrap();
+    let one_thread = || {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("a thread pool")
+    };
+    let run = |same_thread: bool| {
+        exec.device.seed(5);
+        let mut model = task.build_model(&exec.device, false).unwrap();
+        let mut optim = task.config().common.optim.build();
+        let mut scaler = LossScaler::new(Precision::F32);
+        let shared = one_thread();
+        for i in 0..3 {
+            let fresh;
+            let pool = if same_thread {
+                &shared
+            } else {
+                fresh = one_thread();
+                &fresh
+            };
+            let step = || {
+                let b = batch.clone();
+                exec.step(&task, model, &mut optim, b, (i, 0), 0.05, &mut scaler, None)
+            };
+            model = pool.install(step).unwrap().model;
+        }
+        model_bits(&model)
+    };
+    let one = run(true);
+    assert!(!one.is_empty());
+    assert_eq!(run(false), one, "steps on three threads");
+}
