@@ -1,4 +1,4 @@
-//! im2col for small output planes (a RoI head's 4x4 and 7x7 maps): each channel is copied once
+//! im2col for small output planes (a RoI head's 4x4 maps, [`SMALL_PIXELS`]): each channel is copied once
 //! into a zero-bordered plane, and every patch row is then read from it with no bounds, edge
 //! or padding logic.
 //!
@@ -20,12 +20,24 @@ use super::patches::split_channels;
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 
-/// Output pixels up to which [`im2col`](super::patches::im2col) takes this path (16x16).
-pub(super) const SMALL_PIXELS: usize = 256;
+/// Output pixels up to which [`im2col`](super::patches::im2col) takes this path (4x4: the RoI
+/// head's maps); `AFAN_CONV_SMALL_PIXELS` replaces it (for timing with one binary).
+///
+/// Why not more: up to stop 29 this was 256 (16x16), and that put CIFAR ResNet-20's 16x16 and
+/// 8x8 layers on this path, where the general im2col moves each stride-1 patch row as one
+/// shifted plane: its training step was 11-15% slower (`afan bench`, batch 128, 2 threads:
+/// clean 0.247 / 0.229 / 0.219 / 0.213 s and A-FAN 0.792 / 0.706 / 0.663 / 0.652 s at 256 /
+/// 81 / 49 / 16). The detection baseline keeps its gain at 16 (0.79 s at 256 and 16, 0.83 s
+/// with the path off) and DeepLabV3+'s 9x9 maps lose nothing (ResNet-50 A-FAN 0.82 s at 81
+/// and 0.80-0.82 s at 49); ImageNet ResNets' 7x7 maps are, like 8x8, left to the general path.
+pub(super) const SMALL_PIXELS: usize = 16;
 
 /// Whether `g`'s patch matrix is built by [`im2col_small`]: a small output plane.
 pub(super) fn is_small(g: &ConvGeom) -> bool {
-    small_planes_on() && g.out_pixels() <= SMALL_PIXELS
+    use std::sync::OnceLock;
+    static MAX: OnceLock<usize> = OnceLock::new();
+    let max = *MAX.get_or_init(|| crate::flex::env_or("AFAN_CONV_SMALL_PIXELS", SMALL_PIXELS));
+    small_planes_on() && g.out_pixels() <= max
 }
 
 /// The small-plane paths (this im2col, and the fixed-size plane copies of the block products in
@@ -160,7 +172,8 @@ mod tests {
                 dilation: [d, d],
                 ..ConvGeom::dense([1, c, 1], hw, kernel, [s, s], [p, p])
             };
-            assert!(g.out_pixels() <= SMALL_PIXELS, "{g:?}");
+            // Shapes up to 16x16: the path is correct for any size, whatever it is chosen for.
+            assert!(g.out_pixels() <= 256, "{g:?}");
             let x: Vec<f32> = (0..c * hw[0] * hw[1])
                 .map(|i| (i as f32 + 1.0) * 0.5)
                 .collect();
