@@ -98,7 +98,7 @@ impl Execution {
         // The passes' flipped convolution weights, kept from one backward pass to the next and
         // dropped (their buffers released) when the passes end, before the optimizer writes the
         // weights in place: afan_models::conv::FlippedWeights, entered on the thread that runs
-        // the passes. Replicas open their own. One device's passes run on a worker of rayon's
+        // the passes (replicas open their own). One device's passes run on a worker of rayon's
         // pool (afan_models::on_pool: its parallel operations then start without a hand-over).
         let (model, grads, loss, measures, apply, weight_grad) =
             match (&self.replicas, self.precision.half()) {
@@ -134,19 +134,18 @@ impl Execution {
                         host_weights,
                     )
                 })?,
-                (Some(r), dtype) => {
-                    let _flipped = FlippedWeights::enter();
-                    self.parallel(
-                        task,
-                        r,
-                        model,
-                        batch,
-                        (iteration, seed),
-                        dtype,
-                        scaler,
-                        host_weights,
-                    )?
-                }
+                // No convolution runs on this thread here: each replica's thread opens its
+                // own flipped-weight scope (Replicas::run_with_weights).
+                (Some(r), dtype) => self.parallel(
+                    task,
+                    r,
+                    model,
+                    batch,
+                    (iteration, seed),
+                    dtype,
+                    scaler,
+                    host_weights,
+                )?,
             };
         let model = if apply && loss.is_finite() {
             if let (Some((w, config)), Some(g)) = (weights, weight_grad)
