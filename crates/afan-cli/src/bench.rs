@@ -98,16 +98,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let mut time = |objective: &Objective, model: &mut afan_models::Classifier| -> Vec<f64> {
         (0..args.warmup + args.iters)
-            .map(|_| {
+            .map(|i| {
                 let t = Instant::now();
-                // The passes on a pool worker in the engine's flipped-weight scope, left before
-                // the update (as `Execution::step`).
-                let (loss, grads) = afan_models::on_pool(|| {
-                    afan_models::conv::with_flipped_weights(|| {
-                        let (loss, _, _) = training_loss(model, x.clone(), y.clone(), objective);
-                        let grads = GradientsParams::from_grads(loss.backward(), &*model);
-                        (loss, grads)
-                    })
+                // The passes where the engine runs them (step_passes), left before the update.
+                let (loss, grads) = afan_models::step_passes(i as u64, || {
+                    let (loss, _, _) = training_loss(model, x.clone(), y.clone(), objective);
+                    let grads = GradientsParams::from_grads(loss.backward(), &*model);
+                    (loss, grads)
                 });
                 *model = optim.step(0.01, model.clone(), grads);
                 // Reading the loss waits for the backend, so the time covers the whole step.

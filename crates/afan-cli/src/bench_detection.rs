@@ -8,9 +8,8 @@
 
 use crate::bench_args::BenchArgs;
 use crate::bench_child::{StepClock, peak_rss_mib, run_row};
-use afan_models::conv::with_flipped_weights;
 use afan_models::detection::step::{DetectionInput, DetectionTarget};
-use afan_models::on_pool;
+use afan_models::step_passes;
 use afan_train::detection::config::{DetectionConfig, release};
 use afan_train::detection::objective::detection_loss;
 use afan_train::{Method, RunConfig};
@@ -127,13 +126,10 @@ fn child(args: &BenchArgs, method: &str, [h, w]: [usize; 2]) -> Result<()> {
     let mut clock = StepClock::default();
     for i in 0..args.warmup + args.iters {
         let start = StepClock::start();
-        // On a pool worker in the engine's flipped-weight scope, left before the optimizer step
-        // (as `Execution::step`).
-        let grads = on_pool(|| {
-            with_flipped_weights(|| -> Result<_> {
-                let step = detection_loss(&model, input.clone(), afan, i as u64)?;
-                Ok(GradientsParams::from_grads(step.loss.backward(), &model))
-            })
+        // Where the engine runs the passes (step_passes), left before the optimizer step.
+        let grads = step_passes(i as u64, || -> Result<_> {
+            let step = detection_loss(&model, input.clone(), afan, i as u64)?;
+            Ok(GradientsParams::from_grads(step.loss.backward(), &model))
         })?;
         model = optim.step(config.common.optim.lr, model, grads);
         // Reading a parameter back waits for the backend: the time is the whole step.

@@ -8,8 +8,7 @@
 
 use crate::bench_args::BenchArgs;
 use crate::bench_child::{StepClock, peak_rss_mib, run_row};
-use afan_models::conv::with_flipped_weights;
-use afan_models::on_pool;
+use afan_models::step_passes;
 use afan_train::segmentation::SegmentationTask;
 use afan_train::{Purpose, RunConfig, Task};
 use anyhow::{Result, bail};
@@ -125,16 +124,14 @@ fn child(args: &BenchArgs, spec: &str, s: usize) -> Result<()> {
     let mut clock = StepClock::default();
     for i in 0..args.warmup + args.iters {
         let start = StepClock::start();
-        // The engine's own step: the task's loss on a pool worker in the engine's flipped-weight
-        // scope, then one SGD step per learning-rate group.
-        let grads = on_pool(|| {
-            with_flipped_weights(|| -> Result<_> {
-                let out = task.loss(&model, x.clone(), y.clone())?;
-                let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-                // Reading the loss waits for the backend: the time is the whole step.
-                let _ = out.loss.into_scalar::<f32>();
-                Ok(grads)
-            })
+        // The engine's own step: the task's loss where the engine runs it (step_passes), then
+        // one SGD step per learning-rate group.
+        let grads = step_passes(i as u64, || -> Result<_> {
+            let out = task.loss(&model, x.clone(), y.clone())?;
+            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+            // Reading the loss waits for the backend: the time is the whole step.
+            let _ = out.loss.into_scalar::<f32>();
+            Ok(grads)
         })?;
         for (factor, g) in task.lr_groups(&model, grads) {
             model = optim.step(lr * factor, model, g);

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod device;
+pub mod draw;
 pub mod learnable;
 pub mod loss;
 pub mod moments;
@@ -23,6 +24,7 @@ pub mod split;
 pub mod strength;
 
 pub use config::{AfanConfig, AttackBatchNorm};
+pub use draw::DrawScope;
 pub use learnable::{
     LearnableConfig, LearnableOutput, PointWeights, WeightProjection, learnable_objective,
 };

@@ -6,7 +6,7 @@
 //! whose parameters require no gradient (see `attack_copy` in the `objective` module), so the backward
 //! passes of the attack never compute parameter gradients.
 
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 /// Which ball the perturbation is kept inside after each step.
@@ -161,7 +161,7 @@ where
     let radius = ball.radius;
     let mut adv = clean.clone();
     if random_start && radius > 0.0 {
-        adv = adv.clone() + adv.random_like(Distribution::Uniform(-radius, radius));
+        adv = adv.clone() + crate::draw::uniform_like(&adv, -radius, radius);
         adv = ball.keep(adv, &clean);
     }
     for _ in 0..steps {

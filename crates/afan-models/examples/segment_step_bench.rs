@@ -42,10 +42,13 @@ fn arg(i: usize, default: usize) -> usize {
     })
 }
 
-/// Everything on one worker of rayon's pool, as the engine runs its steps
-/// (`afan_models::on_pool`): the floor is measured where the step runs.
+/// Everything on one worker of rayon's pool, its dropout masks drawn from a step's scope, as the
+/// engine runs its steps (`afan_models::step_passes`): the floor is measured where the step runs.
 fn main() {
-    afan_models::on_pool(run);
+    afan_models::on_pool(|| {
+        let _draws = afan_core::DrawScope::enter(0);
+        run()
+    });
 }
 
 fn run() {

@@ -13,7 +13,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{sigmoid, silu};
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Tensor};
 
 /// The compound-scaled variants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -211,9 +211,8 @@ impl MBConv {
         }
         let keep = 1.0 - self.drop_prob;
         let b = y.dims()[0];
-        let mask = Tensor::<4>::random([b, 1, 1, 1], Distribution::Bernoulli(keep), &y.device())
-            .cast(y.dtype());
-        y * (mask / keep)
+        let mask = afan_core::draw::keep_mask([b, 1, 1, 1], (&y.device(), y.dtype()), keep);
+        y * mask
     }
 }
 
@@ -318,7 +317,8 @@ impl EfficientNet {
     pub fn head(&self, f: Tensor<4>) -> Tensor<2> {
         let [b, c, _, _] = f.dims();
         let pooled = f.mean_dim(2).mean_dim(3).reshape([b, c]);
-        self.classifier.forward(self.dropout.forward(pooled))
+        self.classifier
+            .forward(crate::dropout::apply(&self.dropout, pooled))
     }
 }
 

@@ -309,13 +309,13 @@ impl SharedHead {
             model.head.aspp.forward_undropped(deep)
         });
         let dropout = &model.head.aspp.dropout;
-        let aspp_sd = dropout.forward(undropped.clone());
+        let aspp_sd = crate::dropout::apply(dropout, undropped.clone());
         let feature_sd = match sd.index {
             super::ASPP => aspp_sd,
             _ => model.head.decoder_input(aspp_sd, low.clone()),
         };
         Self {
-            clean_aspp: dropout.forward(undropped),
+            clean_aspp: crate::dropout::apply(dropout, undropped),
             low,
             feature_se,
             feature_sd,

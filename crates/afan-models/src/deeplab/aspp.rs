@@ -46,7 +46,7 @@ impl Aspp {
 
     /// `[B, in_ch, h, w]` to `[B, 256, h, w]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.dropout.forward(self.forward_undropped(x))
+        crate::dropout::apply(&self.dropout, self.forward_undropped(x))
     }
 
     /// [`Self::forward`] before its dropout: a pass shared by several of the release's passes

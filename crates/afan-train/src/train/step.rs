@@ -9,9 +9,8 @@ use crate::error::{Result, TrainError};
 use crate::parallel::{GradSync, Replicas};
 use crate::precision::{LossScaler, Precision, cast_module, check_support, unscale};
 use crate::task::{Measure, StepContext, Task};
-use afan_core::{LearnableConfig, PointWeights};
-use afan_models::conv::FlippedWeights;
-use afan_models::on_pool;
+use afan_core::{DrawScope, LearnableConfig, PointWeights};
+use afan_models::step_passes;
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, FloatDType};
@@ -95,15 +94,14 @@ impl Execution {
         weights: LearnableWeights,
     ) -> Result<Stepped<T::Model>> {
         let host_weights = weights.as_ref().map(|(w, _)| &**w);
-        // The passes' flipped convolution weights, kept from one backward pass to the next and
-        // dropped (their buffers released) when the passes end, before the optimizer writes the
-        // weights in place: afan_models::conv::FlippedWeights, entered on the thread that runs
-        // the passes (replicas open their own). One device's passes run on a worker of rayon's
-        // pool (afan_models::on_pool: its parallel operations then start without a hand-over).
+        // One device's passes run as afan_models::step_passes says: on a worker of rayon's pool,
+        // in a flipped-weight scope (left, its buffers released, before the optimizer writes the
+        // weights in place), their random draws from the step's seed (afan_core::draw; not the
+        // backend's process-wide generator, which replicas would race for). Each replica's
+        // thread opens the same two scopes, with its shard's seed.
         let (model, grads, loss, measures, apply, weight_grad) =
             match (&self.replicas, self.precision.half()) {
-                (None, None) => on_pool(|| {
-                    let _flipped = FlippedWeights::enter();
+                (None, None) => step_passes(seed, || {
                     let leaf = host_weights.map(|w| w.leaf(&self.device));
                     let ctx = StepContext {
                         device: &self.device,
@@ -122,8 +120,7 @@ impl Execution {
                     let grads = GradientsParams::from_grads(grads, &model);
                     Ok::<_, TrainError>((model, grads, loss, out.measures, true, weight_grad))
                 })?,
-                (None, Some(dtype)) => on_pool(|| {
-                    let _flipped = FlippedWeights::enter();
+                (None, Some(dtype)) => step_passes(seed, || {
                     self.half(
                         task,
                         model,
@@ -205,6 +202,7 @@ impl Execution {
                     seed: seed ^ ((i as u64) << 40),
                     point_weights: leaf,
                 };
+                let _draws = DrawScope::enter(ctx.seed);
                 let Some(d) = dtype else {
                     let out = task.step(replica, shard, &ctx)?;
                     return Ok((out.loss, out.measures));

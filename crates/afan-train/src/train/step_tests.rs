@@ -254,7 +254,7 @@ fn an_afan_step_reuses_flipped_weights_and_updates_in_place() {
 }
 
 /// Every float of the model (weights and running statistics), bit for bit, in module order.
-fn model_bits(model: &Classifier) -> Vec<u32> {
+fn model_bits<M: Module>(model: &M) -> Vec<u32> {
     struct Bits(Vec<u32>);
     impl ModuleVisitor for Bits {
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
@@ -315,4 +315,47 @@ fn a_step_gives_the_same_model_whichever_thread_runs_it() {
     let one = run(true);
     assert!(!one.is_empty());
     assert_eq!(run(false), one, "steps on three threads");
+}
+
+/// A step's random draws (here the DeepLab's ASPP dropout, drawn by each A-FAN pass) come from
+/// the step's seed, not from the backend's process-wide generator: on one device and on two
+/// replicas of it, two steps after seeding the backend differently end with the same model, bit
+/// for bit. Replicas that drew from the backend's generator at the same time took their masks
+/// in the order their threads came, and a two-replica run's loss changed from run to run (the
+/// CI failure at the end of stop 29).
+#[test]
+fn a_steps_random_draws_are_its_own_on_one_device_and_on_replicas() {
+    let _rng = crate::test_lock::device_rng();
+    let mut c = crate::segmentation::config::quickstart();
+    c.task.model.aspp_channels = 16;
+    c.task.synthetic.train = 8;
+    c.task.synthetic.test = 4;
+    c.common.batch_size = 4;
+    let task = crate::segmentation::SegmentationTask::open(c, crate::Purpose::Train).unwrap();
+    let batch = task.epoch_batches(0, 0).next().unwrap().unwrap();
+    let device = afan_core::device::test_device();
+    for devices in [vec![device.clone()], vec![device.clone(), device]] {
+        let exec = Execution::new(&devices, GradSync::FirstDevice, Precision::F32, 4).unwrap();
+        let run = |backend_seed| {
+            exec.device.seed(1);
+            let mut model = task.build_model(&exec.device, false).unwrap();
+            let mut optim = task.config().common.optim.build();
+            let mut scaler = LossScaler::new(Precision::F32);
+            exec.device.seed(backend_seed);
+            for i in 0..2 {
+                let b = batch.clone();
+                let stepped =
+                    exec.step(&task, model, &mut optim, b, (i, 9), 0.05, &mut scaler, None);
+                model = stepped.unwrap().model;
+            }
+            model_bits(&model)
+        };
+        let first = run(2);
+        assert!(!first.is_empty());
+        assert!(
+            first == run(3),
+            "{} device(s): the model depends on the backend's generator",
+            devices.len()
+        );
+    }
 }
