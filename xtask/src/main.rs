@@ -124,16 +124,17 @@ const GOLDEN_ON_WGPU: [&str; 10] = [
 /// (a test runs when its path contains one of them; none: every test of the target). What each
 /// proves, and what is left out and why: docs/gpu.md, "What runs where".
 const WGPU_SUBSET: [(&str, &[&str]); 3] = [
-    // afan-core's tests (the attack, strength points, moment exchange, losses, objective, pixel
-    // PGD, device names and the no-adapter error), and afan-models' split round trips at every
-    // point, MobileNetV2 and the DeepLab release checkpoint against their references, the
-    // resize, RoI Align/Pool, the detection losses, and Faster R-CNN's frozen stages and its
-    // detections.
+    // afan-core's tests (the attack, a step's draws, strength points, moment exchange, losses,
+    // objective, pixel PGD, device names and the no-adapter error), and afan-models' split round
+    // trips at every point, MobileNetV2 and the DeepLab release checkpoint against their
+    // references, the resize, RoI Align/Pool, the detection losses, and Faster R-CNN's frozen
+    // stages and its detections.
     (
         "--lib",
         &[
             "config::tests::",
             "device::tests::",
+            "draw::tests::",
             "loss::tests::",
             "moments::tests::",
             "objective::tests::",
