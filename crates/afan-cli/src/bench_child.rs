@@ -36,6 +36,11 @@ pub(crate) fn run_row<R: DeserializeOwned>(
         .with_context(|| format!("benchmark of {label} printed no result"))
 }
 
+/// What the benches' peak-memory column is, for their headers. glibc's malloc keeps an arena per
+/// thread, so the same row's peak varies from run to run by up to 1.6x; with one arena it
+/// repeats (docs/benchmarks.md, "Peak memory and glibc's per-thread arenas").
+pub(crate) const PEAK_MEMORY: &str = "peak memory = VmHWM of a fresh child process per row (with glibc it varies between runs; MALLOC_ARENA_MAX=1 makes it repeat)";
+
 /// `VmHWM` of this process in MiB (absent where /proc is not).
 pub(crate) fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

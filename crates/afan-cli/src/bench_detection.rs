@@ -58,8 +58,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "Faster R-CNN C4 ResNet-18 (VOC preset, 20 classes) training step, batch {} at {h}x{w} on {}, median of {} after {} warm-up; peak memory = VmHWM of a fresh child process per row",
-        args.batch, args.device, args.iters, args.warmup
+        "Faster R-CNN C4 ResNet-18 (VOC preset, 20 classes) training step, batch {} at {h}x{w} on {}, median of {} after {} warm-up; {}",
+        args.batch,
+        args.device,
+        args.iters,
+        args.warmup,
+        crate::bench_child::PEAK_MEMORY
     );
     println!(
         "{:<9} {:>10} {:>9} {:>14} {:>9}",

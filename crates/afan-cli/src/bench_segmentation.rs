@@ -71,8 +71,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "DeepLabV3+ (output stride 16, 21 classes) training step, batch {} at {}x{} on {}, median of {} after {} warm-up; peak memory = VmHWM of a fresh child process per row",
-        args.batch, s, s, args.device, args.iters, args.warmup
+        "DeepLabV3+ (output stride 16, 21 classes) training step, batch {} at {}x{} on {}, median of {} after {} warm-up; {}",
+        args.batch,
+        s,
+        s,
+        args.device,
+        args.iters,
+        args.warmup,
+        crate::bench_child::PEAK_MEMORY
     );
     println!(
         "{:<14} {:<9} {:>10} {:>9} {:>14} {:>9}",
